@@ -1,0 +1,122 @@
+"""PureSVD (Cremonesi et al., RecSys 2010): a truncated SVD of the binary user-item matrix.
+
+Scores are the rank-r reconstruction U Σ V^T of the train interaction matrix X, computed as
+(X V^T) V with V the top right singular vectors (scikit-learn's `TruncatedSVD.components_`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+
+from ebr.baselines.base import interaction_matrix, rank_corpus, tune_on_validation
+from ebr.data.schema import Split
+from ebr.evaluation.task import EvalTask
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RANKS = (16, 32, 64, 128, 256)
+
+
+class PureSVD:
+    """PureSVD retriever.
+
+    Args:
+        rank: number of singular vectors (used as is when `tune` is false).
+        tune: choose the rank from `grid` by validation recall@50 (never looking at test).
+        grid: the ranks tried when tuning; ranks not below min(users, pins) with a train
+            engagement are skipped.
+        n_iter: power iterations of the randomized SVD.
+        seed: random state of the randomized SVD.
+    """
+
+    def __init__(
+        self,
+        rank: int = 64,
+        tune: bool = False,
+        grid: Sequence[int] = DEFAULT_RANKS,
+        n_iter: int = 7,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (("rank", rank), *((f"grid[{i}]", r) for i, r in enumerate(grid))):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+        self.rank = int(rank)
+        self.tune = tune
+        self.grid = tuple(int(r) for r in grid)
+        self.n_iter = n_iter
+        self.seed = seed
+        self.validation: dict[str, float] = {}
+        self._user_factors: np.ndarray | None = None
+        self._item_factors: np.ndarray | None = None
+
+    def fit(self, split: Split, n_users: int, n_pins: int) -> None:
+        """Fit on `split.train`; with `tune`, first pick the rank on `split.val`.
+
+        Args:
+            split: the split (`split.test` is never read).
+            n_users: number of user ids.
+            n_pins: number of pin ids.
+        """
+        matrix = interaction_matrix(split, n_users, n_pins)
+        if not self.tune:
+            self._fit_matrix(matrix, self.rank)
+            return
+        limit = _rank_bound(matrix)
+        candidates = [r for r in self.grid if r < limit]
+        if not candidates:
+            raise ValueError(f"model.grid {list(self.grid)}: every rank is >= the matrix rank bound {limit}")
+
+        def fit_candidate(rank: int) -> PureSVD:
+            model = PureSVD(rank=rank, n_iter=self.n_iter, seed=self.seed)
+            model._fit_matrix(matrix, rank)
+            return model
+
+        best, self.validation, model = tune_on_validation(split, candidates, fit_candidate)
+        log.info("PureSVD: validation recall@50 by rank %s; chose rank %d", self.validation, best)
+        # the chosen model was fitted on split.train exactly as a refit would be, so keep it
+        self.rank = best
+        self._user_factors, self._item_factors = model._user_factors, model._item_factors
+
+    def _fit_matrix(self, matrix: sp.csr_matrix, rank: int) -> None:
+        limit = _rank_bound(matrix)
+        if rank >= limit:
+            raise ValueError(
+                f"model.rank={rank} must be below min(users, pins) with a train engagement = {limit}"
+            )
+        svd = TruncatedSVD(
+            n_components=rank, algorithm="randomized", n_iter=self.n_iter, random_state=self.seed
+        )
+        self._user_factors = np.asarray(svd.fit_transform(matrix), dtype=np.float64)  # X V^T = U Σ
+        self._item_factors = np.asarray(svd.components_.T, dtype=np.float64)  # V^T
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Reconstructed scores (U Σ V^T)[users] over every pin id.
+
+        Args:
+            users: user ids.
+
+        Returns:
+            (len(users), n_pins) float64 scores.
+        """
+        if self._user_factors is None or self._item_factors is None:
+            raise RuntimeError("PureSVD.score called before fit")
+        return self._user_factors[np.asarray(users, dtype=np.int64)] @ self._item_factors.T
+
+    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
+        """Top-k corpus pins by reconstructed score, the user's excluded pins removed.
+
+        Args:
+            task: users, corpus and exclusions.
+            k: results per user.
+        """
+        return rank_corpus(self.score, task, k)
+
+
+def _rank_bound(matrix: sp.csr_matrix) -> int:
+    """min(users, pins) counted over the rows and columns that hold a train engagement."""
+    return int(min(np.count_nonzero(matrix.getnnz(axis=1)), np.count_nonzero(matrix.getnnz(axis=0))))

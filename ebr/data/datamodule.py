@@ -1,0 +1,154 @@
+"""LightningDataModule serving (user, engaged pin) batches from a Split."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, IterableDataset
+
+from ebr.data.batching import Batch, FeatureGatherer, make_batch
+from ebr.data.schema import InteractionData, Split
+
+
+class EngagementBatches(IterableDataset):
+    """Batches over the engagement rows of one window, reshuffled every pass.
+
+    Each pass draws its permutation from (seed, pass number), so runs are reproducible and
+    epochs differ. Batches are built whole, vectorised; the DataLoader must use batch_size=None.
+
+    Args:
+        events: engagement rows (user, pin, interest columns used).
+        user_gatherer: builds user-tower inputs.
+        pin_gatherer: builds pin-tower inputs.
+        batch_size: examples per batch.
+        shuffle: shuffle each pass (training) or keep order (validation).
+        seed: base seed of the shuffles and negative draws.
+        negative_pool: pin ids random negatives are drawn from (uniformly), or None.
+        num_negatives: random negatives per batch (0 disables them).
+        drop_last: drop a final incomplete batch (keeps the in-batch softmax size constant).
+    """
+
+    def __init__(
+        self,
+        events: pd.DataFrame,
+        user_gatherer: FeatureGatherer,
+        pin_gatherer: FeatureGatherer,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        negative_pool: np.ndarray | None = None,
+        num_negatives: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.users = events["user"].to_numpy(np.int64)
+        self.pins = events["pin"].to_numpy(np.int64)
+        self.interests = events["interest"].to_numpy(np.int64)
+        self.user_gatherer = user_gatherer
+        self.pin_gatherer = pin_gatherer
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.negative_pool = negative_pool
+        self.num_negatives = num_negatives if negative_pool is not None and len(negative_pool) else 0
+        self.drop_last = drop_last and len(self.users) >= batch_size
+        self._passes = 0
+
+    def __len__(self) -> int:
+        n = len(self.users)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        rng = np.random.default_rng([self.seed, self._passes])
+        self._passes += 1
+        order = rng.permutation(len(self.users)) if self.shuffle else np.arange(len(self.users))
+        for b in range(len(self)):
+            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
+            negatives = None
+            if self.num_negatives:
+                negatives = self.negative_pool[rng.integers(0, len(self.negative_pool), self.num_negatives)]
+            yield make_batch(
+                self.user_gatherer,
+                self.pin_gatherer,
+                self.users[rows],
+                self.pins[rows],
+                self.interests[rows],
+                negatives,
+            )
+
+
+class TwoTowerDataModule(pl.LightningDataModule):
+    """Training and validation batches for a two-tower model.
+
+    Args:
+        data: the data set (feature tables).
+        split: its temporal split; trains on `split.train`, validates on `split.val`.
+        user_features: categorical user features fed to the user tower.
+        pin_features: categorical pin features fed to the pin tower.
+        user_dense: dense user features.
+        pin_dense: dense pin features.
+        batch_size: training batch size (the in-batch softmax width).
+        seed: shuffling seed.
+        num_negatives: extra uniformly drawn corpus negatives per batch (mixed negatives).
+        negative_pool: the pins random negatives come from (e.g. the serving corpus).
+    """
+
+    def __init__(
+        self,
+        data: InteractionData,
+        split: Split,
+        user_features: Sequence[str],
+        pin_features: Sequence[str],
+        user_dense: Sequence[str] = (),
+        pin_dense: Sequence[str] = (),
+        batch_size: int = 1024,
+        seed: int = 0,
+        num_negatives: int = 0,
+        negative_pool: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.split = split
+        self.user_gatherer = FeatureGatherer(
+            data.users, user_features, user_dense, source=f"{data.name} users"
+        )
+        self.pin_gatherer = FeatureGatherer(data.pins, pin_features, pin_dense, source=f"{data.name} pins")
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_negatives = num_negatives
+        self.negative_pool = negative_pool
+        if split.train.empty:
+            raise ValueError(f"{data.source}: the training window holds no engagements")
+        self._train = EngagementBatches(
+            split.train,
+            self.user_gatherer,
+            self.pin_gatherer,
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            negative_pool=negative_pool,
+            num_negatives=num_negatives,
+            drop_last=True,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self._train, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.split.val.empty:
+            return []
+        batches = EngagementBatches(
+            self.split.val,
+            self.user_gatherer,
+            self.pin_gatherer,
+            self.batch_size,
+            shuffle=False,
+            seed=self.seed,
+            drop_last=True,
+        )
+        return DataLoader(batches, batch_size=None)

@@ -1,0 +1,231 @@
+"""The canonical interaction-data schema every loader produces and every consumer reads.
+
+Events are one row per logged event; users and pins are feature tables indexed by a dense
+row id (0..n-1), so an event's `user` / `pin` is directly a row of its table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+SECONDS_PER_DAY = 86_400
+
+IMPRESSION, CLICK, REPIN = 0, 1, 2
+EVENT_NAMES = {IMPRESSION: "impression", CLICK: "click", REPIN: "repin"}
+NO_INTEREST = -1
+
+# column -> numpy dtype kind accepted ("i" signed/unsigned integer)
+EVENT_COLUMNS: dict[str, str] = {
+    "user": "i",
+    "pin": "i",
+    "timestamp": "i",
+    "event": "i",
+    "interest": "i",
+}
+
+
+class DataValidationError(ValueError):
+    """Bad input data; the message names the source file, the column and the first bad row."""
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    """A categorical feature of a table, possibly multi-valued, stored as CSR.
+
+    Args:
+        offsets: int64 array of length n_rows + 1; row i's values are values[offsets[i]:offsets[i+1]].
+        values: int64 ids in [0, cardinality).
+        cardinality: number of distinct ids (the embedding-table size).
+        weights: optional float32 weights aligned with `values` (e.g. interest weights).
+    """
+
+    offsets: np.ndarray
+    values: np.ndarray
+    cardinality: int
+    weights: np.ndarray | None = None
+
+    @staticmethod
+    def single(values: np.ndarray, cardinality: int) -> CategoricalFeature:
+        """One value per row."""
+        values = np.asarray(values, dtype=np.int64)
+        return CategoricalFeature(np.arange(len(values) + 1, dtype=np.int64), values, int(cardinality))
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Vectorised CSR gather: (lengths, values, weights) of `rows`, in row order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        total = int(lengths.sum())
+        # position of each output value = its row's start + its rank within the row
+        row_of_value = np.repeat(np.arange(len(rows)), lengths)
+        first_out = np.cumsum(lengths) - lengths
+        index = starts[row_of_value] + (np.arange(total) - first_out[row_of_value])
+        weights = None if self.weights is None else self.weights[index]
+        return lengths, self.values[index], weights
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Features of one entity type (users or pins), one row per entity id.
+
+    Args:
+        n_rows: number of entities.
+        categorical: sparse features by name (embedded by the model through embedding tables).
+        dense: float32 arrays of shape (n_rows,) or (n_rows, k) by name.
+        meta: per-row attributes that are not model inputs (creation time, signatures, ...).
+    """
+
+    n_rows: int
+    categorical: dict[str, CategoricalFeature] = field(default_factory=dict)
+    dense: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, feature in self.categorical.items():
+            if feature.n_rows != self.n_rows:
+                raise DataValidationError(
+                    f"categorical feature '{name}' has {feature.n_rows} rows, table has {self.n_rows}"
+                )
+        for kind, arrays in (("dense", self.dense), ("meta", self.meta)):
+            for name, array in arrays.items():
+                if len(array) != self.n_rows:
+                    raise DataValidationError(
+                        f"{kind} feature '{name}' has {len(array)} rows, table has {self.n_rows}"
+                    )
+
+    def dense_matrix(self, names: list[str] | None = None) -> np.ndarray:
+        """Dense features stacked as a float32 (n_rows, total_width) matrix."""
+        names = list(self.dense) if names is None else names
+        columns = [np.asarray(self.dense[n], dtype=np.float32).reshape(self.n_rows, -1) for n in names]
+        if not columns:
+            return np.zeros((self.n_rows, 0), dtype=np.float32)
+        return np.concatenate(columns, axis=1)
+
+
+@dataclass(frozen=True)
+class InteractionData:
+    """A whole data set in the canonical schema.
+
+    Args:
+        name: short name used in logs and manifests.
+        events: DataFrame with columns user, pin, timestamp (int64 seconds), event
+            (IMPRESSION / CLICK / REPIN), interest (the interest through which the pin was
+            surfaced, NO_INTEREST when unknown).
+        users: user feature table; events.user indexes its rows.
+        pins: pin feature table; events.pin indexes its rows.
+        n_interests: size of the interest vocabulary (0 when the data has none).
+        source: where the data came from (a path, or "synthetic:<hash>"), for error messages.
+        truth: the true engagement model when the data is simulated (None for real data).
+    """
+
+    name: str
+    events: pd.DataFrame
+    users: FeatureTable
+    pins: FeatureTable
+    n_interests: int = 0
+    source: str = "<memory>"
+    truth: GroundTruth | None = None
+
+    def engagements(self) -> pd.DataFrame:
+        """Events that count as positive labels (click or repin)."""
+        return self.events[self.events["event"] >= CLICK]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Engagement events cut into time windows (each a DataFrame in the events schema).
+
+    `test` holds labels strictly after every training timestamp; `val` never overlaps `test`.
+    `reference_time` is the serving time: the start of the test window (seconds).
+    `cold` counts what evaluation could not score (e.g. test items never seen in train).
+    """
+
+    pretrain: pd.DataFrame
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    reference_time: int
+    cold: dict[str, int] = field(default_factory=dict)
+
+
+class GroundTruth(Protocol):
+    """The true engagement model of a simulated world (used by simulated online metrics)."""
+
+    def engagement_probabilities(
+        self, users: np.ndarray, pins: np.ndarray, timestamp: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(p_click, p_repin) of showing `pins` to `users` at `timestamp` (seconds).
+
+        `users` and `pins` broadcast against each other, e.g. users (M, 1) with pins (M, K).
+        """
+        ...
+
+    def true_score(self, users: np.ndarray, pins: np.ndarray, timestamp: float) -> np.ndarray:
+        """The world's engagement logit; what a perfect ranker would sort by. Broadcasts like above."""
+        ...
+
+
+def validate_events(events: pd.DataFrame, n_users: int, n_pins: int, source: str) -> pd.DataFrame:
+    """Check an events frame against the canonical schema.
+
+    Args:
+        events: the frame to check.
+        n_users: rows in the user table (valid user ids are 0..n_users-1).
+        n_pins: rows in the pin table.
+        source: the file (or other origin) named in error messages.
+
+    Returns:
+        The frame with canonical dtypes (int64 ids and timestamps, int8 event, int32 interest).
+
+    Raises:
+        DataValidationError: naming `source`, the column and the first bad row.
+    """
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise DataValidationError(
+            f"{source}: missing column(s) {missing}; expected columns {list(EVENT_COLUMNS)}"
+        )
+    for column, kind in EVENT_COLUMNS.items():
+        values = events[column]
+        if values.dtype.kind not in (kind, "u"):
+            bad = _first_non_integer_row(values)
+            raise DataValidationError(
+                f"{source}: column '{column}' must hold integers, got dtype {values.dtype}"
+                + (f"; first bad row {bad} (value {values.iloc[bad]!r})" if bad is not None else "")
+            )
+    bounds = {
+        "user": (0, n_users - 1),
+        "pin": (0, n_pins - 1),
+        "event": (IMPRESSION, REPIN),
+        "timestamp": (0, np.iinfo(np.int64).max),
+        "interest": (NO_INTEREST, np.iinfo(np.int32).max),
+    }
+    for column, (low, high) in bounds.items():
+        values = events[column].to_numpy()
+        bad = np.flatnonzero((values < low) | (values > high))
+        if len(bad):
+            row = int(bad[0])
+            raise DataValidationError(
+                f"{source}: column '{column}' row {row}: value {values[row]} outside [{low}, {high}]"
+                f" ({len(bad)} bad rows in all)"
+            )
+    return events.astype(
+        {"user": "int64", "pin": "int64", "timestamp": "int64", "event": "int8", "interest": "int32"}
+    )
+
+
+def _first_non_integer_row(values: pd.Series) -> int | None:
+    numeric = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero(numeric.isna().to_numpy() | (numeric.to_numpy() % 1 != 0))
+    return int(bad[0]) if len(bad) else None

@@ -1,0 +1,163 @@
+"""Event simulation: sessions, the logging policy's impressions, and clicks / repins drawn from the truth.
+
+One vectorised step per day (the only Python loop). Each day draws from its own random sub-stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ebr.data.schema import CLICK, IMPRESSION, NO_INTEREST, REPIN, SECONDS_PER_DAY
+from ebr.data.world.config import WorldConfig, stream
+from ebr.data.world.entities import PinEntities, UserEntities
+from ebr.data.world.latent import SyntheticTruth, sigmoid
+
+EVENT_DTYPES = {
+    "user": np.int64,
+    "pin": np.int64,
+    "timestamp": np.int64,
+    "event": np.int8,
+    "interest": np.int32,
+}
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """Items grouped into contiguous segments (e.g. pins by interest tag), for per-segment sampling."""
+
+    items: np.ndarray  # item of each entry, entries sorted by segment
+    offsets: np.ndarray  # (n_segments + 1,) entry offsets
+
+    @staticmethod
+    def build(segment_of_entry: np.ndarray, item_of_entry: np.ndarray, n_segments: int) -> _Segments:
+        order = np.argsort(segment_of_entry, kind="stable")
+        offsets = np.zeros(n_segments + 1, dtype=np.int64)
+        np.cumsum(np.bincount(segment_of_entry, minlength=n_segments), out=offsets[1:])
+        return _Segments(item_of_entry[order], offsets)
+
+    def sample(
+        self, entry_weights: np.ndarray, segment: np.ndarray, uniform: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one entry per query from its segment, proportionally to `entry_weights`.
+
+        Returns (item, ok) where ok is False for queries whose segment has no positive weight.
+        """
+        cumulative = np.concatenate([[0.0], np.cumsum(entry_weights, dtype=np.float64)])
+        base = cumulative[self.offsets[segment]]
+        total = cumulative[self.offsets[segment + 1]] - base
+        entry = np.searchsorted(cumulative[1:], base + uniform * total, side="right")
+        # rounding can push a draw past the segment: fall back to its last positive-weight entry
+        positive_index = np.where(entry_weights > 0, np.arange(len(entry_weights)), -1)
+        last_positive = np.maximum.accumulate(np.concatenate([[-1], positive_index]))[
+            self.offsets[segment + 1]
+        ]
+        entry = np.minimum(entry, last_positive)
+        ok = total > 0
+        return self.items[np.where(ok, entry, 0)], ok
+
+
+def simulate_events(
+    config: WorldConfig, users: UserEntities, pins: PinEntities, truth: SyntheticTruth
+) -> pd.DataFrame:
+    """Simulate every day of the horizon and return all events sorted by timestamp.
+
+    Args:
+        config: the world config.
+        users: the users' attributes (activity and interest weights drive the sessions and the policy).
+        pins: the pins' attributes (interest tags and cluster sizes drive the policy).
+        truth: the true engagement model; clicks and repins are drawn from it plus label noise.
+
+    Returns:
+        Events in the canonical schema (user, pin, timestamp, event, interest) with canonical dtypes.
+    """
+    has_second = pins.second_interest >= 0
+    pin_ids = np.arange(config.n_pins, dtype=np.int64)
+    by_interest = _Segments.build(
+        np.concatenate([pins.interest, pins.second_interest[has_second]]),
+        np.concatenate([pin_ids, pin_ids[has_second]]),
+        config.n_interests,
+    )
+    user_rows = np.repeat(np.arange(config.n_users), np.diff(users.interest_offsets))
+    by_user = _Segments.build(user_rows, users.interest_values, config.n_users)
+    # a near-duplicate cluster gets one pin's exposure, split evenly among its members
+    log_prior = config.policy_quality_weight * truth.pin_quality.astype(np.float64) - np.log(
+        pins.cluster_size
+    )
+    days = [
+        _simulate_day(config, day, users, truth, by_interest, by_user, log_prior)
+        for day in range(config.n_days)
+    ]
+    columns = {
+        name: np.concatenate([d[name] for d in days]).astype(dtype) for name, dtype in EVENT_DTYPES.items()
+    }
+    return pd.DataFrame(columns)
+
+
+def _simulate_day(
+    config: WorldConfig,
+    day: int,
+    users: UserEntities,
+    truth: SyntheticTruth,
+    by_interest: _Segments,
+    by_user: _Segments,
+    log_prior: np.ndarray,
+) -> dict[str, np.ndarray]:
+    rng = stream(config.seed, "events", day)
+    day_start = day * SECONDS_PER_DAY
+    # the policy serves pins created before the day starts, weighted by their popularity at midday
+    exists = truth.pin_created_at <= day_start
+    existing = np.flatnonzero(exists)
+    pin_log_weight = log_prior.copy()
+    if config.trend_strength > 0:
+        pin_log_weight += config.trend_strength * truth.log_trend(
+            np.arange(config.n_pins), day_start + SECONDS_PER_DAY // 2
+        )
+    pin_weight = np.where(exists, np.exp(pin_log_weight - pin_log_weight[exists].max(initial=0.0)), 0.0)
+
+    sessions = rng.poisson(users.activity)
+    per_session = config.impressions_per_session
+    gap = config.impression_gap_seconds
+    session_user = np.repeat(np.arange(config.n_users, dtype=np.int64), sessions)
+    start = rng.integers(0, SECONDS_PER_DAY - per_session * gap + 1, size=len(session_user))
+    n = len(session_user) * per_session
+    if len(existing) == 0:
+        n = 0  # nothing to show yet
+    user = np.repeat(session_user, per_session)[:n]
+    timestamp = (
+        day_start + (np.repeat(start, per_session) + np.tile(np.arange(per_session) * gap, len(start)))[:n]
+    )
+
+    # logging policy: source interest from the user's weights, then a pin tagged with it
+    source, _ = by_user.sample(users.interest_weights, user, rng.random(n))
+    pin, ok = by_interest.sample(pin_weight[by_interest.items], source, rng.random(n))
+    explore = (rng.random(n) < config.exploration_rate) | ~ok
+    random_pin = existing[rng.integers(0, max(len(existing), 1), size=n)]
+    pin = np.where(explore, random_pin, pin)
+    interest = np.where(explore, NO_INTEREST, source)
+
+    logit, _ = truth.logits(user, pin, timestamp)
+    logit += config.label_noise * rng.standard_normal(n)
+    click = rng.random(n) < sigmoid(logit)
+    repin = click & (rng.random(n) < sigmoid(logit + config.repin_offset))
+    # a click follows its impression, a repin its click, within the impression gap
+    click_time = timestamp + rng.integers(0, gap // 2, size=n)
+    repin_time = click_time + rng.integers(0, gap // 2, size=n)
+
+    parts = [
+        (np.ones(n, bool), timestamp, IMPRESSION),
+        (click, click_time, CLICK),
+        (repin, repin_time, REPIN),
+    ]
+    out = {
+        "user": np.concatenate([user[mask] for mask, _, _ in parts]),
+        "pin": np.concatenate([pin[mask] for mask, _, _ in parts]),
+        "timestamp": np.concatenate([times[mask] for mask, times, _ in parts]),
+        "event": np.concatenate([np.full(int(mask.sum()), code, np.int8) for mask, _, code in parts]),
+        "interest": np.concatenate([interest[mask] for mask, _, _ in parts]),
+    }
+    # stable: at equal seconds an impression precedes its click and a click its repin
+    order = np.argsort(out["timestamp"], kind="stable")
+    return {name: values[order] for name, values in out.items()}

@@ -1,0 +1,78 @@
+"""Saving and loading a trained two-tower model, independent of the trainer and of sharding.
+
+The artifact holds the model's Hydra config (a partial missing only the tower specs), the
+tower specs, the feature names each tower reads, and a plain-tensor state dict.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ebr.models.tower import TowerSpec
+from ebr.models.two_tower import TwoTowerModel
+
+ARTIFACT_FORMAT = "ebr-two-tower/1"
+
+
+def save_artifact(
+    path: str | Path,
+    model_config: DictConfig | dict,
+    user_spec: TowerSpec,
+    pin_spec: TowerSpec,
+    features: dict[str, list[str]],
+    state_dict: dict[str, torch.Tensor],
+) -> None:
+    """Write the artifact atomically (temporary name, then rename).
+
+    Args:
+        path: target file (conventionally `model.pt` in the run directory).
+        model_config: the `model` node that builds a TwoTowerModel given the specs.
+        user_spec: the user tower's input spec.
+        pin_spec: the pin tower's input spec.
+        features: {"user_sparse", "user_dense", "pin_sparse", "pin_dense"} feature name lists.
+        state_dict: plain tensors (see ebr.training.distributed.dense_state_dict).
+    """
+    config = (
+        OmegaConf.to_container(model_config, resolve=True)
+        if isinstance(model_config, DictConfig)
+        else model_config
+    )
+    payload = {
+        "format": ARTIFACT_FORMAT,
+        "model_config": config,
+        "user_spec": asdict(user_spec),
+        "pin_spec": asdict(pin_spec),
+        "features": features,
+        "state_dict": state_dict,
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_artifact(path: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:
+    """Rebuild the model in eval mode (plain, unsharded tables) and return it with the payload."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if payload.get("format") != ARTIFACT_FORMAT:
+        raise ValueError(f"{path}: not an ebr model artifact (format {payload.get('format')!r})")
+    model = build_model(
+        payload["model_config"], TowerSpec(**payload["user_spec"]), TowerSpec(**payload["pin_spec"])
+    )
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload
+
+
+def build_model(model_config: DictConfig | dict, user_spec: TowerSpec, pin_spec: TowerSpec) -> TwoTowerModel:
+    """Instantiate the model config (a `_partial_` TwoTowerModel) for the given tower specs."""
+    config = OmegaConf.create(model_config) if isinstance(model_config, dict) else model_config
+    factory = hydra.utils.instantiate(config)
+    return factory(user_spec=user_spec, pin_spec=pin_spec)

@@ -1,0 +1,54 @@
+"""The two-tower retrieval model: score(user, pin) = <user_tower(user), pin_tower(pin)>."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ebr.models.tower import CrossingFactory, Tower, TowerSpec
+
+
+class TwoTowerModel(nn.Module):
+    """A user tower and a pin tower producing L2-normalised embeddings of the same width.
+
+    Args:
+        user_spec: the user tower's input features.
+        pin_spec: the pin tower's input features.
+        crossing: crossing factory used by both towers unless `pin_crossing` is given.
+        pin_crossing: a different crossing factory for the pin tower (None: same as users).
+        embedding_dim: width of every feature field.
+        output_dim: embedding width d.
+        dense_hidden: hidden widths of each tower's dense-feature MLP.
+    """
+
+    def __init__(
+        self,
+        user_spec: TowerSpec,
+        pin_spec: TowerSpec,
+        crossing: CrossingFactory,
+        pin_crossing: CrossingFactory | None = None,
+        embedding_dim: int = 32,
+        output_dim: int = 64,
+        dense_hidden: Sequence[int] = (64,),
+    ) -> None:
+        super().__init__()
+        self.user_tower = Tower(user_spec, crossing, embedding_dim, output_dim, dense_hidden)
+        self.pin_tower = Tower(pin_spec, pin_crossing or crossing, embedding_dim, output_dim, dense_hidden)
+        self.output_dim = output_dim
+
+    def embed_users(self, sparse, dense) -> torch.Tensor:
+        return self.user_tower(sparse, dense)
+
+    def embed_pins(self, sparse, dense) -> torch.Tensor:
+        return self.pin_tower(sparse, dense)
+
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(user embeddings, engaged-pin embeddings, random-negative embeddings or None) of a Batch."""
+        user = self.user_tower(batch.user.sparse, batch.user.dense)
+        pin = self.pin_tower(batch.pin.sparse, batch.pin.dense)
+        negatives = None
+        if batch.negatives is not None:
+            negatives = self.pin_tower(batch.negatives.sparse, batch.negatives.dense)
+        return user, pin, negatives

@@ -1,0 +1,264 @@
+"""``ebr-report SWEEP_DIR``: a sweep in, a table of paired deltas with intervals out.
+
+Exit codes: 0 when the report was written (even if runs failed or are missing), 1 when the requested
+wandb logging failed after the report was written, 2 on bad input (not a sweep directory, no runs,
+malformed run files, an unknown ``--metrics`` name or a ``--baseline`` naming no arm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ebr.report.render import build_report, write_report
+from ebr.report.runs import Sweep, SweepError, load_sweep, parse_override
+from ebr.report.stats import DEFAULT_BOOTSTRAP, summarize_sweep
+
+# used only when neither --metrics nor the experiment's report.metrics names the headline metrics
+DEFAULT_HEADLINE = ("recall@100", "ndcg@100", "sim/engaged_sessions", "sim/repins")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of ``ebr-report``."""
+    parser = argparse.ArgumentParser(
+        prog="ebr-report",
+        description="Summarise a Hydra multirun sweep: per-arm means, seed-paired relative deltas against "
+        "the baseline with 95% intervals and p-values; writes report.md, report.json and deltas.png into "
+        "the sweep directory.",
+    )
+    parser.add_argument("sweep_dir", type=Path, help="the sweep directory (hydra.sweep.dir)")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override naming the baseline arm (repeat for several keys); default: the runs' report.baseline",
+    )
+    parser.add_argument(
+        "--metrics", default=None, help="comma-separated headline metrics; default: the runs' report.metrics"
+    )
+    parser.add_argument(
+        "--wandb", action="store_true", help="log the table and plot into a wandb summary run"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=_non_negative_int,
+        default=DEFAULT_BOOTSTRAP,
+        metavar="N",
+        help=f"paired bootstrap resamples (0 disables; default {DEFAULT_BOOTSTRAP})",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap random seed (default 0)")
+    return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def values_match(override_value: str, wanted: Any) -> bool:
+    """Whether an override's text names the same value as `wanted` (a YAML scalar or text).
+
+    ``0.0`` matches ``0``, ``true`` matches True; everything else compares as text.
+
+    Args:
+        override_value: the value part of a job's override, as Hydra wrote it.
+        wanted: the value from ``report.baseline`` (a YAML scalar) or ``--baseline`` (text).
+    """
+    if str(wanted) == override_value:
+        return True
+    try:
+        parsed = yaml.safe_load(override_value)
+    except yaml.YAMLError:
+        return False
+    if isinstance(wanted, str):
+        try:
+            wanted = yaml.safe_load(wanted)
+        except yaml.YAMLError:
+            return False
+    if isinstance(parsed, bool) or isinstance(wanted, bool):
+        return parsed is wanted
+    if isinstance(parsed, int | float) and isinstance(wanted, int | float):
+        return float(parsed) == float(wanted)
+    return parsed == wanted
+
+
+def parse_baseline_args(items: list[str]) -> dict[str, str]:
+    """``--baseline KEY=VALUE`` arguments (repeatable) as a dict.
+
+    Args:
+        items: the raw argument values.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        key, value = parse_override(item, "--baseline")
+        out[key] = value
+    return out
+
+
+def find_baseline(sweep: Sweep, baseline: dict[str, Any]) -> str | None:
+    """The arm named by `baseline` (override key -> value), or None if no arm matches.
+
+    Keys that do not vary must hold the named value in every job; the named keys must single out one
+    arm.
+
+    Args:
+        sweep: the loaded sweep.
+        baseline: override key -> value.
+
+    Raises:
+        SweepError: the keys name several arms.
+    """
+    matches = []
+    for arm in sweep.arms:
+        cell_jobs = [job for (label, _), job in sweep.cells.items() if label == arm]
+        if all(
+            key in job.overrides and values_match(job.overrides[key], value)
+            for job in cell_jobs
+            for key, value in baseline.items()
+        ):
+            matches.append(arm)
+    if len(matches) > 1:
+        raise SweepError(
+            f"baseline {baseline} matches several arms ({'; '.join(matches)}); name every varying key "
+            f"({', '.join(sweep.arm_keys)})"
+        )
+    return matches[0] if matches else None
+
+
+def choose_metrics(sweep: Sweep, requested: str | None, notes: list[str]) -> tuple[list[str], list[str]]:
+    """(headline metrics, every metric to tabulate), headline first.
+
+    Args:
+        sweep: the loaded sweep.
+        requested: the ``--metrics`` value or None.
+        notes: receives what the report must say about the choice.
+
+    Raises:
+        SweepError: a requested metric is reported by no run.
+    """
+    available = sweep.metric_names()
+    if requested is not None:
+        headline = [name.strip() for name in requested.split(",") if name.strip()]
+        if not headline:
+            raise SweepError("--metrics is empty")
+        unknown = [name for name in headline if name not in available]
+        if unknown:
+            known = ", ".join(available) or "none"
+            raise SweepError(f"--metrics: {', '.join(unknown)} reported by no run (available: {known})")
+    elif sweep.meta.metrics:
+        headline = list(sweep.meta.metrics)
+    else:
+        headline = [name for name in DEFAULT_HEADLINE if name in available] or available[:4]
+        if headline:
+            notes.append(
+                f"No headline metrics named by the experiment or --metrics; showing {', '.join(headline)}."
+            )
+    rest = sorted(name for name in available if name not in headline)
+    return headline, [*headline, *rest]
+
+
+def choose_baseline(
+    sweep: Sweep, cli_baseline: list[str] | None, notes: list[str]
+) -> tuple[str | None, str | None]:
+    """(baseline arm label or None, where it came from).
+
+    Args:
+        sweep: the loaded sweep.
+        cli_baseline: ``--baseline`` values or None.
+        notes: receives why there is no baseline, when there is none.
+
+    Raises:
+        SweepError: ``--baseline`` names no arm, or a baseline names several arms.
+    """
+    if cli_baseline:
+        wanted = parse_baseline_args(cli_baseline)
+        arm = find_baseline(sweep, wanted)
+        if arm is None:
+            raise SweepError(
+                f"--baseline {' '.join(cli_baseline)} names no arm of {sweep.path} "
+                f"(arms: {'; '.join(sweep.arms)})"
+            )
+        return arm, "--baseline"
+    if sweep.meta.baseline:
+        arm = find_baseline(sweep, sweep.meta.baseline)
+        if arm is None:
+            notes.append(
+                f"The experiment's baseline {sweep.meta.baseline} is not an arm of this sweep "
+                f"(arms: {'; '.join(sweep.arms)}); per-arm means only, no deltas."
+            )
+            return None, None
+        return arm, "experiment config report.baseline"
+    notes.append(
+        "No baseline named (report.baseline is null and no --baseline): per-arm means only, no deltas."
+    )
+    return None, None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Produce the report for parsed arguments; returns the exit code.
+
+    Args:
+        args: parsed `build_parser` arguments.
+
+    Raises:
+        SweepError: bad input.
+    """
+    sweep = load_sweep(args.sweep_dir)
+    notes: list[str] = []
+    headline, metrics = choose_metrics(sweep, args.metrics, notes)
+    baseline, source = choose_baseline(sweep, args.baseline, notes)
+    summaries = summarize_sweep(sweep, baseline, metrics, n_boot=args.bootstrap, seed=args.seed)
+    report = build_report(
+        sweep,
+        summaries,
+        baseline=baseline,
+        baseline_source=source,
+        headline=headline,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        notes=notes,
+    )
+    paths = write_report(report, sweep.path)
+    print(
+        f"ebr-report: wrote {', '.join(p.name for p in paths.values())} to {sweep.path} "
+        f"({report['n_runs']} runs: {report['n_finished']} finished, {report['n_failed']} failed, "
+        f"{report['n_missing']} missing)"
+    )
+    if args.wandb:
+        from ebr.report.wandb_summary import log_report
+
+        try:
+            run_dir = log_report(report, sweep.path, paths["png"])
+        except Exception as exc:
+            print(f"ebr-report: error: wandb logging failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        print(f"ebr-report: wandb summary run in {run_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``ebr-report``.
+
+    Args:
+        argv: arguments without the program name; defaults to ``sys.argv[1:]``.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except SweepError as exc:
+        print(f"ebr-report: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

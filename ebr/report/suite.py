@@ -1,0 +1,275 @@
+"""``experiments/README.md`` from the ``report.json`` of several sweeps (each ablation and its control).
+
+Usage::
+
+    python -m ebr.report.suite --out experiments/README.md SWEEP_DIR [SWEEP_DIR ...]
+
+An ablation and its control are paired through ``report.technique`` (the control sweep has
+``report.control: true``); each technique gets one row with the paper's reported delta, ebr's measured
+delta with its 95% interval for the headline metrics, the control's delta, the seeds, date, commit and
+a link to the technique's page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ebr.report.render import REPORT_JSON, SCHEMA, fmt_ci, fmt_pct, write_atomic
+
+CONTROL_SUFFIX = "_control"
+
+
+class SuiteError(ValueError):
+    """Bad input to the suite: a missing or malformed report.json, or two reports for one slot."""
+
+
+@dataclass
+class TechniqueRow:
+    """One technique: its ablation report and its control report (either may be absent).
+
+    Args:
+        technique: the technique's name.
+        ablation: the ablation sweep's report.json document, or None.
+        control: the control sweep's report.json document, or None.
+    """
+
+    technique: str
+    ablation: dict[str, Any] | None = None
+    control: dict[str, Any] | None = None
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a sweep's ``report.json``.
+
+    Args:
+        path: the sweep directory or the report.json file itself.
+
+    Raises:
+        SuiteError: the file is absent, not JSON, or not an ebr report.
+    """
+    path = Path(path)
+    file = path / REPORT_JSON if path.is_dir() else path
+    if not file.is_file():
+        raise SuiteError(f"{file}: no report.json (run `ebr-report {path}` first)")
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"{file}: not valid JSON ({exc})") from exc
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
+        raise SuiteError(f"{file}: not an ebr report (expected schema {SCHEMA!r})")
+    return report
+
+
+def technique_of(report: dict[str, Any]) -> str:
+    """The pairing key: ``report.technique``, else the experiment name without ``_control``, else the dir.
+
+    Args:
+        report: a report.json document.
+    """
+    if report.get("technique"):
+        return str(report["technique"])
+    name = report.get("experiment_name") or Path(report["sweep_dir"]).name
+    return name.removesuffix(CONTROL_SUFFIX) if report.get("control") else name
+
+
+def pair_reports(reports: list[dict[str, Any]]) -> list[TechniqueRow]:
+    """Group reports into one row per technique, in order of first appearance.
+
+    Args:
+        reports: report.json documents.
+
+    Raises:
+        SuiteError: two ablation (or two control) reports for the same technique.
+    """
+    rows: dict[str, TechniqueRow] = {}
+    for report in reports:
+        name = technique_of(report)
+        row = rows.setdefault(name, TechniqueRow(name))
+        slot = "control" if report.get("control") else "ablation"
+        previous = getattr(row, slot)
+        if previous is not None:
+            raise SuiteError(
+                f"two {slot} reports for technique {name!r}: {previous['sweep_dir']} "
+                f"and {report['sweep_dir']}"
+            )
+        setattr(row, slot, report)
+    return list(rows.values())
+
+
+def _short_arm(report: dict[str, Any], arm: str) -> str:
+    # with one varying key the value alone names the arm ("masknet")
+    return arm.split("=", 1)[1] if len(report["arm_keys"]) == 1 and "=" in arm else arm
+
+
+def measured_cell(report: dict[str, Any] | None, metrics: list[str]) -> str:
+    """Every non-baseline arm's delta and t interval for `metrics`, one line per arm and metric.
+
+    Args:
+        report: a report.json document, or None when that sweep is absent.
+        metrics: metrics to show (missing ones say so).
+    """
+    if report is None:
+        return "no sweep"
+    if report["baseline"] is None:
+        return "no baseline arm: means only (see report)"
+    lines = []
+    for arm in report["arms"]:
+        if arm == report["baseline"]:
+            continue
+        for metric in metrics:
+            row = report["results"].get(metric, {}).get(arm)
+            delta = None if row is None else row["delta"]
+            if delta is None or delta["rel_mean"] is None:
+                lines.append(f"**{_short_arm(report, arm)}** {metric}: n/a")
+                continue
+            interval = fmt_ci(delta["t_ci"]) if delta["t_ci"] is not None else "(CI n/a)"
+            lines.append(
+                f"**{_short_arm(report, arm)}** {metric}: {fmt_pct(delta['rel_mean'])} {interval} "
+                f"(n={delta['n_pairs']})"
+            )
+    return "<br>".join(lines) or "no arm besides the baseline"
+
+
+def _paper_cell(report: dict[str, Any] | None) -> str:
+    if report is None or not report.get("paper"):
+        return "—"
+    return "<br>".join(f"**{arm}**: {text}" for arm, text in report["paper"].items())
+
+
+def _runs_cell(report: dict[str, Any] | None, label: str) -> str:
+    if report is None:
+        return f"{label}: no sweep"
+    text = f"{label}: {len(report['seeds'])} ({', '.join(report['seeds'])})"
+    if report["n_failed"] or report["n_missing"]:
+        text += f", **{report['n_failed']} failed, {report['n_missing']} missing runs**"
+    return text
+
+
+def _commit_cell(reports: list[dict[str, Any]]) -> str:
+    commits = []
+    for report in reports:
+        commit = (report["git_commit"] or "unavailable")[:12]
+        commit += " (dirty)" if report.get("git_dirty") else ""
+        if commit not in commits:
+            commits.append(commit)
+    return "<br>".join(commits)
+
+
+def _page_cell(row: TechniqueRow, out_dir: Path) -> str:
+    page = (row.ablation or row.control or {}).get("page")
+    if not page:
+        return "—"
+    # pages are named relative to the repository root, the directory the suite runs from
+    link = os.path.relpath(Path(page).resolve(), out_dir.resolve())
+    return f"[{Path(page).stem}]({Path(link).as_posix()})"
+
+
+def _display_path(path: str) -> str:
+    """`path` relative to the working directory when inside it, so the README holds no machine paths."""
+    absolute = Path(path).resolve()
+    try:
+        return absolute.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_readme(rows: list[TechniqueRow], out: Path) -> str:
+    """The text of ``experiments/README.md``.
+
+    Args:
+        rows: one per technique, from `pair_reports`.
+        out: where the README goes (links to pages are relative to it).
+    """
+    lines = [
+        "# Reproduced ablations",
+        "",
+        "Generated by `bash scripts/reproduce.sh` (`python -m ebr.report.suite`); every number comes from "
+        "the `report.json` of the sweep named below, produced by `ebr-report` on this repository's code.",
+        "",
+        "- **paper**: the delta the paper reports (online A/B unless stated).",
+        "- **ebr**: the measured relative delta on the synthetic world: mean over seeds of "
+        "(arm − baseline) / baseline paired by seed, with the 95% paired t interval and n = seed pairs. "
+        "An interval excluding 0 is a measured effect.",
+        "- **control**: the same sweep with the world's knob for this phenomenon off; the gain should vanish "
+        "(interval covering 0).",
+        "",
+        "| technique | paper (reported) | ebr: measured Δ [95% CI] | control Δ (knob off) | seeds | date "
+        "| commit | page |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        reports = [r for r in (row.ablation, row.control) if r is not None]
+        primary = row.ablation or row.control or {}
+        metrics = list(primary.get("headline_metrics") or [])
+        dates = sorted({r["date"] for r in reports})
+        cells = [
+            row.technique,
+            _paper_cell(row.ablation or row.control),
+            measured_cell(row.ablation, metrics),
+            measured_cell(row.control, metrics),
+            "<br>".join([_runs_cell(row.ablation, "ablation"), _runs_cell(row.control, "control")]),
+            "<br>".join(dates),
+            _commit_cell(reports),
+            _page_cell(row, out.parent),
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "## Sweeps", ""]
+    for row in rows:
+        for kind, report in (("ablation", row.ablation), ("control", row.control)):
+            if report is not None:
+                shown = _display_path(report["sweep_dir"])
+                lines.append(f"- {row.technique}, {kind}: `{shown}` (report of {report['generated_at']})")
+    return "\n".join(lines) + "\n"
+
+
+def write_readme(out: str | Path, sweep_dirs: list[str | Path]) -> Path:
+    """Read the sweeps' reports and write the README atomically.
+
+    Args:
+        out: destination, e.g. ``experiments/README.md``.
+        sweep_dirs: sweep directories (or their report.json files).
+
+    Raises:
+        SuiteError: bad input.
+    """
+    out = Path(out)
+    rows = pair_reports([load_report(path) for path in sweep_dirs])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, render_readme(rows, out).encode("utf-8"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ebr.report.suite --out README SWEEP_DIR...``; exit 0 on success, 2 on bad input.
+
+    Args:
+        argv: arguments without the program name; defaults to ``sys.argv[1:]``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m ebr.report.suite",
+        description="Write experiments/README.md from the report.json of ablation and control sweeps.",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the README to write")
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, help="sweep directories holding report.json")
+    args = parser.parse_args(argv)
+    try:
+        out = write_readme(args.out, args.sweep_dirs)
+    except SuiteError as exc:
+        print(f"ebr.report.suite: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"ebr.report.suite: wrote {out} ({len(args.sweep_dirs)} sweeps)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

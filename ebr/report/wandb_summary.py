@@ -1,0 +1,116 @@
+"""Logging a sweep report into a wandb summary run of the sweep's group.
+
+The run has job_type "report", sits in the group of the sweep's runs (their ``logger.group``, else
+their ``experiment_name``) and keeps its files under the sweep directory. It is offline unless
+``WANDB_MODE`` says otherwise, like every ebr run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PROJECT = "ebr"
+TABLE_COLUMNS = [
+    "metric",
+    "arm",
+    "is_baseline",
+    "headline",
+    "n",
+    "mean",
+    "std",
+    "rel_delta",
+    "t_ci_low",
+    "t_ci_high",
+    "bootstrap_ci_low",
+    "bootstrap_ci_high",
+    "p_value",
+    "n_pairs",
+    "paper",
+]
+
+
+def table_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """One row per (metric, arm) of the report, in `TABLE_COLUMNS` order (None where n/a).
+
+    Args:
+        report: the ``report.json`` document.
+    """
+    rows = []
+    headline = set(report["headline_metrics"])
+    for metric, arms in report["results"].items():
+        for arm, row in arms.items():
+            delta = row["delta"] or {}
+            t_ci = delta.get("t_ci") or [None, None]
+            boot = delta.get("bootstrap_ci") or [None, None]
+            rows.append(
+                [
+                    metric,
+                    arm,
+                    row["is_baseline"],
+                    metric in headline,
+                    row["n"],
+                    row["mean"],
+                    row["std"],
+                    delta.get("rel_mean"),
+                    t_ci[0],
+                    t_ci[1],
+                    boot[0],
+                    boot[1],
+                    delta.get("p_value"),
+                    delta.get("n_pairs"),
+                    row["paper"],
+                ]
+            )
+    return rows
+
+
+def log_report(report: dict[str, Any], sweep_dir: Path, png: Path, project: str | None = None) -> Path:
+    """Log the report table (wandb.Table) and the delta plot (wandb.Image) into a summary run.
+
+    Args:
+        report: the ``report.json`` document.
+        sweep_dir: the sweep directory; the run's files go under ``sweep_dir/wandb``.
+        png: the ``deltas.png`` written for this report.
+        project: wandb project; defaults to ``logger.project`` of the runs or "ebr".
+
+    Returns:
+        The local directory of the wandb run.
+    """
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE", "offline")
+    name = f"report-{report['experiment_name'] or Path(report['sweep_dir']).name}"
+    run = wandb.init(
+        project=project or report.get("wandb_project") or DEFAULT_PROJECT,
+        group=report.get("wandb_group") or report.get("experiment_name"),
+        job_type="report",
+        name=name,
+        dir=str(sweep_dir),
+        mode=mode,
+        config={
+            "sweep_dir": report["sweep_dir"],
+            "baseline": report["baseline"],
+            "arms": report["arms"],
+            "seeds": report["seeds"],
+            "technique": report["technique"],
+            "control": report["control"],
+            "git_commit": report["git_commit"],
+        },
+        settings=wandb.Settings(silent=True),
+        reinit="create_new",
+    )
+    try:
+        table = wandb.Table(columns=TABLE_COLUMNS, data=table_rows(report), allow_mixed_types=True)
+        run.log({"report/table": table, "report/deltas": wandb.Image(str(png))})
+        run.summary["report/n_failed"] = report["n_failed"]
+        run.summary["report/n_missing"] = report["n_missing"]
+        for metric in report["headline_metrics"]:
+            for arm, row in report["results"].get(metric, {}).items():
+                if row["delta"] is not None and row["delta"]["rel_mean"] is not None:
+                    run.summary[f"rel_delta/{metric}/{arm}"] = row["delta"]["rel_mean"]
+        run_dir = Path(run.dir).parent
+    finally:
+        run.finish()
+    return run_dir

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, torchrec sharding with fused optimizers, loggers, export."""

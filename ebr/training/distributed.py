@@ -1,0 +1,131 @@
+"""torchrec model parallelism on any machine, including a one-process CPU job.
+
+Every job starts its own process group when none exists. The rendezvous is a file in the
+run directory (or a fresh temporary file), so parallel sweep jobs can never collide the way
+a fixed MASTER_PORT would.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+from torchrec.distributed.planner.types import ParameterConstraints
+from torchrec.distributed.types import ShardingType
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
+
+# The planner warns about hand-built topologies and dry-run sizes on every CPU job; the
+# plan it makes is still the one asked for, so keep the log readable.
+for _noisy in ("torchrec.distributed.planner", "torchrec.distributed.utils"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
+
+SHARDING_TYPES = {
+    "table_wise": ShardingType.TABLE_WISE,
+    "column_wise": ShardingType.COLUMN_WISE,
+    "data_parallel": ShardingType.DATA_PARALLEL,
+    "row_wise": ShardingType.ROW_WISE,
+    "table_row_wise": ShardingType.TABLE_ROW_WISE,
+}
+SPARSE_OPTIMIZERS = {
+    "rowwise_adagrad": RowWiseAdagrad,
+    "adagrad": torch.optim.Adagrad,
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+}
+
+
+def ensure_process_group(run_dir: str | Path | None = None, backend: str | None = None) -> bool:
+    """Initialise a one-process group unless one exists (e.g. under torchrun / elastic_launch).
+
+    Args:
+        run_dir: directory for the file rendezvous; a temporary directory when None.
+        backend: "gloo" or "nccl"; by default nccl when CUDA is available, else gloo.
+
+    Returns:
+        True when this call created the group (the caller should destroy it when done).
+    """
+    if dist.is_initialized():
+        return False
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    directory = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="ebr-pg-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    rendezvous = directory / ".process_group"
+    rendezvous.unlink(missing_ok=True)  # a stale file from a killed job would block the rendezvous
+    dist.init_process_group(backend, init_method=f"file://{rendezvous.resolve()}", rank=0, world_size=1)
+    return True
+
+
+def shard_model(
+    model: nn.Module,
+    device: torch.device,
+    sharding: str = "table_wise",
+    sparse_optimizer: str = "rowwise_adagrad",
+    sparse_lr: float = 0.05,
+) -> DistributedModelParallel:
+    """Fuse a sparse optimizer into every EmbeddingBagCollection and shard them with DMP.
+
+    Args:
+        model: a module holding one or more EmbeddingBagCollections.
+        device: the compute device.
+        sharding: one of SHARDING_TYPES (row-wise plans need GPUs).
+        sparse_optimizer: one of SPARSE_OPTIMIZERS, applied in backward to the tables.
+        sparse_lr: its learning rate.
+    """
+    if sharding not in SHARDING_TYPES:
+        raise ValueError(f"model.sharding={sharding!r} is not one of {sorted(SHARDING_TYPES)}")
+    if sparse_optimizer not in SPARSE_OPTIMIZERS:
+        raise ValueError(f"optim.sparse={sparse_optimizer!r} is not one of {sorted(SPARSE_OPTIMIZERS)}")
+    constraints = {}
+    for module in model.modules():
+        if isinstance(module, EmbeddingBagCollection):
+            apply_optimizer_in_backward(
+                SPARSE_OPTIMIZERS[sparse_optimizer], module.parameters(), {"lr": sparse_lr}
+            )
+            for config in module.embedding_bag_configs():
+                constraints[config.name] = ParameterConstraints(
+                    sharding_types=[SHARDING_TYPES[sharding].value]
+                )
+    topology = Topology(world_size=dist.get_world_size(), compute_device=device.type)
+    planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
+    plan = planner.collective_plan(model, sharders=None, pg=dist.GroupMember.WORLD)
+    return DistributedModelParallel(module=model, device=device, plan=plan)
+
+
+def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters not updated by a fused in-backward optimizer (they go to the dense optimizer)."""
+    return [p for _, p in in_backward_optimizer_filter(model.named_parameters()) if p.requires_grad]
+
+
+def dense_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A plain-tensor state dict of a (possibly sharded) module, for serving without torchrec sharding.
+
+    ShardedTensors are assembled from their shards: locally in a one-process job, by a gather
+    to rank 0 otherwise (every rank must call this then; only rank 0's result is complete).
+    """
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    state = {}
+    for key, value in module.state_dict().items():
+        if isinstance(value, ShardedTensor):
+            full = torch.zeros(value.size(), dtype=value.dtype)
+            if not dist.is_initialized() or dist.get_world_size() == 1:
+                for shard in value.local_shards():
+                    region = tuple(
+                        slice(offset, offset + size)
+                        for offset, size in zip(shard.metadata.shard_offsets, shard.metadata.shard_sizes)
+                    )
+                    full[region] = shard.tensor.detach().cpu()
+            else:
+                value.gather(dst=0, out=full if dist.get_rank() == 0 else None)
+            value = full
+        state[key] = value.detach().cpu().clone()
+    return state

@@ -1,0 +1,114 @@
+"""TwoTowerModule: the LightningModule that trains a two-tower model with torchrec sharding.
+
+Embedding tables are updated by a fused optimizer inside backward (row-wise Adagrad by
+default); the dense part (towers, crossing, temperature) by the Lightning optimizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from ebr.data.batching import Batch
+from ebr.models.frequency import uniform_log_q
+from ebr.models.loss import SampledSoftmaxLoss
+from ebr.training.distributed import dense_parameters, dense_state_dict, ensure_process_group, shard_model
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class TwoTowerModule(pl.LightningModule):
+    """Trains a TwoTowerModel with sampled softmax, logQ correction and optional mixed negatives.
+
+    Args:
+        model_factory: builds the unsharded TwoTowerModel (called once, in configure_model).
+        loss: the sampled-softmax loss (holds the learnable temperature).
+        frequency: item-frequency estimator for logQ (CountMinSketch / ExactFrequency), or None.
+        negative_pool_size: corpus size random negatives are drawn from (for their logQ).
+        dense_lr: Adam learning rate of the dense parameters.
+        sparse_lr: learning rate of the fused embedding-table optimizer.
+        sparse_optimizer: name of the fused optimizer (see ebr.training.distributed).
+        sharding: torchrec sharding type of every table.
+        weight_decay: Adam weight decay of the dense parameters.
+        run_dir: where the process-group rendezvous file goes.
+    """
+
+    def __init__(
+        self,
+        model_factory: Callable[[], nn.Module],
+        loss: SampledSoftmaxLoss,
+        frequency: nn.Module | None = None,
+        negative_pool_size: int = 0,
+        dense_lr: float = 1e-3,
+        sparse_lr: float = 0.05,
+        sparse_optimizer: str = "rowwise_adagrad",
+        sharding: str = "table_wise",
+        weight_decay: float = 0.0,
+        run_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.model_factory = model_factory
+        self.model: nn.Module | None = None
+        self.loss = loss
+        self.frequency = frequency
+        self.negative_pool_size = negative_pool_size
+        self.dense_lr = dense_lr
+        self.sparse_lr = sparse_lr
+        self.sparse_optimizer = sparse_optimizer
+        self.sharding = sharding
+        self.weight_decay = weight_decay
+        self.run_dir = run_dir
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        ensure_process_group(self.run_dir)  # no-op when the caller already started one
+        self.model = shard_model(
+            self.model_factory(), self.device, self.sharding, self.sparse_optimizer, self.sparse_lr
+        )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = dense_parameters(self.model) + [p for p in self.loss.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.dense_lr, weight_decay=self.weight_decay)
+
+    def _loss(self, batch: Batch, update_frequency: bool) -> torch.Tensor:
+        user, pin, negatives = self.model(batch)
+        pin_ids = batch.pin.ids
+        log_q = None
+        if self.frequency is not None:
+            if update_frequency:
+                self.frequency.update(pin_ids)
+            log_q = self.frequency.log_q(pin_ids, len(batch))
+        negative_ids = negative_log_q = None
+        if negatives is not None:
+            negative_ids = batch.negatives.ids
+            negative_log_q = torch.full(
+                (len(negative_ids),),
+                uniform_log_q(len(negative_ids), self.negative_pool_size),
+                device=user.device,
+            )
+        return self.loss(user, pin, pin_ids, log_q, negatives, negative_ids, negative_log_q)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch, update_frequency=True)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}: "
+                "lower optim.dense_lr / optim.sparse_lr, or check the input features for NaN or inf"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log("train/scale", self.loss.scale.detach(), batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.log("val/loss", self._loss(batch, update_frequency=False), prog_bar=True, batch_size=len(batch))
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained model's weights as plain tensors, keyed like the unsharded model."""
+        return dense_state_dict(self.model)

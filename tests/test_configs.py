@@ -1,0 +1,79 @@
+"""Every option of every config group, and every experiment, composes; bad keys fail early."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+import ebr.train  # noqa: F401  (registers the schema and resolvers)
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+GROUPS_WITHOUT_OPTIONS = {"experiment"}
+
+
+def _options() -> list[tuple[str, str]]:
+    options = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        group = path.parent.relative_to(CONF).as_posix()
+        if group == "." or group.split("/")[0] == "experiment":
+            continue
+        options.append((group, path.stem))
+    return options
+
+
+def _experiments() -> list[str]:
+    return sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture
+def hydra_conf():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize(("group", "option"), _options())
+def test_every_option_composes(hydra_conf, group, option):
+    cfg = compose("train", overrides=[f"{group}={option}"], return_hydra_config=True)
+    node = OmegaConf.select(cfg, group.replace("/", "."))
+    assert node is not None, f"{group}={option} left cfg.{group} empty"
+    if "_target_" in node:
+        module_name, _, attribute = node["_target_"].rpartition(".")
+        module = __import__(module_name, fromlist=[attribute])
+        assert hasattr(module, attribute), (
+            f"{group}/{option}.yaml: _target_ {node['_target_']} does not exist"
+        )
+
+
+def test_there_are_options_and_experiments():
+    groups = {group for group, _ in _options()}
+    assert {"data", "split", "model", "model/crossing", "index", "eval", "trainer", "logger"} <= groups
+
+
+@pytest.mark.parametrize("experiment", _experiments())
+def test_every_experiment_composes(hydra_conf, experiment):
+    cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    assert cfg.experiment_name
+    assert cfg.report is not None, f"experiment {experiment} sets no report metadata"
+    OmegaConf.to_container(cfg.report, resolve=True)
+
+
+def test_mistyped_key_fails_naming_it(hydra_conf):
+    with pytest.raises(ConfigCompositionException, match="batch_sise"):
+        compose("train", overrides=["train.batch_sise=5"])
+    with pytest.raises(ConfigCompositionException, match="sed"):
+        compose("train", overrides=["sed=1"])
+
+
+def test_wrong_type_fails_naming_the_key(hydra_conf):
+    with pytest.raises(ConfigCompositionException, match="seed"):
+        compose("train", overrides=["seed=abc"])
+
+
+def test_unknown_option_lists_valid_choices(hydra_conf):
+    with pytest.raises(ConfigCompositionException, match=r"(?s)model/crossing.*Available options.*masknet"):
+        compose("train", overrides=["model/crossing=masknett"])
