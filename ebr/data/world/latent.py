@@ -103,10 +103,12 @@ class SyntheticTruth:
 
     @property
     def n_users(self) -> int:
+        """Number of users."""
         return len(self.user_vectors)
 
     @property
     def n_pins(self) -> int:
+        """Number of pins."""
         return len(self.pin_vectors)
 
     def interest_weight(self, users: np.ndarray, interests: np.ndarray) -> np.ndarray:
