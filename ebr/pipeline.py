@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
+from ebr.baselines.base import TUNE_METRIC_K
 from ebr.data.batching import FeatureGatherer
 from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
@@ -176,7 +177,8 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
     data: InteractionData = hydra.utils.instantiate(cfg.data)
     split: Split = hydra.utils.instantiate(cfg.split)(data)
     corpus = training_window_corpus(split)
-    task = build_eval_task(split, corpus, window="test", exclude_train=cfg.eval.exclude_train)
+    # window=val scores the validation window instead, for choosing hyperparameters without test
+    task = build_eval_task(split, corpus, window=cfg.eval.window, exclude_train=cfg.eval.exclude_train)
     ks = list(cfg.eval.ks)
     simulation = hydra.utils.instantiate(cfg.eval.simulation) if data.truth is not None else None
     # the simulated funnel may look deeper into the candidate list than the largest K
@@ -196,6 +198,7 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
         retriever.fit(split, data.users.n_rows, data.pins.n_rows)
         retrieved = retriever.retrieve(task, depth)
         metrics.update(evaluate_ranking(task, retrieved, ks, truth=data.truth, simulation=simulation))
+        metrics.update(tuning_metrics(retriever))
     popular = popularity_ranking(split.train, task, depth)
     metrics.update(
         evaluate_ranking(task, popular, ks, truth=data.truth, simulation=simulation, prefix="popularity/")
@@ -203,6 +206,21 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
     metrics.update(_split_counts(split))
     log_final_metrics(loggers, metrics)
     finish_loggers(loggers)
+    return metrics
+
+
+def tuning_metrics(retriever: object) -> dict[str, float]:
+    """A baseline's hyperparameter and its validation scores, e.g. tune/rank, tune/recall@50[rank=32].
+
+    Args:
+        retriever: a fitted baseline; its `validation` ({value: val recall@50}) is empty unless tuned.
+    """
+    name = next((n for n in ("rank", "neighbours") if hasattr(retriever, n)), None)
+    validation: dict[str, float] = getattr(retriever, "validation", {})
+    label = name or "value"
+    metrics = {f"tune/recall@{TUNE_METRIC_K}[{label}={value}]": float(s) for value, s in validation.items()}
+    if name is not None:
+        metrics[f"tune/{name}"] = float(getattr(retriever, name))
     return metrics
 
 

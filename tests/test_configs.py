@@ -77,3 +77,9 @@ def test_wrong_type_fails_naming_the_key(hydra_conf):
 def test_unknown_option_lists_valid_choices(hydra_conf):
     with pytest.raises(ConfigCompositionException, match=r"(?s)model/crossing.*Available options.*masknet"):
         compose("train", overrides=["model/crossing=masknett"])
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_slurm", "submitit_local"])
+def test_launcher_presets_compose(hydra_conf, launcher):
+    cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert launcher.split("_")[0] in cfg.hydra.launcher._target_.lower()

@@ -81,9 +81,9 @@ def shard_model(
         sparse_lr: its learning rate.
     """
     if sharding not in SHARDING_TYPES:
-        raise ValueError(f"model.sharding={sharding!r} is not one of {sorted(SHARDING_TYPES)}")
+        raise ValueError(f"train.sharding={sharding!r} is not one of {sorted(SHARDING_TYPES)}")
     if sparse_optimizer not in SPARSE_OPTIMIZERS:
-        raise ValueError(f"optim.sparse={sparse_optimizer!r} is not one of {sorted(SPARSE_OPTIMIZERS)}")
+        raise ValueError(f"train.sparse_optimizer={sparse_optimizer!r} is not one of {sorted(SPARSE_OPTIMIZERS)}")
     constraints = {}
     for module in model.modules():
         if isinstance(module, EmbeddingBagCollection):

@@ -100,7 +100,7 @@ class TwoTowerModule(pl.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}: "
-                "lower optim.dense_lr / optim.sparse_lr, or check the input features for NaN or inf"
+                "lower train.dense_lr / train.sparse_lr, or check the input features for NaN or inf"
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         self.log("train/scale", self.loss.scale.detach(), batch_size=len(batch))

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Reproduces experiments/movielens.md: the two-tower sweep (conf/experiment/movielens.yaml: MLP,
+# MaskNet, DHEN x seeds 0-4) and the classical-baseline sweep (conf/experiment/movielens_baselines.yaml:
+# popularity, PureSVD, item-kNN x seeds 0-4) on MovieLens latest-small, both cores (joblib launcher),
+# then ebr-report on each sweep. Re-running resumes: jobs whose metrics.json exists are skipped.
+#
+# Usage: bash scripts/movielens.sh [--jobs N]
+#   --jobs N   parallel jobs per sweep (default 2, one per core)
+# The data folder is $EBR_MOVIELENS_PATH, default ../shared/datasets/ml-latest-small (from the repo root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --jobs)
+      [ $# -ge 2 ] || { echo "movielens.sh: --jobs needs a number" >&2; exit 2; }
+      jobs="$2"
+      shift 2
+      ;;
+    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    *) echo "movielens.sh: unknown option '$1' (expected --jobs N)" >&2; exit 2 ;;
+  esac
+done
+case "$jobs" in
+  ''|*[!0-9]*|0) echo "movielens.sh: --jobs must be a positive integer, got '$jobs'" >&2; exit 2 ;;
+esac
+
+data="${EBR_MOVIELENS_PATH:-../shared/datasets/ml-latest-small}"
+[ -d "$data" ] || {
+  echo "movielens.sh: data folder $data not found (set EBR_MOVIELENS_PATH to a MovieLens folder)" >&2
+  exit 1
+}
+
+export WANDB_MODE="${WANDB_MODE:-offline}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+export MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+
+root=multirun/movielens
+for exp in movielens_baselines movielens; do
+  sweep_dir="$root/$exp"
+  echo "movielens.sh: $exp -> $sweep_dir ($(date -u +%FT%TZ))"
+  .venv/bin/ebr-train -m "experiment=$exp" hydra/launcher=joblib "hydra.launcher.n_jobs=$jobs" \
+    "hydra.sweep.dir=$sweep_dir"
+  .venv/bin/ebr-report "$sweep_dir"
+done
+echo "movielens.sh: done; reports in $root/movielens_baselines/report.md and $root/movielens/report.md"
