@@ -83,7 +83,9 @@ def shard_model(
     if sharding not in SHARDING_TYPES:
         raise ValueError(f"train.sharding={sharding!r} is not one of {sorted(SHARDING_TYPES)}")
     if sparse_optimizer not in SPARSE_OPTIMIZERS:
-        raise ValueError(f"train.sparse_optimizer={sparse_optimizer!r} is not one of {sorted(SPARSE_OPTIMIZERS)}")
+        raise ValueError(
+            f"train.sparse_optimizer={sparse_optimizer!r} is not one of {sorted(SPARSE_OPTIMIZERS)}"
+        )
     constraints = {}
     for module in model.modules():
         if isinstance(module, EmbeddingBagCollection):

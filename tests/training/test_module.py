@@ -36,13 +36,12 @@ def process_group(tmp_path_factory):
 
 
 def _setup(world, sharding="table_wise", loss=None):
-    from ebr.pipeline import resolve_features, tower_specs
     from omegaconf import OmegaConf
 
-    features = resolve_features(
-        OmegaConf.create({"features": dict.fromkeys(["user_sparse", "user_dense", "pin_sparse", "pin_dense"])}),
-        world,
-    )
+    from ebr.pipeline import resolve_features, tower_specs
+
+    names = ["user_sparse", "user_dense", "pin_sparse", "pin_dense"]
+    features = resolve_features(OmegaConf.create({"features": dict.fromkeys(names)}), world)
     user_spec, pin_spec = tower_specs(world, features)
     torch.manual_seed(0)
     module = TwoTowerModule(
@@ -62,7 +61,7 @@ def _setup(world, sharding="table_wise", loss=None):
     return module, batch, user_spec, pin_spec
 
 
-@pytest.mark.parametrize("sharding", ["table_wise", "column_wise"])
+@pytest.mark.parametrize("sharding", ["table_wise", "column_wise", "data_parallel"])
 def test_step_updates_tables_and_dense_and_export_matches(world, process_group, sharding):
     module, batch, user_spec, pin_spec = _setup(world, sharding)
     optimizer = module.configure_optimizers()
@@ -98,5 +97,6 @@ class _NanLoss(SampledSoftmaxLoss):
 
 def test_non_finite_loss_stops_training_with_a_clear_message(world, process_group):
     module, batch, *_ = _setup(world, loss=_NanLoss())
-    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 0, batch 7.*lower train.dense_lr"):
+    expected = r"training loss is nan at epoch 0, batch 7.*lower train.dense_lr"
+    with pytest.raises(NonFiniteLossError, match=expected):
         module.training_step(batch, 7)
