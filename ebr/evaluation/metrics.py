@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ebr.evaluation.task import Csr
+from ebr.data.csr import Csr
 
 
 def check_ks(ks: Sequence[int]) -> tuple[int, ...]:

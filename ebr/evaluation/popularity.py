@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ebr.evaluation.task import EvalTask, engaged_pairs, first_kept
+from ebr.data.csr import first_kept
+from ebr.evaluation.task import EvalTask, engaged_pairs
 
 
 def popularity_order(train: pd.DataFrame, corpus: np.ndarray) -> np.ndarray:

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 
-from ebr.evaluation.task import first_kept
+from ebr.data.csr import first_kept
 
 if TYPE_CHECKING:
-    from ebr.evaluation.task import Csr
+    from ebr.data.csr import Csr
 
 INDEX_KINDS = ("flat", "hnsw")
 _INDEX_FILE, _IDS_FILE, _CONFIG_FILE = "index.faiss", "item_ids.npy", "config.json"

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ebr.data.csr import Csr
 from ebr.data.schema import CLICK, IMPRESSION, REPIN, DataValidationError, Split
 from ebr.evaluation.metrics import ann_recall
-from ebr.evaluation.task import Csr
 from ebr.serving.corpus import training_window_corpus
 from ebr.serving.index import IndexConfig, ItemIndex, exact_search
 

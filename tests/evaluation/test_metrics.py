@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from ebr.data.csr import Csr, first_kept
 from ebr.evaluation.metrics import ann_recall, retrieval_metrics
-from ebr.evaluation.task import Csr, first_kept
 
 
 def _random_case(rng: np.random.Generator, n_users: int, n_items: int, depth: int):
