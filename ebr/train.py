@@ -8,6 +8,7 @@ raises records `error.txt` and returns, so the other jobs go on; a job whose
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ebr.config import register_schemas
+from ebr.override_check import unknown_key_message
 from ebr.runs import ERROR_FILE, is_finished, record_failure, write_metrics
 
 log = logging.getLogger("ebr.train")
@@ -40,8 +42,17 @@ if not OmegaConf.has_resolver("ebr_sweep_arm"):
     OmegaConf.register_new_resolver("ebr_sweep_arm", sweep_arm)
 
 
+def main() -> None:
+    """The console script: check override keys, then hand over to Hydra."""
+    message = unknown_key_message(Path(CONFIG_DIR), "train", sys.argv[1:])
+    if message is not None:
+        print(f"ebr-train: {message}", file=sys.stderr)
+        raise SystemExit(2)
+    run()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

@@ -83,3 +83,29 @@ def test_unknown_option_lists_valid_choices(hydra_conf):
 def test_launcher_presets_compose(hydra_conf, launcher):
     cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert launcher.split("_")[0] in cfg.hydra.launcher._target_.lower()
+
+
+def test_unknown_key_message_lists_valid_keys_and_the_closest():
+    from ebr.override_check import unknown_key_message
+
+    message = unknown_key_message(CONF, "train", ["-m", "train.batch_sise=5", "seed=0,1"])
+    assert "unknown config key 'train.batch_sise'" in message
+    assert "batch_size, dense_lr" in message
+    assert "Did you mean 'train.batch_size'" in message
+    nested = unknown_key_message(CONF, "train", ["model/crossing=masknet,mlp", "model.crossing.num_block=2"])
+    assert "Did you mean 'model.crossing.num_blocks'" in nested  # checked against the chosen option
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["seed=3", "data=synthetic_tiny", "data.config.n_users=100"],
+        ["+brand_new.key=1", "~report", "hydra.run.dir=/tmp/x", "--cfg", "job"],
+        ["model/crossing=nope", "model.crossing.x=1"],  # Hydra itself lists the valid options
+        ["experiment=crossing", "report.control=true"],
+    ],
+)
+def test_unknown_key_message_accepts_valid_overrides(argv):
+    from ebr.override_check import unknown_key_message
+
+    assert unknown_key_message(CONF, "train", argv) is None
