@@ -31,7 +31,7 @@ from ebr.models.tower import TowerSpec
 from ebr.serving.corpus import training_window_corpus
 from ebr.serving.embed import embed_rows, tower_encoder
 from ebr.training.distributed import ensure_process_group
-from ebr.training.loggers import finish_loggers, log_final_metrics
+from ebr.training.loggers import log_final_metrics
 from ebr.training.module import TwoTowerModule
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,6 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
     )
     metrics.update(_split_counts(split))
     log_final_metrics(loggers, metrics)
-    finish_loggers(loggers)
     return metrics
 
 

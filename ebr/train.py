@@ -62,8 +62,9 @@ def run(cfg: DictConfig) -> float | None:
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     # Imported here so `--help`, config errors and skipped jobs answer before torch loads.
     from ebr.pipeline import config_to_dict, run_job
-    from ebr.training.loggers import log_config
+    from ebr.training.loggers import finish_loggers, log_config
 
+    loggers: list = []
     try:
         loggers = hydra.utils.instantiate(cfg.logger)
         log_config(loggers, config_to_dict(cfg))
@@ -72,9 +73,11 @@ def run(cfg: DictConfig) -> float | None:
     except Exception:
         record_failure(run_dir, traceback.format_exc())
         log.exception("job failed; traceback in %s", run_dir / ERROR_FILE)
+        finish_loggers(loggers, success=False)
         if multirun:
             return None
         raise
+    finish_loggers(loggers)
     log.info("metrics written to %s", path)
     headline = {
         k: metrics[k] for k in ("recall@100", "popularity/recall@100", "sim/engaged_sessions") if k in metrics

@@ -71,8 +71,9 @@ def log_final_metrics(loggers: list[Logger], metrics: dict[str, float]) -> None:
             logger.experiment.summary.update(metrics)
 
 
-def finish_loggers(loggers: list[Logger]) -> None:
+def finish_loggers(loggers: list[Logger], success: bool = True) -> None:
+    """Close every logger; a failed job's wandb run is marked failed (exit code 1)."""
     for logger in loggers:
-        logger.finalize("success")
+        logger.finalize("success" if success else "failed")
         if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
+            logger.experiment.finish(exit_code=0 if success else 1)
