@@ -14,7 +14,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 _ABSENT = object()
 
@@ -57,9 +57,19 @@ def unknown_key_message(config_dir: Path, config_name: str, argv: Sequence[str])
     except Exception:  # an unknown option: Hydra's own message lists the choices
         return None
     for key in keys:
-        if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+        if not _has_key(cfg, key):
             return _describe(cfg, key)
     return None
+
+
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether `key` exists, even when its value is still missing (`???`, e.g. data.path)."""
+    parent_path, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_path, default=_ABSENT) if parent_path else cfg
+    if isinstance(parent, DictConfig):
+        # `in` on a DictConfig is False for a ??? value; its keys() still list it
+        return leaf in parent.keys()  # noqa: SIM118
+    return isinstance(parent, ListConfig)
 
 
 def _compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:

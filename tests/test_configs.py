@@ -103,6 +103,8 @@ def test_unknown_key_message_lists_valid_keys_and_the_closest():
         ["+brand_new.key=1", "~report", "hydra.run.dir=/tmp/x", "--cfg", "job"],
         ["model/crossing=nope", "model.crossing.x=1"],  # Hydra itself lists the valid options
         ["experiment=crossing", "report.control=true"],
+        ["data=movielens", "data.path=/somewhere"],  # a required (???) key exists
+        ["data=events_file", "data.path=x.csv", "data.columns.user=uid", "model.crossing.hidden.0=8"],
     ],
 )
 def test_unknown_key_message_accepts_valid_overrides(argv):
