@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Reproduces experiments/movielens.md: the two-tower sweep (conf/experiment/movielens.yaml: MLP,
-# MaskNet, DHEN x seeds 0-4) and the classical-baseline sweep (conf/experiment/movielens_baselines.yaml:
-# popularity, PureSVD, item-kNN x seeds 0-4) on MovieLens latest-small, both cores (joblib launcher),
-# then ebr-report on each sweep. Re-running resumes: jobs whose metrics.json exists are skipped.
+# Reproduces experiments/movielens.md on MovieLens latest-small: the classical-baseline sweep
+# (conf/experiment/movielens_baselines.yaml: popularity, PureSVD, item-kNN x seeds 0-4) and the
+# two-tower sweep (conf/experiment/movielens.yaml: MLP, MaskNet, DHEN at CPU widths x seeds 0-4), on
+# both cores (joblib launcher), then ebr-report on each. Re-running resumes: jobs whose metrics.json
+# exists are skipped. About 15 minutes on 2 cores.
 #
 # Usage: bash scripts/movielens.sh [--jobs N]
 #   --jobs N   parallel jobs per sweep (default 2, one per core)
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
       jobs="$2"
       shift 2
       ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
     *) echo "movielens.sh: unknown option '$1' (expected --jobs N)" >&2; exit 2 ;;
   esac
 done
