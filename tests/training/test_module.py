@@ -5,6 +5,7 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
+from tiny_model import tiny_model_config
 
 from ebr.data.batching import FeatureGatherer, make_batch
 from ebr.data.world import WorldConfig, generate_world
@@ -13,13 +14,7 @@ from ebr.models.loss import SampledSoftmaxLoss
 from ebr.training.distributed import ensure_process_group
 from ebr.training.module import NonFiniteLossError, TwoTowerModule
 
-MODEL_CONFIG = {
-    "_target_": "ebr.models.two_tower.TwoTowerModel",
-    "_partial_": True,
-    "crossing": {"_target_": "ebr.models.crossing.mlp.MLPCrossing", "_partial_": True, "hidden": [32]},
-    "embedding_dim": 8,
-    "output_dim": 16,
-}
+MODEL_CONFIG = tiny_model_config(32, 8, 16)
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,10 @@ import uuid
 
 import numpy as np
 import torch
+from tiny_model import tiny_model_config
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-MODEL_CONFIG = {
-    "_target_": "ebr.models.two_tower.TwoTowerModel",
-    "_partial_": True,
-    "crossing": {"_target_": "ebr.models.crossing.mlp.MLPCrossing", "_partial_": True, "hidden": [16]},
-    "embedding_dim": 8,
-    "output_dim": 8,
-}
+MODEL_CONFIG = tiny_model_config(16, 8, 8)
 
 
 def _worker(sharding: str) -> dict:
