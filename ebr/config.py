@@ -22,6 +22,8 @@ class FeaturesSchema:
     user_dense: list[str] | None = None
     pin_sparse: list[str] | None = None
     pin_dense: list[str] | None = None
+    history: bool = False
+    history_length: int = 200
 
 
 @dataclass

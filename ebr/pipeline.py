@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ebr.baselines.base import TUNE_METRIC_K
 from ebr.data.batching import FeatureGatherer
 from ebr.data.datamodule import TwoTowerDataModule
+from ebr.data.history import with_history
 from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.popularity import popularity_ranking
 from ebr.evaluation.protocol import evaluate_embeddings, evaluate_ranking
@@ -176,6 +177,8 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
     pl.seed_everything(cfg.seed, workers=True)
     data: InteractionData = hydra.utils.instantiate(cfg.data)
     split: Split = hydra.utils.instantiate(cfg.split)(data)
+    if cfg.features.history:
+        data = with_history(data, split, cfg.features.history_length)
     corpus = training_window_corpus(split)
     # window=val scores the validation window instead, for choosing hyperparameters without test
     task = build_eval_task(split, corpus, window=cfg.eval.window, exclude_train=cfg.eval.exclude_train)

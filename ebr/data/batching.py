@@ -17,6 +17,8 @@ from ebr.data.schema import FeatureTable
 
 # Value used in the conditioning-interest tensor when an example has no interest.
 NO_CONDITION = -1
+# Features listing the pins a user engaged with: a training example's own pin is removed from them.
+HISTORY_FEATURES = frozenset({"history"})
 
 
 @dataclass
@@ -102,11 +104,20 @@ class FeatureGatherer:
         self.dense_features = list(dense_features)
         self._dense = table.dense_matrix(self.dense_features)
 
-    def __call__(self, rows: np.ndarray) -> TowerInput:
+    def __call__(self, rows: np.ndarray, targets: np.ndarray | None = None) -> TowerInput:
+        """Inputs of `rows`; with `targets`, each row's target id is dropped from its history bag.
+
+        Args:
+            rows: entity row ids.
+            targets: per row, the id a training example predicts (None at serving time). A
+                history feature must not contain the label it is trained to predict.
+        """
         rows = np.asarray(rows, dtype=np.int64)
         lengths, values = [], []
         for name in self.sparse_features:
             feature_lengths, feature_values, _ = self.table.categorical[name].gather(rows)
+            if targets is not None and name in HISTORY_FEATURES:
+                feature_lengths, feature_values = _drop_targets(feature_lengths, feature_values, targets)
             lengths.append(feature_lengths)
             values.append(feature_values)
         sparse = KeyedJaggedTensor.from_lengths_sync(
@@ -118,6 +129,15 @@ class FeatureGatherer:
         )
         dense = torch.from_numpy(np.ascontiguousarray(self._dense[rows]))
         return TowerInput(sparse=sparse, dense=dense, ids=torch.from_numpy(rows))
+
+
+def _drop_targets(
+    lengths: np.ndarray, values: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove from bag i every value equal to targets[i] (vectorised over the whole batch)."""
+    row_of_value = np.repeat(np.arange(len(lengths)), lengths)
+    keep = values != np.asarray(targets, dtype=np.int64)[row_of_value]
+    return np.bincount(row_of_value[keep], minlength=len(lengths)).astype(lengths.dtype), values[keep]
 
 
 def make_batch(
@@ -135,7 +155,7 @@ def make_batch(
         else np.asarray(interests, dtype=np.int64)
     )
     return Batch(
-        user=user_gatherer(users),
+        user=user_gatherer(users, targets=pins),
         pin=pin_gatherer(pins),
         interest=torch.from_numpy(interest),
         negatives=None if negative_pins is None else pin_gatherer(negative_pins),
