@@ -24,6 +24,7 @@ from ebr.data.history import with_history
 from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.popularity import popularity_ranking
 from ebr.evaluation.protocol import evaluate_embeddings, evaluate_ranking
+from ebr.evaluation.simulation import SimulationConfig
 from ebr.evaluation.task import EvalTask, build_eval_task
 from ebr.models.artifact import build_model, load_artifact, save_artifact
 from ebr.models.frequency import CountMinSketch, ExactFrequency
@@ -135,6 +136,11 @@ def train_two_tower(
     return artifact, stats
 
 
+def simulation_config(cfg: DictConfig, data: InteractionData) -> SimulationConfig | None:
+    """The simulated-online settings, or None for data without a true engagement model."""
+    return hydra.utils.instantiate(cfg.eval.simulation) if data.truth is not None else None
+
+
 def evaluate_artifact(
     artifact: Path, data: InteractionData, task: EvalTask, cfg: DictConfig
 ) -> dict[str, float]:
@@ -151,7 +157,7 @@ def evaluate_artifact(
         tower_encoder(model.user_tower), user_gatherer, task.user_ids, desc="embed users"
     )
     index_config = hydra.utils.instantiate(cfg.index)
-    simulation = hydra.utils.instantiate(cfg.eval.simulation) if data.truth is not None else None
+    simulation = simulation_config(cfg, data)
     metrics = evaluate_embeddings(
         task,
         user_embeddings,
@@ -183,7 +189,7 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
     # window=val scores the validation window instead, for choosing hyperparameters without test
     task = build_eval_task(split, corpus, window=cfg.eval.window, exclude_train=cfg.eval.exclude_train)
     ks = list(cfg.eval.ks)
-    simulation = hydra.utils.instantiate(cfg.eval.simulation) if data.truth is not None else None
+    simulation = simulation_config(cfg, data)
     # the simulated funnel may look deeper into the candidate list than the largest K
     depth = max(max(ks), simulation.candidates if simulation is not None else 0)
     metrics: dict[str, float] = {}

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from ebr.data.history import HISTORY
 from ebr.data.schema import FeatureTable
 
 # Value used in the conditioning-interest tensor when an example has no interest.
 NO_CONDITION = -1
 # Features listing the pins a user engaged with: a training example's own pin is removed from them.
-HISTORY_FEATURES = frozenset({"history"})
+HISTORY_FEATURES = frozenset({HISTORY})
 
 
 @dataclass
