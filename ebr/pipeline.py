@@ -32,6 +32,7 @@ from ebr.models.loss import SampledSoftmaxLoss
 from ebr.models.tower import TowerSpec
 from ebr.serving.corpus import training_window_corpus
 from ebr.serving.embed import embed_rows, tower_encoder
+from ebr.serving.popularity_prior import pin_log_engagements, with_popularity_prior
 from ebr.training.distributed import ensure_process_group
 from ebr.training.loggers import log_final_metrics
 from ebr.training.module import TwoTowerModule
@@ -142,9 +143,22 @@ def simulation_config(cfg: DictConfig, data: InteractionData) -> SimulationConfi
 
 
 def evaluate_artifact(
-    artifact: Path, data: InteractionData, task: EvalTask, cfg: DictConfig
+    artifact: Path,
+    data: InteractionData,
+    task: EvalTask,
+    cfg: DictConfig,
+    pin_log_counts: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Serve from the saved model alone: embed the corpus and the users, search, score."""
+    """Serve from the saved model alone: embed the corpus and the users, search, score.
+
+    Args:
+        artifact: the saved model.
+        data: users' and pins' features (and the synthetic truth, if any).
+        task: who is scored on which pins.
+        cfg: the job config (`index`, `eval`).
+        pin_log_counts: log(1 + training engagements) per corpus pin; needed when
+            `index.popularity_prior` > 0.
+    """
     model, payload = load_artifact(artifact)
     features = payload["features"]
     pin_gatherer = FeatureGatherer(data.pins, features["pin_sparse"], features["pin_dense"], "pins")
@@ -157,6 +171,12 @@ def evaluate_artifact(
         tower_encoder(model.user_tower), user_gatherer, task.user_ids, desc="embed users"
     )
     index_config = hydra.utils.instantiate(cfg.index)
+    if index_config.popularity_prior > 0:
+        if pin_log_counts is None:
+            raise ValueError("index.popularity_prior > 0 needs the corpus pins' training engagements")
+        user_embeddings, pin_embeddings = with_popularity_prior(
+            user_embeddings, pin_embeddings, pin_log_counts, index_config.popularity_prior
+        )
     simulation = simulation_config(cfg, data)
     metrics = evaluate_embeddings(
         task,
@@ -201,7 +221,7 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
             if created_group and dist.is_initialized():
                 dist.destroy_process_group()
         metrics.update(stats)
-        metrics.update(evaluate_artifact(artifact, data, task, cfg))
+        metrics.update(evaluate_artifact(artifact, data, task, cfg, pin_log_engagements(split, task.corpus)))
     else:
         retriever = hydra.utils.instantiate(cfg.model)
         retriever.fit(split, data.users.n_rows, data.pins.n_rows)

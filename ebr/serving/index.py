@@ -29,12 +29,15 @@ class IndexConfig:
         hnsw_m: HNSW graph degree (neighbours per node).
         ef_construction: HNSW candidate-list size while building.
         ef_search: HNSW candidate-list size while searching (faiss uses at least k).
+        popularity_prior: weight w of the served popularity prior, score + w * log(1 + training
+            engagements of the pin); 0 serves the model's score alone (see ebr.serving.popularity_prior).
     """
 
     kind: str = "flat"
     hnsw_m: int = 32
     ef_construction: int = 200
     ef_search: int = 128
+    popularity_prior: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -43,6 +46,14 @@ class IndexConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"IndexConfig.{name} must be a positive integer, got {value!r}")
+        prior = self.popularity_prior
+        if (
+            isinstance(prior, bool)
+            or not isinstance(prior, int | float)
+            or not np.isfinite(prior)
+            or prior < 0
+        ):
+            raise ValueError(f"IndexConfig.popularity_prior must be a finite number >= 0, got {prior!r}")
         if self.hnsw_m < 2:
             raise ValueError(f"IndexConfig.hnsw_m must be at least 2, got {self.hnsw_m}")
 
