@@ -129,3 +129,56 @@ def test_bad_key_fails_before_any_work(tmp_path):
     assert "batch_sise" in result.stderr
     assert not (tmp_path / ".hydra").exists()
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_served_popularity_prior_matches_brute_force(tiny_run):
+    """evaluate_artifact with index.popularity_prior ranks by cosine + w * log(1 + train engagements)."""
+    import hydra
+    from hydra import compose, initialize_config_dir
+
+    from ebr.data.batching import FeatureGatherer
+    from ebr.evaluation.metrics import retrieval_metrics
+    from ebr.evaluation.task import build_eval_task
+    from ebr.models.artifact import load_artifact
+    from ebr.pipeline import evaluate_artifact
+    from ebr.serving.corpus import training_window_corpus
+    from ebr.serving.embed import embed_rows, tower_encoder
+    from ebr.serving.popularity_prior import pin_log_engagements
+    from ebr.train import main as _registers_the_config_schema  # noqa: F401
+
+    weight = 0.2
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        cfg = compose("train", overrides=["data=synthetic_tiny", f"index.popularity_prior={weight}"])
+    data = hydra.utils.instantiate(cfg.data)
+    split = hydra.utils.instantiate(cfg.split)(data)
+    task = build_eval_task(split, training_window_corpus(split))
+    log_counts = pin_log_engagements(split, task.corpus)
+    served = evaluate_artifact(tiny_run / "model.pt", data, task, cfg, log_counts)
+
+    model, payload = load_artifact(tiny_run / "model.pt")
+    features = payload["features"]
+    pins = embed_rows(
+        tower_encoder(model.pin_tower),
+        FeatureGatherer(data.pins, features["pin_sparse"], features["pin_dense"]),
+        task.corpus,
+    )
+    users = embed_rows(
+        tower_encoder(model.user_tower),
+        FeatureGatherer(data.users, features["user_sparse"], features["user_dense"]),
+        task.user_ids,
+    )
+
+    def brute_force(prior_weight: float) -> dict[str, float]:
+        scores = users.astype(np.float64) @ pins.T.astype(np.float64) + prior_weight * log_counts[None, :]
+        rows = task.exclude.row_of_value()
+        scores[rows, np.searchsorted(task.corpus, task.exclude.values)] = -np.inf
+        ranked = task.corpus[np.argsort(-scores, axis=1, kind="stable")[:, :100]]
+        return retrieval_metrics(ranked, task.relevant, (10, 100))
+
+    expected, without_prior = brute_force(weight), brute_force(0.0)
+    # the prior must change the ranking, or this test could not tell it was applied
+    assert abs(without_prior["ndcg@10"] - expected["ndcg@10"]) > 0.01
+    assert served["recall@100"] == pytest.approx(expected["recall@100"], abs=2e-3)
+    assert served["ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=2e-3)
+    with pytest.raises(ValueError, match="popularity_prior > 0 needs"):
+        evaluate_artifact(tiny_run / "model.pt", data, task, cfg)
