@@ -2,6 +2,10 @@
 
 A batch is built from numpy index arrays in one pass per feature (CSR gathers), never
 with a per-example Python loop.
+
+Every categorical feature is a bag whose pooled embedding is a weighted average: a feature's own
+weights (e.g. a user's interest weights) normalised to sum to 1 per bag, or 1 / bag size when it has
+none. The KeyedJaggedTensor carries these weights, so a tower pools by weighted sum.
 """
 
 from __future__ import annotations
@@ -114,31 +118,58 @@ class FeatureGatherer:
                 history feature must not contain the label it is trained to predict.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        lengths, values = [], []
+        lengths, values, weights = [], [], []
         for name in self.sparse_features:
-            feature_lengths, feature_values, _ = self.table.categorical[name].gather(rows)
+            feature_lengths, feature_values, feature_weights = self.table.categorical[name].gather(rows)
             if targets is not None and name in HISTORY_FEATURES:
-                feature_lengths, feature_values = _drop_targets(feature_lengths, feature_values, targets)
+                keep = _target_mask(feature_lengths, feature_values, targets)
+                feature_lengths = _kept_lengths(feature_lengths, keep)
+                feature_values = feature_values[keep]
+                feature_weights = None if feature_weights is None else feature_weights[keep]
             lengths.append(feature_lengths)
             values.append(feature_values)
+            weights.append(bag_weights(feature_lengths, feature_weights))
         sparse = KeyedJaggedTensor.from_lengths_sync(
             keys=self.sparse_features,
             values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, np.int64)),
             lengths=torch.from_numpy(
                 np.concatenate(lengths).astype(np.int32) if lengths else np.zeros(0, np.int32)
             ),
+            weights=torch.from_numpy(np.concatenate(weights) if weights else np.zeros(0, np.float32)),
         )
         dense = torch.from_numpy(np.ascontiguousarray(self._dense[rows]))
         return TowerInput(sparse=sparse, dense=dense, ids=torch.from_numpy(rows))
 
 
-def _drop_targets(
-    lengths: np.ndarray, values: np.ndarray, targets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Remove from bag i every value equal to targets[i] (vectorised over the whole batch)."""
+def _target_mask(lengths: np.ndarray, values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per value, False where it equals its bag's target (vectorised over the whole batch)."""
     row_of_value = np.repeat(np.arange(len(lengths)), lengths)
-    keep = values != np.asarray(targets, dtype=np.int64)[row_of_value]
-    return np.bincount(row_of_value[keep], minlength=len(lengths)).astype(lengths.dtype), values[keep]
+    return values != np.asarray(targets, dtype=np.int64)[row_of_value]
+
+
+def _kept_lengths(lengths: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    row_of_value = np.repeat(np.arange(len(lengths)), lengths)
+    return np.bincount(row_of_value[keep], minlength=len(lengths)).astype(lengths.dtype)
+
+
+def bag_weights(lengths: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Per-value float32 weights that make each bag's weighted sum a weighted average.
+
+    Args:
+        lengths: bag sizes.
+        weights: the feature's own non-negative weights aligned with the values, or None (uniform).
+            A bag whose own weights sum to 0 is averaged uniformly.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    row_of_value = np.repeat(np.arange(len(lengths)), lengths)
+    uniform = 1.0 / np.maximum(lengths, 1)
+    if weights is None:
+        return uniform[row_of_value].astype(np.float32)
+    weights = np.asarray(weights, dtype=np.float64)
+    totals = np.bincount(row_of_value, weights=weights, minlength=len(lengths))
+    safe = np.where(totals > 0, totals, 1.0)
+    normalised = np.where(totals[row_of_value] > 0, weights / safe[row_of_value], uniform[row_of_value])
+    return normalised.astype(np.float32)
 
 
 def make_batch(

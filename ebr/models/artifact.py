@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from ebr.models.tower import TowerSpec
 from ebr.models.two_tower import TwoTowerModel
 
-ARTIFACT_FORMAT = "ebr-two-tower/1"
+# 2: categorical bags are weighted averages (weights in the input); 1 pooled unweighted means
+ARTIFACT_FORMAT = "ebr-two-tower/2"
 
 
 def save_artifact(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,13 +25,11 @@ class TowerSpec:
         name: "user" or "pin"; prefixes the embedding-table names.
         sparse: categorical feature name -> number of ids (table rows), in input order.
         dense_dim: number of dense input columns (0 for none).
-        pooling: feature name -> "sum" or "mean" pooling for multi-valued features (default mean).
     """
 
     name: str
     sparse: dict[str, int]
     dense_dim: int = 0
-    pooling: dict[str, str] = field(default_factory=dict)
 
 
 class FieldLayerNorm(nn.Module):
@@ -87,10 +85,12 @@ class Tower(nn.Module):
                     embedding_dim=embedding_dim,
                     num_embeddings=max(int(cardinality), 1),
                     feature_names=[feature],
-                    pooling=PoolingType.SUM if spec.pooling.get(feature) == "sum" else PoolingType.MEAN,
+                    # the input's per-value weights make each bag a weighted average (ebr.data.batching)
+                    pooling=PoolingType.SUM,
                 )
                 for feature, cardinality in spec.sparse.items()
             ],
+            is_weighted=True,
         )
         self.dense_mlp = (
             nn.Sequential(

@@ -56,6 +56,31 @@ def test_gather_matches_per_row_reference():
     assert inputs.ids.tolist() == rows.tolist()
 
 
+def test_bags_carry_weights_that_average():
+    """Own weights are normalised per bag; unweighted bags get 1 / size; a zero-sum bag is uniform."""
+    offsets = np.array([0, 3, 3, 5, 6])
+    weights = np.array([2.0, 1.0, 1.0, 0.0, 0.0, 0.5], dtype=np.float32)
+    table = FeatureTable(
+        4,
+        categorical={
+            "weighted": CategoricalFeature(offsets, np.array([1, 2, 3, 4, 5, 6]), 7, weights),
+            "plain": CategoricalFeature(offsets, np.array([1, 2, 3, 4, 5, 6]), 7),
+        },
+    )
+    rows = np.array([0, 1, 2, 3, 0])
+    sparse = FeatureGatherer(table, ["weighted", "plain"], [])(rows).sparse.to_dict()
+    expected_weighted, expected_plain = [], []
+    for row in rows:
+        own = weights[offsets[row] : offsets[row + 1]].astype(np.float64)
+        size = len(own)
+        if size == 0:
+            continue  # an empty bag has no values and so no weights
+        expected_weighted += list(own / own.sum()) if own.sum() > 0 else [1 / size] * size
+        expected_plain += [1 / size] * size
+    np.testing.assert_allclose(sparse["weighted"].weights().numpy(), expected_weighted, rtol=1e-6)
+    np.testing.assert_allclose(sparse["plain"].weights().numpy(), expected_plain, rtol=1e-6)
+
+
 def test_unknown_feature_is_named():
     table = _table(np.random.default_rng(1), 5)
     with pytest.raises(KeyError, match=r"'colour'.*available"):

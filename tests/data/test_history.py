@@ -58,5 +58,7 @@ def test_training_batches_drop_each_examples_own_pin_from_its_bag(data_and_split
     history = batch.user.sparse.to_dict()["history"]
     assert history.lengths().tolist() == [2, 3, 0]
     assert history.values().tolist() == [2, 4, 2, 1, 4]
+    # the weights are recomputed after the drop: each bag still averages
+    np.testing.assert_allclose(history.weights().numpy(), [1 / 2] * 2 + [1 / 3] * 3, rtol=1e-6)
     served = users(np.array([0, 1])).sparse.to_dict()["history"]  # serving: the whole bag
     assert served.values().tolist() == [2, 1, 4, 3]
