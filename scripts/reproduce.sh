@@ -2,12 +2,14 @@
 # Reproduces every paper ablation that exists: for each experiment NAME below, runs the sweep of
 # conf/experiment/NAME.yaml and of its knob-off control conf/experiment/NAME_control.yaml on both cores
 # (joblib launcher), writes each sweep's report (ebr-report), then experiments/README.md (the suite).
-# Re-running resumes: jobs whose metrics.json exists are skipped by ebr-train.
+# Re-running resumes: jobs whose metrics.json exists are skipped by ebr-train. After changing the
+# code, pass --force (or remove multirun/reproduce/) or the old runs' numbers are reported again.
 #
-# Usage: bash scripts/reproduce.sh [--quick]
+# Usage: bash scripts/reproduce.sh [--quick] [--force]
 #   --quick   2 seeds on the tiny world (data=synthetic_tiny seed=0,1), to check the machinery; its
 #             sweeps and README go under multirun/reproduce_quick/ so the committed README keeps the
 #             full numbers.
+#   --force   re-run every job, finished or not (force=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/.."
 EXPERIMENTS=(crossing)
 
 quick=()
+force=()
 root=multirun/reproduce
 readme=experiments/README.md
 for arg in "$@"; do
@@ -24,8 +27,9 @@ for arg in "$@"; do
       root=multirun/reproduce_quick
       readme=$root/README.md
       ;;
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
-    *) echo "reproduce.sh: unknown option '$arg' (expected --quick)" >&2; exit 2 ;;
+    --force) force=(force=true) ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    *) echo "reproduce.sh: unknown option '$arg' (expected --quick or --force)" >&2; exit 2 ;;
   esac
 done
 
@@ -46,7 +50,7 @@ for name in "${EXPERIMENTS[@]}"; do
     sweep_dir="$root/$exp"
     echo "reproduce.sh: $exp -> $sweep_dir ($(date -u +%FT%TZ))"
     .venv/bin/ebr-train -m "experiment=$exp" hydra/launcher=joblib hydra.launcher.n_jobs=2 \
-      "hydra.sweep.dir=$sweep_dir" ${quick[@]+"${quick[@]}"}
+      "hydra.sweep.dir=$sweep_dir" ${quick[@]+"${quick[@]}"} ${force[@]+"${force[@]}"}
     .venv/bin/ebr-report "$sweep_dir"
     sweeps+=("$sweep_dir")
   done
