@@ -46,11 +46,7 @@ def test_interaction_part_is_the_knobs_term_of_the_mix() -> None:
 
 def test_tiny_run_prints_every_side_and_target(capsys) -> None:
     _script().main(["--seeds", "0", "--epochs", "1", "data.config.n_users=300", "data.config.n_pins=200"])
-    rows = [
-        line
-        for line in capsys.readouterr().out.splitlines()
-        if line.startswith(("| user", "| pin"))
-    ]
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| user", "| pin"))]
     assert [row.split(" | ")[:2] for row in rows] == [
         ["| user", "interaction"],
         ["| user", "knob off"],
