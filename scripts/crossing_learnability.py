@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 from pathlib import Path
 
 import hydra
@@ -153,8 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             cells = []
             for crossing in crossings.values():
                 scores = [
-                    fit_r2(tables[side], features, target, functools.partial(crossing), seed, args.epochs)
-                    for seed in seeds
+                    fit_r2(tables[side], features, target, crossing, seed, args.epochs) for seed in seeds
                 ]
                 spread = f" ± {np.std(scores, ddof=1):.3f}" if len(scores) > 1 else ""
                 cells.append(f"{np.mean(scores):.3f}{spread}")

@@ -14,9 +14,9 @@ from typing import Protocol, TypeVar, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
-from ebr.data.schema import Split
+from ebr.data.schema import Split, engaged_pairs
 from ebr.evaluation.metrics import retrieval_metrics
-from ebr.evaluation.task import EvalTask, build_eval_task, engaged_pairs
+from ebr.evaluation.task import EvalTask, build_eval_task
 from ebr.serving.corpus import training_window_corpus
 
 TUNE_METRIC_K = 50

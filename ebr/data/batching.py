@@ -122,8 +122,7 @@ class FeatureGatherer:
         for name in self.sparse_features:
             feature_lengths, feature_values, feature_weights = self.table.categorical[name].gather(rows)
             if targets is not None and name in HISTORY_FEATURES:
-                keep = _target_mask(feature_lengths, feature_values, targets)
-                feature_lengths = _kept_lengths(feature_lengths, keep)
+                feature_lengths, keep = _drop_targets(feature_lengths, feature_values, targets)
                 feature_values = feature_values[keep]
                 feature_weights = None if feature_weights is None else feature_weights[keep]
             lengths.append(feature_lengths)
@@ -141,15 +140,13 @@ class FeatureGatherer:
         return TowerInput(sparse=sparse, dense=dense, ids=torch.from_numpy(rows))
 
 
-def _target_mask(lengths: np.ndarray, values: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per value, False where it equals its bag's target (vectorised over the whole batch)."""
+def _drop_targets(
+    lengths: np.ndarray, values: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bag sizes after the drop, per-value keep mask): bag i loses every value equal to targets[i]."""
     row_of_value = np.repeat(np.arange(len(lengths)), lengths)
-    return values != np.asarray(targets, dtype=np.int64)[row_of_value]
-
-
-def _kept_lengths(lengths: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    row_of_value = np.repeat(np.arange(len(lengths)), lengths)
-    return np.bincount(row_of_value[keep], minlength=len(lengths)).astype(lengths.dtype)
+    keep = values != np.asarray(targets, dtype=np.int64)[row_of_value]
+    return np.bincount(row_of_value[keep], minlength=len(lengths)).astype(lengths.dtype), keep
 
 
 def bag_weights(lengths: np.ndarray, weights: np.ndarray | None) -> np.ndarray:

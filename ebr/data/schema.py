@@ -176,6 +176,22 @@ class GroundTruth(Protocol):
         ...
 
 
+def engaged_pairs(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user, pin) arrays of the click/repin events of an events frame.
+
+    Args:
+        frame: events in the canonical schema.
+        name: how to refer to the frame in error messages (e.g. "split.test").
+    """
+    missing = [c for c in ("user", "pin", "event") if c not in frame.columns]
+    if missing:
+        raise DataValidationError(f"{name}: missing column(s) {missing}")
+    engaged = frame["event"].to_numpy() >= CLICK
+    users = frame["user"].to_numpy()[engaged].astype(np.int64, copy=False)
+    pins = frame["pin"].to_numpy()[engaged].astype(np.int64, copy=False)
+    return users, pins
+
+
 def validate_events(events: pd.DataFrame, n_users: int, n_pins: int, source: str) -> pd.DataFrame:
     """Check an events frame against the canonical schema.
 

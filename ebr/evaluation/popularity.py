@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from ebr.data.csr import first_kept
-from ebr.evaluation.task import EvalTask, engaged_pairs
+from ebr.data.schema import engaged_pairs
+from ebr.evaluation.task import EvalTask
 
 
 def popularity_order(train: pd.DataFrame, corpus: np.ndarray) -> np.ndarray:

@@ -8,12 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from ebr.data.csr import Csr
-from ebr.data.schema import CLICK, DataValidationError, Split
+from ebr.data.schema import DataValidationError, Split, engaged_pairs
 
-__all__ = ["WINDOWS", "Csr", "EvalTask", "build_eval_task", "check_corpus", "engaged_pairs"]
+__all__ = ["WINDOWS", "Csr", "EvalTask", "build_eval_task", "check_corpus"]
 
 WINDOWS = ("test", "val")
 
@@ -61,22 +60,6 @@ def check_corpus(corpus: np.ndarray) -> np.ndarray:
     if corpus[0] < 0 or np.any(np.diff(corpus) <= 0):
         raise ValueError("corpus must hold sorted, distinct, non-negative pin ids")
     return corpus.astype(np.int64, copy=False)
-
-
-def engaged_pairs(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(user, pin) arrays of the click/repin events of an events frame.
-
-    Args:
-        frame: events in the canonical schema.
-        name: how to refer to the frame in error messages (e.g. "split.test").
-    """
-    missing = [c for c in ("user", "pin", "event") if c not in frame.columns]
-    if missing:
-        raise DataValidationError(f"{name}: missing column(s) {missing}")
-    engaged = frame["event"].to_numpy() >= CLICK
-    users = frame["user"].to_numpy()[engaged].astype(np.int64, copy=False)
-    pins = frame["pin"].to_numpy()[engaged].astype(np.int64, copy=False)
-    return users, pins
 
 
 def build_eval_task(

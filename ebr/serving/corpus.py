@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebr.data.schema import CLICK, DataValidationError, Split
+from ebr.data.schema import DataValidationError, Split, engaged_pairs
 
 
 def training_window_corpus(split: Split) -> np.ndarray:
@@ -14,14 +14,10 @@ def training_window_corpus(split: Split) -> np.ndarray:
         split: the time split; only `split.train` is read.
 
     Raises:
-        DataValidationError: when split.train lacks the pin/event columns or has no engagements.
+        DataValidationError: when split.train lacks the user/pin/event columns or has no engagements.
     """
-    train = split.train
-    missing = [c for c in ("pin", "event") if c not in train.columns]
-    if missing:
-        raise DataValidationError(f"split.train: missing column(s) {missing}")
-    engaged = train["event"].to_numpy() >= CLICK
-    corpus = np.unique(train["pin"].to_numpy()[engaged]).astype(np.int64, copy=False)
+    _, pins = engaged_pairs(split.train, "split.train")
+    corpus = np.unique(pins)
     if corpus.size == 0:
         raise DataValidationError(
             "split.train: no click/repin events, so the training-window corpus is empty"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebr.data.schema import CLICK, DataValidationError, Split
+from ebr.data.schema import Split, engaged_pairs
 
 
 def pin_log_engagements(split: Split, corpus: np.ndarray) -> np.ndarray:
@@ -23,11 +23,7 @@ def pin_log_engagements(split: Split, corpus: np.ndarray) -> np.ndarray:
         split: the time split.
         corpus: sorted distinct pin ids.
     """
-    train = split.train
-    missing = [c for c in ("pin", "event") if c not in train.columns]
-    if missing:
-        raise DataValidationError(f"split.train: missing column(s) {missing}")
-    engaged_pins = train["pin"].to_numpy()[train["event"].to_numpy() >= CLICK]
+    _, engaged_pins = engaged_pairs(split.train, "split.train")
     position = np.searchsorted(corpus, engaged_pins)
     position = np.minimum(position, len(corpus) - 1)
     on_corpus = corpus[position] == engaged_pins
