@@ -1,6 +1,5 @@
 """scripts/benchmark.py in its quickest mode on the tiny world: it runs and reports sane figures."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from script_loader import load_script
 
 import ebr.train  # noqa: F401  (registers the schema the config composes with)
 from ebr.data.world import WorldConfig, generate_world
@@ -105,9 +105,7 @@ def test_quick_benchmark_reports_every_figure(quick_run):
 
 
 def test_bad_arguments_name_the_option(capsys):
-    spec = importlib.util.spec_from_file_location("ebr_benchmark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmark.py")
     assert module.parse_args(["--quick"]).crossings[0] == "mlp"
     for argv, option in (
         (["--crossings", "mlp,nope"], "--crossings"),

@@ -1,25 +1,15 @@
 """scripts/crossing_learnability.py: its R², the recovered interaction part, and a tiny run."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+from script_loader import load_script
 from sklearn.metrics import r2_score
 
 from ebr.data.world import WorldConfig
 from ebr.data.world.entities import draw_pins, draw_users
 from ebr.data.world.latent import build_truth
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "crossing_learnability.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("crossing_learnability", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_held_out_r2_is_variance_weighted_r2() -> None:
@@ -27,7 +17,8 @@ def test_held_out_r2_is_variance_weighted_r2() -> None:
     target = rng.standard_normal((50, 4)) * [1.0, 2.0, 0.5, 3.0]
     predicted = target + rng.standard_normal((50, 4))
     expected = r2_score(target, predicted, multioutput="variance_weighted")
-    assert _script().held_out_r2(predicted, target) == pytest.approx(expected, rel=1e-10)
+    held_out_r2 = load_script("crossing_learnability.py").held_out_r2
+    assert held_out_r2(predicted, target) == pytest.approx(expected, rel=1e-10)
 
 
 def test_interaction_part_is_the_knobs_term_of_the_mix() -> None:
@@ -36,7 +27,7 @@ def test_interaction_part_is_the_knobs_term_of_the_mix() -> None:
     users, pins = draw_users(world), draw_pins(world)
     off_world = dataclasses.replace(world, feature_interaction=0.0)
     on, off = build_truth(world, users, pins), build_truth(off_world, users, pins)
-    module = _script()
+    module = load_script("crossing_learnability.py")
     part = module.interaction_part(world, on.user_vectors.astype(np.float64), off.user_vectors)
     rms = np.sqrt(np.mean(np.sum(part**2, axis=1)))
     assert rms == pytest.approx(0.9, rel=1e-4)
@@ -45,7 +36,8 @@ def test_interaction_part_is_the_knobs_term_of_the_mix() -> None:
 
 
 def test_tiny_run_prints_every_side_and_target(capsys) -> None:
-    _script().main(["--seeds", "0", "--epochs", "1", "data.config.n_users=300", "data.config.n_pins=200"])
+    tiny_world = ["data.config.n_users=300", "data.config.n_pins=200"]
+    load_script("crossing_learnability.py").main(["--seeds", "0", "--epochs", "1", *tiny_world])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| user", "| pin"))]
     assert [row.split(" | ")[:2] for row in rows] == [
         ["| user", "interaction"],

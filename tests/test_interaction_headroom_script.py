@@ -1,34 +1,25 @@
 """scripts/interaction_headroom.py: its true-score ranking against a per-user brute force, and a run."""
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
+from script_loader import SCRIPTS, load_script
 
 from ebr.data.splits import global_temporal_split
 from ebr.data.world import WorldConfig, generate_world
 from ebr.evaluation.task import build_eval_task
 from ebr.serving.corpus import training_window_corpus
 
-REPO = Path(__file__).resolve().parent.parent
-SCRIPT = REPO / "scripts" / "interaction_headroom.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("interaction_headroom", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "interaction_headroom.py"
 
 
 def test_true_ranking_matches_brute_force_per_user() -> None:
     data = generate_world(WorldConfig(n_users=400, n_pins=200, n_interests=6, n_days=12))
     split = global_temporal_split(data, test_days=3, val_days=1, train_days=8)
     task = build_eval_task(split, training_window_corpus(split))
-    ranked = _script().true_ranking(data.truth, task, depth=20)
+    ranked = load_script("interaction_headroom.py").true_ranking(data.truth, task, depth=20)
     for row in range(0, len(task.user_ids), 37):
         user = task.user_ids[row]
         scores = data.truth.true_score(np.full(len(task.corpus), user), task.corpus, task.timestamp)

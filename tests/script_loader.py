@@ -1,0 +1,15 @@
+"""Import a file of scripts/ as a module, so tests can call its functions directly."""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def load_script(filename: str) -> ModuleType:
+    """The module defined by scripts/<filename> (executed on each call; the scripts keep no state)."""
+    spec = importlib.util.spec_from_file_location(Path(filename).stem, SCRIPTS / filename)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
