@@ -8,6 +8,7 @@ constructors instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,3 +70,14 @@ class EbrSchema:
 
 def register_schemas() -> None:
     ConfigStore.instance().store(name="ebr_schema", node=EbrSchema)
+
+
+def with_default_experiment(overrides: Sequence[str], default: str) -> list[str]:
+    """`overrides` with `experiment=<default>` in front, unless they already pick an experiment.
+
+    Args:
+        overrides: Hydra command-line overrides.
+        default: the experiment a diagnostic script runs on when none is given.
+    """
+    chosen = any(override.startswith("experiment=") for override in overrides)
+    return [*([] if chosen else [f"experiment={default}"]), *overrides]

@@ -14,9 +14,16 @@ dimensions), mean ± std over seeds. Two targets per side:
   random part no features explain, so its ceiling is below 1): a check that every option fits
   what a linear model already can.
 
+With `--forms` it asks a wider question on the user side: for interaction forms other than the
+world's own (fresh Gaussian factor tables per field, multiplied element-wise, each target scaled
+to rms 1), which crossing learns which form? `country x interests` is the form one MaskBlock
+computes (a mask from one field times another field); `interests` is the interest set pooled
+with the users' weights. Raise the cardinalities to make combinations rare.
+
 Usage:
     python scripts/crossing_learnability.py                       # experiment=crossing's world
     python scripts/crossing_learnability.py --seeds 0 --epochs 5 data.config.n_users=2000
+    python scripts/crossing_learnability.py --forms data.config.n_countries=64 data.config.n_age_buckets=12
 """
 
 from __future__ import annotations
@@ -31,11 +38,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from ebr.config import register_schemas
+from ebr.config import register_schemas, with_default_experiment
 from ebr.data.batching import FeatureGatherer
 from ebr.data.schema import FeatureTable
 from ebr.data.world.config import WorldConfig
-from ebr.data.world.entities import draw_pins, draw_users
+from ebr.data.world.entities import UserEntities, draw_pins, draw_users
 from ebr.data.world.generate import pin_table, user_table
 from ebr.data.world.latent import build_truth
 from ebr.models.tower import Tower, TowerSpec
@@ -58,6 +65,32 @@ def interaction_part(world: WorldConfig, on: np.ndarray, off: np.ndarray) -> np.
     c_int = world.feature_interaction * world.interaction_ratio
     c_rand = world.idiosyncrasy * world.idiosyncrasy_ratio
     return on * np.sqrt(1 + c_int**2 + c_rand**2) - off * np.sqrt(1 + c_rand**2)
+
+
+def user_interaction_forms(world: WorldConfig, users: UserEntities, seed: int) -> dict[str, np.ndarray]:
+    """Candidate multiplicative forms of a user-side interaction, each scaled to rms norm 1.
+
+    Args:
+        world: the world config (cardinalities and latent_dim).
+        users: the users' observable attributes.
+        seed: seed of the Gaussian factor tables.
+    """
+    rng = np.random.default_rng(seed)
+    dim = world.latent_dim
+    country, age, interest = (
+        rng.standard_normal((n, dim)) for n in (world.n_countries, world.n_age_buckets, world.n_interests)
+    )
+    weighted = users.interest_weights[:, None] * interest[users.interest_values]
+    interests = np.add.reduceat(weighted, users.interest_offsets[:-1], axis=0)
+    forms = {
+        "country x age x top interest (the world's)": country[users.country]
+        * age[users.age_bucket]
+        * interest[users.top_interest],
+        "country x interests": country[users.country] * interests,
+        "country x age x interests": country[users.country] * age[users.age_bucket] * interests,
+        "country x age": country[users.country] * age[users.age_bucket],
+    }
+    return {name: form / np.sqrt(np.mean(np.sum(form**2, axis=1))) for name, form in forms.items()}
 
 
 def held_out_r2(predicted: np.ndarray, target: np.ndarray) -> float:
@@ -116,13 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (split and init)")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument(
+        "--forms", action="store_true", help="regress alternative user-side interaction forms instead"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the world (data.config.*)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     register_schemas()
     seeds = [int(s) for s in args.seeds.split(",")]
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose("train", overrides=["experiment=crossing", *args.overrides])
+        cfg = compose("train", overrides=with_default_experiment(args.overrides, "crossing"))
         crossings = {
             name: hydra.utils.instantiate(
                 compose("train", overrides=[f"model/crossing={name.split()[0]}", *extra]).model.crossing
@@ -134,8 +170,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             "the world has no feature interaction (data.config.feature_interaction or interaction_ratio is 0)"
         )
+    users = draw_users(world)
+    if args.forms:
+        print_forms(world, users, crossings, seeds, args.epochs)
+        return
     off_world = dataclasses.replace(world, feature_interaction=0.0)
-    users, pins = draw_users(world), draw_pins(world)
+    pins = draw_pins(world)
     on, off = build_truth(world, users, pins), build_truth(off_world, users, pins)
     tables = {"user": user_table(world, users), "pin": pin_table(world, pins)}
     vectors = {"user": (on.user_vectors, off.user_vectors), "pin": (on.pin_vectors, off.pin_vectors)}
@@ -154,9 +194,43 @@ def main(argv: list[str] | None = None) -> None:
                 scores = [
                     fit_r2(tables[side], features, target, crossing, seed, args.epochs) for seed in seeds
                 ]
-                spread = f" ± {np.std(scores, ddof=1):.3f}" if len(scores) > 1 else ""
-                cells.append(f"{np.mean(scores):.3f}{spread}")
+                cells.append(_cell(scores))
             print(f"| {side} | {target_name} | " + " | ".join(cells) + " |", flush=True)
+
+
+def _cell(scores: list[float]) -> str:
+    spread = f" ± {np.std(scores, ddof=1):.3f}" if len(scores) > 1 else ""
+    return f"{np.mean(scores):.3f}{spread}"
+
+
+def print_forms(
+    world: WorldConfig, users: UserEntities, crossings: dict, seeds: list[int], epochs: int
+) -> None:
+    """The `--forms` table: held-out R² of each crossing on each user-side interaction form."""
+    table = user_table(world, users)
+    print(
+        f"world: {world.n_users} users, {world.n_countries} countries, {world.n_age_buckets} age buckets, "
+        f"{world.n_interests} interests; seeds {seeds}, {epochs} epochs; held-out R² (mean ± std)"
+    )
+    print("| form | " + " | ".join(crossings) + " |")
+    print("|---" * (len(crossings) + 1) + "|")
+    for name in user_interaction_forms(world, users, 0):
+        cells = []
+        for crossing in crossings.values():
+            # fresh factor tables per seed, like a fresh world
+            scores = [
+                fit_r2(
+                    table,
+                    SIDES["user"],
+                    user_interaction_forms(world, users, seed)[name],
+                    crossing,
+                    seed,
+                    epochs,
+                )
+                for seed in seeds
+            ]
+            cells.append(_cell(scores))
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ model that learned the interaction perfectly would close it, a model blind to it
 Usage:
     python scripts/interaction_headroom.py                          # experiment=crossing
     python scripts/interaction_headroom.py data.config.interaction_ratio=2.0
+    python scripts/interaction_headroom.py experiment=crossing_isolated
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import hydra
 import numpy as np
 from hydra import compose, initialize_config_dir
 
-from ebr.config import register_schemas
+from ebr.config import register_schemas, with_default_experiment
 from ebr.data.world.config import WorldConfig
 from ebr.data.world.generate import generate_world
 from ebr.data.world.latent import SyntheticTruth
@@ -46,7 +47,7 @@ def true_ranking(truth: SyntheticTruth, task: EvalTask, depth: int) -> np.ndarra
 def main(overrides: list[str]) -> None:
     register_schemas()
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose("train", overrides=["experiment=crossing", *overrides])
+        cfg = compose("train", overrides=with_default_experiment(overrides, "crossing"))
     world = WorldConfig.from_dict({k: v for k, v in cfg.data.config.items() if k != "_target_"})
     data = generate_world(world)
     split = hydra.utils.instantiate(cfg.split)(data)

@@ -111,3 +111,42 @@ def test_unknown_key_message_accepts_valid_overrides(argv):
     from ebr.override_check import unknown_key_message
 
     assert unknown_key_message(CONF, "train", argv) is None
+
+
+def _leaves(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], node
+
+
+@pytest.mark.parametrize("experiment", [e for e in _experiments() if f"{e}_control" in _experiments()])
+def test_a_control_differs_from_its_ablation_only_in_one_world_knob(hydra_conf, experiment):
+    """A control that changed anything besides the knob would not isolate the phenomenon."""
+    ablation, control = (
+        dict(_leaves(OmegaConf.to_container(compose("train", overrides=[f"experiment={name}"]))))
+        for name in (experiment, f"{experiment}_control")
+    )
+    differing = {key for key in ablation.keys() | control.keys() if ablation.get(key) != control.get(key)}
+    knobs = {key for key in differing if key.startswith("data.config.")}
+    assert differing - knobs == {"experiment_name", "report.control"}
+    assert len(knobs) == 1
+    assert control[knobs.pop()] == 0
+
+
+def test_isolated_crossing_experiment_feeds_no_id_features(hydra_conf):
+    cfg = compose("train", overrides=["experiment=crossing_isolated"])
+    ids = {"user_id", "pin_id", "image_signature"}
+    assert not ids & set(cfg.features.user_sparse)
+    assert not ids & set(cfg.features.pin_sparse)
+    assert cfg.data.config.feature_interaction > 0
+    assert cfg.trainer.max_epochs == 10
+
+
+def test_with_default_experiment_respects_a_chosen_one():
+    from ebr.config import with_default_experiment
+
+    assert with_default_experiment(["seed=1"], "crossing") == ["experiment=crossing", "seed=1"]
+    chosen = ["experiment=crossing_isolated", "seed=1"]
+    assert with_default_experiment(chosen, "crossing") == chosen

@@ -47,3 +47,38 @@ def test_tiny_run_prints_every_side_and_target(capsys) -> None:
     ]
     for row in rows:
         assert len(row.strip("| ").split(" | ")) == 2 + 4  # side, target, four crossings
+
+
+def test_interaction_forms_match_a_per_user_reference() -> None:
+    world = WorldConfig(n_users=300, n_pins=100, n_interests=8, n_days=5)
+    users = draw_users(world)
+    forms = load_script("crossing_learnability.py").user_interaction_forms(world, users, seed=3)
+    rng = np.random.default_rng(3)
+    country, _age, interest = (
+        rng.standard_normal((n, world.latent_dim)) for n in (world.n_countries, world.n_age_buckets, 8)
+    )
+    two_way = np.zeros((world.n_users, world.latent_dim))
+    for u in range(world.n_users):
+        start, stop = users.interest_offsets[u], users.interest_offsets[u + 1]
+        pooled = sum(
+            w * interest[i]
+            for w, i in zip(
+                users.interest_weights[start:stop], users.interest_values[start:stop], strict=True
+            )
+        )
+        two_way[u] = country[users.country[u]] * pooled
+    two_way /= np.sqrt(np.mean(np.sum(two_way**2, axis=1)))
+    np.testing.assert_allclose(forms["country x interests"], two_way, rtol=1e-6, atol=1e-9)
+    for form in forms.values():
+        assert np.sqrt(np.mean(np.sum(form**2, axis=1))) == pytest.approx(1.0)
+
+
+def test_tiny_forms_run_prints_every_form(capsys) -> None:
+    tiny_world = ["data.config.n_users=300", "data.config.n_pins=200"]
+    load_script("crossing_learnability.py").main(["--forms", "--seeds", "0", "--epochs", "1", *tiny_world])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| country")]
+    assert len(rows) == 4
+    for row in rows:
+        cells = row.strip("| ").split(" | ")
+        assert len(cells) == 1 + 4
+        assert all(-10.0 < float(cell) <= 1.0 for cell in cells[1:])
