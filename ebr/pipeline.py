@@ -221,7 +221,9 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
             if created_group and dist.is_initialized():
                 dist.destroy_process_group()
         metrics.update(stats)
-        metrics.update(evaluate_artifact(artifact, data, task, cfg, pin_log_engagements(split, task.corpus)))
+        # the prior's counts are read only when the index serves a prior
+        prior_counts = pin_log_engagements(split, task.corpus) if cfg.index.popularity_prior > 0 else None
+        metrics.update(evaluate_artifact(artifact, data, task, cfg, prior_counts))
     else:
         retriever = hydra.utils.instantiate(cfg.model)
         retriever.fit(split, data.users.n_rows, data.pins.n_rows)
