@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Each ablation joins by adding its name here (it needs conf/experiment/NAME{,_control}.yaml).
-EXPERIMENTS=(crossing)
+EXPERIMENTS=(crossing crossing_isolated)
 
 quick=()
 force=()
