@@ -147,7 +147,7 @@ def evaluate_artifact(
     data: InteractionData,
     task: EvalTask,
     cfg: DictConfig,
-    pin_log_counts: np.ndarray | None = None,
+    train_split: Split | None = None,
 ) -> dict[str, float]:
     """Serve from the saved model alone: embed the corpus and the users, search, score.
 
@@ -156,8 +156,8 @@ def evaluate_artifact(
         data: users' and pins' features (and the synthetic truth, if any).
         task: who is scored on which pins.
         cfg: the job config (`index`, `eval`).
-        pin_log_counts: log(1 + training engagements) per corpus pin; needed when
-            `index.popularity_prior` > 0.
+        train_split: the split whose training window counts the pins' engagements for the
+            popularity prior; needed (and read) only when `index.popularity_prior` > 0.
     """
     model, payload = load_artifact(artifact)
     features = payload["features"]
@@ -172,10 +172,13 @@ def evaluate_artifact(
     )
     index_config = hydra.utils.instantiate(cfg.index)
     if index_config.popularity_prior > 0:
-        if pin_log_counts is None:
+        if train_split is None:
             raise ValueError("index.popularity_prior > 0 needs the corpus pins' training engagements")
         user_embeddings, pin_embeddings = with_popularity_prior(
-            user_embeddings, pin_embeddings, pin_log_counts, index_config.popularity_prior
+            user_embeddings,
+            pin_embeddings,
+            pin_log_engagements(train_split, task.corpus),
+            index_config.popularity_prior,
         )
     simulation = simulation_config(cfg, data)
     metrics = evaluate_embeddings(
@@ -221,9 +224,7 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: list | None = None) -> dict
             if created_group and dist.is_initialized():
                 dist.destroy_process_group()
         metrics.update(stats)
-        # the prior's counts are read only when the index serves a prior
-        prior_counts = pin_log_engagements(split, task.corpus) if cfg.index.popularity_prior > 0 else None
-        metrics.update(evaluate_artifact(artifact, data, task, cfg, prior_counts))
+        metrics.update(evaluate_artifact(artifact, data, task, cfg, split))
     else:
         retriever = hydra.utils.instantiate(cfg.model)
         retriever.fit(split, data.users.n_rows, data.pins.n_rows)

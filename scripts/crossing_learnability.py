@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             for name, extra in ARMS.items()
         }
-    world = WorldConfig.from_dict({k: v for k, v in cfg.data.config.items() if k != "_target_"})
+    world: WorldConfig = hydra.utils.instantiate(cfg.data.config)
     if world.feature_interaction * world.interaction_ratio == 0:
         parser.error(
             "the world has no feature interaction (data.config.feature_interaction or interaction_ratio is 0)"

@@ -48,7 +48,7 @@ def main(overrides: list[str]) -> None:
     register_schemas()
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("train", overrides=with_default_experiment(overrides, "crossing"))
-    world = WorldConfig.from_dict({k: v for k, v in cfg.data.config.items() if k != "_target_"})
+    world: WorldConfig = hydra.utils.instantiate(cfg.data.config)
     data = generate_world(world)
     split = hydra.utils.instantiate(cfg.split)(data)
     task = build_eval_task(split, training_window_corpus(split))

@@ -153,7 +153,7 @@ def test_served_popularity_prior_matches_brute_force(tiny_run):
     split = hydra.utils.instantiate(cfg.split)(data)
     task = build_eval_task(split, training_window_corpus(split))
     log_counts = pin_log_engagements(split, task.corpus)
-    served = evaluate_artifact(tiny_run / "model.pt", data, task, cfg, log_counts)
+    served = evaluate_artifact(tiny_run / "model.pt", data, task, cfg, split)
 
     model, payload = load_artifact(tiny_run / "model.pt")
     features = payload["features"]
