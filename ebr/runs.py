@@ -23,7 +23,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -307,18 +307,38 @@ class JobSpec:
 
     Args:
         run_dir: the job's directory (Hydra's output directory).
-        config: the job's resolved config as plain Python.
+        config: the job's resolved config as plain Python (what the loggers record).
+        identity: the config that decides the results, as plain Python: the config with every
+            value resolved except references to other keys (those keys are recorded themselves);
+            `config` when None. Keys in `RESULT_NEUTRAL_KEYS` are left out of it here.
         force: re-run even when the directory holds the results of the same config.
         multirun: part of a sweep: a failure is recorded and the sweep goes on.
     """
 
     run_dir: Path
     config: dict[str, Any]
+    identity: dict[str, Any] | None = None
     force: bool = False
     multirun: bool = False
 
 
-JobFunction = Callable[[JobLoggers], dict[str, float]]
+@dataclass(frozen=True)
+class JobResult:
+    """What a job computed.
+
+    Args:
+        metrics: flat metric name -> number (``metrics.json``).
+        info: what the report needs to know besides, e.g. {"data_name", "data_source"} (the data
+            set actually read); written into ``run.json``.
+    """
+
+    metrics: dict[str, float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+JobFunction = Callable[[JobLoggers], JobResult]
+# shown on the console when a job ends
+HEADLINE_METRICS = ("recall@100", "ndcg@100", "popularity/recall@100", "sim/engaged_sessions", "sim/repins")
 
 
 def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[], JobLoggers]) -> str:
@@ -334,7 +354,8 @@ def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[],
 
     Args:
         spec: the invocation.
-        job: computes the metrics, logging through the loggers it is given.
+        job: computes the metrics, logging training curves through the loggers it is given; the
+            wrapper logs the final metrics.
         make_loggers: builds the job's loggers (called on rank 0 only, after the skip check).
 
     Returns:
@@ -343,7 +364,7 @@ def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[],
         sweep and returns "refused" in one.
     """
     run_dir = spec.run_dir
-    requested = result_config(spec.config)
+    requested = result_config(spec.config if spec.identity is None else spec.identity)
     rank_zero = is_rank_zero()
     if is_finished(run_dir) and not spec.force:
         outcome = _check_finished(run_dir, requested, spec, rank_zero)
@@ -357,15 +378,16 @@ def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[],
         if rank_zero:
             loggers = make_loggers()
             loggers.log_config(spec.config)
-        metrics = job(loggers)
+        result = job(loggers)
         if rank_zero:
-            _write_record(run_dir, requested, spec.config)
-            write_metrics(run_dir, metrics)
-    except Exception:
+            loggers.log_final(result.metrics)
+            _write_record(run_dir, requested, result.info)
+            write_metrics(run_dir, result.metrics)
+    except Exception as exc:
         text = traceback.format_exc()
         if rank_zero:
             record_failure(run_dir, text)
-            _write_outcome(run_dir, FAILED, started, text.strip().splitlines()[-1])
+            _write_outcome(run_dir, FAILED, started, _first_line(exc))
             loggers.finish(success=False)
         log.error("job failed; traceback in %s\n%s", run_dir / ERROR_FILE, text)
         if spec.multirun:
@@ -374,8 +396,18 @@ def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[],
     if rank_zero:
         loggers.finish(success=True)
         _write_outcome(run_dir, FINISHED, started)
-        log.info("metrics written to %s", run_dir / METRICS_FILE)
+        headline = {k: round(result.metrics[k], 4) for k in HEADLINE_METRICS if k in result.metrics}
+        log.info("metrics written to %s; headline: %s", run_dir / METRICS_FILE, headline)
     return FINISHED
+
+
+def _first_line(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (Hydra wraps the cause in more lines)."""
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
 def _check_finished(run_dir: Path, requested: dict[str, Any], spec: JobSpec, rank_zero: bool) -> str | None:
@@ -436,7 +468,7 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return record
 
 
-def _write_record(run_dir: Path, requested: dict[str, Any], config: dict[str, Any]) -> None:
+def _write_record(run_dir: Path, requested: dict[str, Any], info: dict[str, Any]) -> None:
     hydra_files = {}
     for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
         path = run_dir / HYDRA_DIR / name
@@ -446,6 +478,7 @@ def _write_record(run_dir: Path, requested: dict[str, Any], config: dict[str, An
         "config_hash": config_hash(requested),
         "arm": read_arm(run_dir).label if (run_dir / OVERRIDES_FILE).is_file() else SINGLE_ARM,
         "config": requested,
+        "info": info,
         "hydra_files": hydra_files,
     }
     write_json_atomic(run_dir / RECORD_FILE, record)

@@ -8,8 +8,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-import ebr.train  # noqa: F401  (registers the schema and resolvers)
-
 CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS_WITHOUT_OPTIONS = {"experiment"}
 

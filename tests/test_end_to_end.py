@@ -49,6 +49,10 @@ def test_run_directory_holds_config_model_and_offline_wandb(tiny_run):
     record = next(runs[0].glob("run-*.wandb")).read_bytes()
     for expected in (b"experiment_name", b"crossing", b"train/loss", b"recall@100", b'"group":"default"'):
         assert expected in record, expected
+    assert b"data=synthetic_tiny" in record, "the wandb job type is the run's arm"
+    run = json.loads((tiny_run / "run.json").read_text())
+    assert run["info"]["data_source"].startswith("synthetic:")
+    assert run["arm"] == "data=synthetic_tiny"  # trainer.enable_progress_bar is not an arm
 
 
 def test_serving_from_the_saved_model_alone(tiny_run):
@@ -71,18 +75,19 @@ def test_serving_from_the_saved_model_alone(tiny_run):
     np.testing.assert_allclose(np.linalg.norm(pins, axis=1), 1.0, rtol=1e-5)
 
 
-def test_sweep_records_failures_and_resumes(tmp_path):
+def test_sweep_records_failures_resumes_and_refuses_a_changed_config(tmp_path):
     sweep = tmp_path / "sweep"
     args = [
         "-m",
         *QUICK,
         "logger=none",
         "trainer.max_epochs=1",
-        "train.temperature=0.05,-1",
+        "train.loss.temperature=0.05,-1",
         f"hydra.sweep.dir={sweep}",
     ]
     first = _run(args, cwd=REPO)
-    assert first.returncode == 0, first.stderr[-4000:]
+    assert first.returncode == 1, "a sweep with a failed job exits non-zero"
+    assert "sweep: 1 finished, 1 failed" in first.stdout + first.stderr
     good, bad = sweep / "0", sweep / "1"
     assert (good / "metrics.json").is_file()
     assert not (good / "error.txt").exists()
@@ -91,14 +96,26 @@ def test_sweep_records_failures_and_resumes(tmp_path):
     assert "temperature" in (bad / "error.txt").read_text()
     finished_at = (good / "metrics.json").stat().st_mtime_ns
     second = _run(args, cwd=REPO)
-    assert second.returncode == 0
+    assert second.returncode == 1
     assert (good / "metrics.json").stat().st_mtime_ns == finished_at, "a finished job must be skipped"
-    assert "already holds metrics.json" in second.stdout + second.stderr
+    assert "already holds the results of this config" in second.stdout + second.stderr
+    assert "sweep: 1 skipped, 1 failed" in second.stdout + second.stderr
     assert (bad / "error.txt").is_file()  # the failed job was retried and failed again
+
+    # the same sweep with another setting: the finished job is refused, not silently kept
+    config_before = (good / ".hydra" / "config.yaml").read_text()
+    changed = _run([*args, "train.dense_lr=0.5"], cwd=REPO)
+    output = changed.stdout + changed.stderr
+    assert changed.returncode == 1
+    assert "train.dense_lr: 0.001 -> 0.5" in output
+    assert "1 refused" in output
+    assert (good / "metrics.json").stat().st_mtime_ns == finished_at
+    assert (good / ".hydra" / "config.yaml").read_text() == config_before, "old results keep their config"
+    assert "dense_lr: 0.001" in config_before
 
 
 def test_single_run_failure_exits_nonzero_and_leaves_no_metrics(tmp_path):
-    result = _run([*QUICK, "logger=none", "train.temperature=-1", f"hydra.run.dir={tmp_path}"], cwd=REPO)
+    result = _run([*QUICK, "logger=none", "train.loss.temperature=-1", f"hydra.run.dir={tmp_path}"], cwd=REPO)
     assert result.returncode != 0
     assert (tmp_path / "error.txt").is_file()
     assert not (tmp_path / "metrics.json").exists()
@@ -132,7 +149,7 @@ def test_bad_key_fails_before_any_work(tmp_path):
 
 
 def test_served_popularity_prior_matches_brute_force(tiny_run):
-    """evaluate_artifact with index.popularity_prior ranks by cosine + w * log(1 + train engagements)."""
+    """The service with the popularity prior ranks by cosine + w * log(1 + train engagements)."""
     import hydra
     from hydra import compose, initialize_config_dir
 
@@ -140,20 +157,25 @@ def test_served_popularity_prior_matches_brute_force(tiny_run):
     from ebr.evaluation.metrics import retrieval_metrics
     from ebr.evaluation.task import build_eval_task
     from ebr.models.artifact import load_artifact
-    from ebr.pipeline import evaluate_artifact
     from ebr.serving.corpus import training_window_corpus
     from ebr.serving.embed import embed_rows, tower_encoder
-    from ebr.serving.popularity_prior import pin_log_engagements
-    from ebr.train import main as _registers_the_config_schema  # noqa: F401
+    from ebr.serving.score_terms import PopularityPrior, ScoreColumns, TrainingEngagements
+    from ebr.serving.service import RetrievalService
 
     weight = 0.2
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("train", overrides=["data=synthetic_tiny", f"index.popularity_prior={weight}"])
+        cfg = compose("train", overrides=["data=synthetic_tiny"])
     data = hydra.utils.instantiate(cfg.data)
     split = hydra.utils.instantiate(cfg.split)(data)
     task = build_eval_task(split, training_window_corpus(split))
-    log_counts = pin_log_engagements(split, task.corpus)
-    served = evaluate_artifact(tiny_run / "model.pt", data, task, cfg, split)
+    engagements = TrainingEngagements.from_split(split)
+    log_counts = np.log1p(engagements.counts(task.corpus))
+    columns = ScoreColumns.build([PopularityPrior(weight)], engagements, task.corpus)
+    index = hydra.utils.instantiate(cfg.index)
+    service = RetrievalService.from_artifact(tiny_run / "model.pt", data, task.corpus, index, columns)
+    served = retrieval_metrics(
+        service.search(service.user_vectors(task.user_ids), 100, task.exclude), task.relevant, (10, 100)
+    )
 
     model, payload = load_artifact(tiny_run / "model.pt")
     features = payload["features"]
@@ -180,5 +202,3 @@ def test_served_popularity_prior_matches_brute_force(tiny_run):
     assert abs(without_prior["ndcg@10"] - expected["ndcg@10"]) > 0.01
     assert served["recall@100"] == pytest.approx(expected["recall@100"], abs=2e-3)
     assert served["ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=2e-3)
-    with pytest.raises(ValueError, match="popularity_prior > 0 needs"):
-        evaluate_artifact(tiny_run / "model.pt", data, task, cfg)

@@ -1,4 +1,4 @@
-"""Offline retrieval metrics over full-corpus rankings (recall, NDCG, hit rate) and ANN recall."""
+"""Offline retrieval metrics over full-corpus rankings: recall, NDCG and hit rate."""
 
 from __future__ import annotations
 
@@ -91,26 +91,3 @@ def retrieval_metrics(
         metrics[f"ndcg@{k}"] = float(np.mean(cumulative_gain[:, k - 1] / ideal))
         metrics[f"hr@{k}"] = float(np.mean(found > 0))
     return metrics
-
-
-def ann_recall(approx: np.ndarray, exact: np.ndarray, k: int = 100) -> float:
-    """Mean overlap of the approximate and the exact top k: |approx ∩ exact| / k per query.
-
-    When the exact search returns fewer than k items (a corpus smaller than k), a query's
-    denominator is the number it returned, so a perfect index always scores 1.
-
-    Args:
-        approx: (M, >= k) ids from the index under test, -1 padded.
-        exact: (M, >= k) ids from exact search.
-        k: cut-off.
-    """
-    exact = check_retrieved(exact, len(exact), k, "exact")[:, :k]
-    approx = check_retrieved(approx, len(exact), k, "approx")[:, :k]
-    rows, columns = np.nonzero(exact >= 0)
-    found = Csr.from_pairs(rows, exact[rows, columns], len(exact))
-    overlap = found.contains(approx).sum(axis=1)
-    denominator = found.lengths()
-    scored = denominator > 0
-    if not scored.any():
-        raise ValueError("exact: no query has any result, ANN recall is undefined")
-    return float(np.mean(overlap[scored] / denominator[scored]))

@@ -91,3 +91,23 @@ class ExactFrequency(nn.Module):
 def uniform_log_q(num_negatives: int, pool_size: int) -> float:
     """log P(a pin is among `num_negatives` uniform draws from a pool of `pool_size`)."""
     return math.log(min(1.0, num_negatives / max(pool_size, 1)))
+
+
+LOGQ_OPTIONS = ("sketch", "exact", "none")
+
+
+def frequency_estimator(option: str, train_pins: np.ndarray, num_pins: int) -> nn.Module | None:
+    """The logQ estimator a `train.logq` option names.
+
+    Args:
+        option: "sketch" (streaming count-min sketch), "exact" (training-window counts) or "none".
+        train_pins: the pin of every training example (read by "exact" only).
+        num_pins: size of the pin id space.
+    """
+    if option not in LOGQ_OPTIONS:
+        raise ValueError(f"train.logq={option!r} is not one of {list(LOGQ_OPTIONS)}")
+    if option == "sketch":
+        return CountMinSketch()
+    if option == "exact":
+        return ExactFrequency(train_pins, num_pins)
+    return None

@@ -57,6 +57,10 @@ class IndexConfig:
         if self.hnsw_m < 2:
             raise ValueError(f"IndexConfig.hnsw_m must be at least 2, got {self.hnsw_m}")
 
+    @property
+    def is_exact(self) -> bool:
+        return self.kind == "flat"
+
 
 class ItemIndex:
     """Inner-product search over item embeddings, returning item ids.
@@ -97,7 +101,7 @@ class ItemIndex:
         return len(self.item_ids)
 
     def search(
-        self, queries: np.ndarray, k: int, exclude: Csr | None = None
+        self, queries: np.ndarray, k: int, exclude: Csr | None = None, allow=None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k highest-scoring items per query.
 

@@ -1,14 +1,17 @@
 """torchrec model parallelism on any machine, including a one-process CPU job.
 
-Every job starts its own process group when none exists. The rendezvous is a file in the
-run directory (or a fresh temporary file), so parallel sweep jobs can never collide the way
-a fixed MASTER_PORT would.
+Every job starts its own process group when none exists. Under torchrun (WORLD_SIZE set) the
+group initialises from the environment (`env://`, torchrun's own rendezvous); otherwise the
+rendezvous is a file in the run directory (or a fresh temporary file), so parallel sweep jobs can
+never collide the way a fixed MASTER_PORT would.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -43,8 +46,36 @@ SPARSE_OPTIMIZERS = {
 }
 
 
+@dataclass(frozen=True)
+class FusedTableOptimizer:
+    """The optimizer applied to the embedding tables inside backward (torchrec's fused update).
+
+    Args:
+        kind: one of SPARSE_OPTIMIZERS (row-wise Adagrad keeps one accumulator per row).
+        lr: its learning rate.
+    """
+
+    kind: str = "rowwise_adagrad"
+    lr: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.kind not in SPARSE_OPTIMIZERS:
+            raise ValueError(
+                f"train.sparse_optimizer.kind={self.kind!r} is not one of {sorted(SPARSE_OPTIMIZERS)}"
+            )
+        if not self.lr > 0:
+            raise ValueError(f"train.sparse_lr must be positive, got {self.lr!r}")
+
+    def apply(self, module: nn.Module) -> None:
+        """Fuse the optimizer into the backward of `module`'s parameters."""
+        apply_optimizer_in_backward(SPARSE_OPTIMIZERS[self.kind], module.parameters(), {"lr": self.lr})
+
+
 def ensure_process_group(run_dir: str | Path | None = None, backend: str | None = None) -> bool:
-    """Initialise a one-process group unless one exists (e.g. under torchrun / elastic_launch).
+    """Initialise the process group unless one exists.
+
+    Under torchrun (WORLD_SIZE in the environment) the group comes from the environment; otherwise
+    it is a one-process group with a file rendezvous.
 
     Args:
         run_dir: directory for the file rendezvous; a temporary directory when None.
@@ -56,6 +87,9 @@ def ensure_process_group(run_dir: str | Path | None = None, backend: str | None 
     if dist.is_initialized():
         return False
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if "WORLD_SIZE" in os.environ:
+        dist.init_process_group(backend, init_method="env://")
+        return True
     directory = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="ebr-pg-"))
     directory.mkdir(parents=True, exist_ok=True)
     rendezvous = directory / ".process_group"
@@ -68,8 +102,7 @@ def shard_model(
     model: nn.Module,
     device: torch.device,
     sharding: str = "table_wise",
-    sparse_optimizer: str = "rowwise_adagrad",
-    sparse_lr: float = 0.05,
+    sparse_optimizer: FusedTableOptimizer | None = None,
 ) -> DistributedModelParallel:
     """Fuse a sparse optimizer into every EmbeddingBagCollection and shard them with DMP.
 
@@ -77,21 +110,15 @@ def shard_model(
         model: a module holding one or more EmbeddingBagCollections.
         device: the compute device.
         sharding: one of SHARDING_TYPES (row-wise plans need GPUs).
-        sparse_optimizer: one of SPARSE_OPTIMIZERS, applied in backward to the tables.
-        sparse_lr: its learning rate.
+        sparse_optimizer: applied in backward to the tables (row-wise Adagrad at 0.05 when None).
     """
     if sharding not in SHARDING_TYPES:
         raise ValueError(f"train.sharding={sharding!r} is not one of {sorted(SHARDING_TYPES)}")
-    if sparse_optimizer not in SPARSE_OPTIMIZERS:
-        raise ValueError(
-            f"train.sparse_optimizer={sparse_optimizer!r} is not one of {sorted(SPARSE_OPTIMIZERS)}"
-        )
+    sparse_optimizer = sparse_optimizer or FusedTableOptimizer()
     constraints = {}
     for module in model.modules():
         if isinstance(module, EmbeddingBagCollection):
-            apply_optimizer_in_backward(
-                SPARSE_OPTIMIZERS[sparse_optimizer], module.parameters(), {"lr": sparse_lr}
-            )
+            sparse_optimizer.apply(module)
             for config in module.embedding_bag_configs():
                 constraints[config.name] = ParameterConstraints(
                     sharding_types=[SHARDING_TYPES[sharding].value]

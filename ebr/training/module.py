@@ -7,6 +7,7 @@ default); the dense part (towers, crossing, temperature) by the Lightning optimi
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,7 +17,15 @@ from torch import nn
 from ebr.data.batching import Batch
 from ebr.models.frequency import uniform_log_q
 from ebr.models.loss import SampledSoftmaxLoss
-from ebr.training.distributed import dense_parameters, dense_state_dict, ensure_process_group, shard_model
+from ebr.training.distributed import (
+    FusedTableOptimizer,
+    dense_parameters,
+    dense_state_dict,
+    ensure_process_group,
+    shard_model,
+)
+
+DenseOptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -31,11 +40,10 @@ class TwoTowerModule(pl.LightningModule):
         loss: the sampled-softmax loss (holds the learnable temperature).
         frequency: item-frequency estimator for logQ (CountMinSketch / ExactFrequency), or None.
         negative_pool_size: corpus size random negatives are drawn from (for their logQ).
-        dense_lr: Adam learning rate of the dense parameters.
-        sparse_lr: learning rate of the fused embedding-table optimizer.
-        sparse_optimizer: name of the fused optimizer (see ebr.training.distributed).
+        dense_optimizer: builds the optimizer of the dense parameters from their list (Adam at
+            1e-3 when None).
+        sparse_optimizer: the optimizer fused into the embedding tables (row-wise Adagrad when None).
         sharding: torchrec sharding type of every table.
-        weight_decay: Adam weight decay of the dense parameters.
         run_dir: where the process-group rendezvous file goes.
     """
 
@@ -45,11 +53,9 @@ class TwoTowerModule(pl.LightningModule):
         loss: SampledSoftmaxLoss,
         frequency: nn.Module | None = None,
         negative_pool_size: int = 0,
-        dense_lr: float = 1e-3,
-        sparse_lr: float = 0.05,
-        sparse_optimizer: str = "rowwise_adagrad",
+        dense_optimizer: DenseOptimizerFactory | None = None,
+        sparse_optimizer: FusedTableOptimizer | None = None,
         sharding: str = "table_wise",
-        weight_decay: float = 0.0,
         run_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
@@ -58,24 +64,20 @@ class TwoTowerModule(pl.LightningModule):
         self.loss = loss
         self.frequency = frequency
         self.negative_pool_size = negative_pool_size
-        self.dense_lr = dense_lr
-        self.sparse_lr = sparse_lr
-        self.sparse_optimizer = sparse_optimizer
+        self.dense_optimizer = dense_optimizer or partial(torch.optim.Adam, lr=1e-3)
+        self.sparse_optimizer = sparse_optimizer or FusedTableOptimizer()
         self.sharding = sharding
-        self.weight_decay = weight_decay
         self.run_dir = run_dir
 
     def configure_model(self) -> None:
         if self.model is not None:
             return
         ensure_process_group(self.run_dir)  # no-op when the caller already started one
-        self.model = shard_model(
-            self.model_factory(), self.device, self.sharding, self.sparse_optimizer, self.sparse_lr
-        )
+        self.model = shard_model(self.model_factory(), self.device, self.sharding, self.sparse_optimizer)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = dense_parameters(self.model) + [p for p in self.loss.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.dense_lr, weight_decay=self.weight_decay)
+        return self.dense_optimizer(params)
 
     def _loss(self, batch: Batch, update_frequency: bool) -> torch.Tensor:
         user, pin, negatives = self.model(batch)

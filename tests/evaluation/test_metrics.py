@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ebr.data.csr import Csr, first_kept
-from ebr.evaluation.metrics import ann_recall, retrieval_metrics
+from ebr.evaluation.metrics import retrieval_metrics
 
 
 def _random_case(rng: np.random.Generator, n_users: int, n_items: int, depth: int):
@@ -95,23 +95,6 @@ def test_user_without_relevant_items_is_rejected() -> None:
     relevant = Csr.from_pairs(np.array([0]), np.array([1]), 2)
     with pytest.raises(ValueError, match="row 1 has no relevant"):
         retrieval_metrics(np.array([[1], [2]]), relevant, ks=(1,))
-
-
-def test_ann_recall_matches_brute_force_overlap() -> None:
-    rng = np.random.default_rng(1)
-    k = 20
-    exact = np.stack([rng.choice(100, k + 5, replace=False) for _ in range(30)])
-    approx = np.stack([rng.choice(60, k + 5, replace=False) for _ in range(30)])
-    approx[0, 10:] = -1  # a short approximate row
-    expected = np.mean([len(set(a[:k]) - {-1} & set(e[:k])) / k for a, e in zip(approx, exact)])
-    assert ann_recall(approx, exact, k) == pytest.approx(expected)
-    assert ann_recall(exact, exact, k) == 1.0
-
-
-def test_ann_recall_small_corpus_denominator() -> None:
-    exact = np.array([[3, 1, -1, -1]])
-    assert ann_recall(np.array([[1, 3, -1, -1]]), exact, k=4) == 1.0
-    assert ann_recall(np.array([[1, -1, -1, -1]]), exact, k=4) == 0.5
 
 
 def test_csr_from_pairs_dedups_and_sorts() -> None:

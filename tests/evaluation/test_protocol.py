@@ -1,4 +1,4 @@
-"""Building evaluation tasks from splits, the popularity baseline, and the end-to-end protocol."""
+"""Building evaluation tasks from splits, and scoring a ranking (the popularity baseline's) with them."""
 
 from __future__ import annotations
 
@@ -11,13 +11,21 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ebr.data.schema import CLICK, IMPRESSION, REPIN, DataValidationError, Split
+from ebr.data.schema import (
+    CLICK,
+    IMPRESSION,
+    REPIN,
+    DataValidationError,
+    FeatureTable,
+    InteractionData,
+    Split,
+)
 from ebr.evaluation.metrics import retrieval_metrics
-from ebr.evaluation.popularity import popularity_ranking
-from ebr.evaluation.protocol import evaluate_embeddings, evaluate_ranking
-from ebr.evaluation.simulation import SimulationConfig, simulate_online
-from ebr.evaluation.task import Csr, EvalTask, build_eval_task
-from ebr.serving.index import IndexConfig
+from ebr.evaluation.protocol import evaluate_ranking
+from ebr.evaluation.simulation import SimulationConfig
+from ebr.evaluation.task import Csr, build_eval_task
+from ebr.retrieval.popularity import Popularity
+from ebr.retrieval.protocol import FitContext
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -120,12 +128,20 @@ def _random_split(rng: np.random.Generator, n_users: int = 60, n_pins: int = 80)
     return Split(pretrain=train.iloc[:0], train=train, val=test.iloc[:0], test=test, reference_time=10_000)
 
 
+def popularity_ranking(split: Split, task, k: int) -> np.ndarray:
+    """The popularity retriever fitted on `split` and asked for `task`."""
+    model = Popularity()
+    data = InteractionData("tiny", split.train, FeatureTable(100), FeatureTable(100))
+    model.fit(data, split, FitContext(corpus=task.corpus, run_dir=Path(".")))
+    return model.retrieve(task, k)
+
+
 def test_popularity_ranking_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     split = _random_split(rng)
     corpus = np.arange(0, 80, 2)
     task = build_eval_task(split, corpus)
-    ranking = popularity_ranking(split.train, task, k=15)
+    ranking = popularity_ranking(split, task, k=15)
     engaged = split.train[split.train["event"] >= CLICK]
     counts = Counter(int(p) for p in engaged["pin"] if p in set(corpus.tolist()))
     order = sorted(corpus.tolist(), key=lambda pin: (-counts.get(pin, 0), pin))
@@ -136,98 +152,11 @@ def test_popularity_ranking_matches_brute_force() -> None:
     assert len(set(ranking[:, 0].tolist())) > 1, "exclusion should change some users' top pin"
 
 
-def _random_task(rng: np.random.Generator, n_users: int, n_items: int) -> EvalTask:
-    corpus = np.sort(rng.choice(5 * n_items, n_items, replace=False))
-    rows = rng.integers(0, n_users, 6 * n_users)
-    relevant = Csr.from_pairs(
-        np.concatenate([np.arange(n_users), rows]), rng.choice(corpus, 7 * n_users), n_users
-    )
-    excluded_rows = rng.integers(0, n_users, 10 * n_users)
-    exclude = Csr.from_pairs(excluded_rows, rng.choice(corpus, 10 * n_users), n_users)
-    return EvalTask(
-        np.arange(n_users) * 3, relevant, exclude, corpus, 500, {"cold_users": 2, "cold_items": 5}
-    )
-
-
-def _brute_retrieval(task: EvalTask, users: np.ndarray, pins: np.ndarray, k: int) -> np.ndarray:
-    scores = users.astype(np.float64) @ pins.astype(np.float64).T
-    out = np.full((len(users), k), -1)
-    for row in range(len(users)):
-        banned = set(task.exclude.values[task.exclude.offsets[row] : task.exclude.offsets[row + 1]].tolist())
-        ranked = [int(task.corpus[j]) for j in np.argsort(-scores[row]) if int(task.corpus[j]) not in banned]
-        out[row, : min(k, len(ranked))] = ranked[:k]
-    return out
-
-
-class _Truth:
-    """p_click rises with the pin id; the ranker's true score is the pin id."""
-
-    def engagement_probabilities(self, users, pins, timestamp):
-        pins = np.broadcast_to(pins, np.broadcast_shapes(np.shape(users), np.shape(pins)))
-        return pins / (pins.max() + 1.0), np.full(pins.shape, 0.3)
-
-    def true_score(self, users, pins, timestamp):
-        return np.broadcast_to(pins, np.broadcast_shapes(np.shape(users), np.shape(pins))).astype(np.float64)
-
-
-def test_evaluate_embeddings_flat_matches_brute_force() -> None:
-    rng = np.random.default_rng(1)
-    task = _random_task(rng, n_users=40, n_items=150)
-    users = rng.standard_normal((40, 8)).astype(np.float32)
-    pins = rng.standard_normal((150, 8)).astype(np.float32)
-    simulation = SimulationConfig(candidates=30, shown_per_session=5)
-    metrics = evaluate_embeddings(
-        task,
-        users,
-        pins,
-        IndexConfig(),
-        ks=(5, 20),
-        truth=_Truth(),
-        simulation=simulation,
-        progress=False,
-        chunk_size=7,
-    )
-    expected = _brute_retrieval(task, users, pins, 30)
-    assert (expected[:, :20] >= 0).all()
-    reference = retrieval_metrics(expected, task.relevant, (5, 20))
-    reference.update(simulate_online(_Truth(), task.user_ids, expected, 500.0, simulation))
-    for key, value in reference.items():
-        assert metrics[key] == pytest.approx(value), key
-    assert metrics["ann_recall@100"] == 1.0
-    assert metrics["eval/users"] == 40
-    assert metrics["eval/corpus_size"] == 150
-    assert metrics["eval/cold_users"] == 2
-    assert metrics["eval/cold_items"] == 5
-
-
-def test_evaluate_embeddings_hnsw_reports_its_recall() -> None:
-    rng = np.random.default_rng(2)
-    task = _random_task(rng, n_users=50, n_items=1500)
-    users = rng.standard_normal((50, 16)).astype(np.float32)
-    pins = rng.standard_normal((1500, 16)).astype(np.float32)
-    pins /= np.linalg.norm(pins, axis=1, keepdims=True)
-    config = IndexConfig(kind="hnsw", hnsw_m=16, ef_construction=80, ef_search=100)
-    metrics = evaluate_embeddings(task, users, pins, config, ks=(10, 100), progress=False)
-    assert 0.9 < metrics["ann_recall@100"] <= 1.0
-    assert not any(key.startswith("sim/") for key in metrics)
-    exact = evaluate_embeddings(task, users, pins, IndexConfig(), ks=(10, 100), progress=False)
-    assert metrics["recall@100"] == pytest.approx(exact["recall@100"], abs=0.05)
-
-
-def test_evaluate_embeddings_checks_alignment() -> None:
-    rng = np.random.default_rng(3)
-    task = _random_task(rng, n_users=5, n_items=20)
-    with pytest.raises(ValueError, match="user_embeddings must have one row per task user"):
-        evaluate_embeddings(task, np.ones((4, 3)), np.ones((20, 3)), IndexConfig(), ks=(5,), progress=False)
-    with pytest.raises(ValueError, match="pin_embeddings must have one row per corpus pin"):
-        evaluate_embeddings(task, np.ones((5, 3)), np.ones((21, 3)), IndexConfig(), ks=(5,), progress=False)
-
-
 def test_evaluate_ranking_prefixes_keys() -> None:
     rng = np.random.default_rng(4)
     split = _random_split(rng)
     task = build_eval_task(split, np.arange(80))
-    ranking = popularity_ranking(split.train, task, 50)
+    ranking = popularity_ranking(split, task, 50)
     metrics = evaluate_ranking(task, ranking, ks=(10, 50), prefix="popularity")
     assert metrics == {
         f"popularity/{k}": v for k, v in retrieval_metrics(ranking, task.relevant, (10, 50)).items()
@@ -236,9 +165,6 @@ def test_evaluate_ranking_prefixes_keys() -> None:
 
 
 def test_config_files_instantiate() -> None:
-    assert instantiate(OmegaConf.load(CONF / "index" / "flat.yaml")) == IndexConfig(kind="flat")
-    hnsw = instantiate(OmegaConf.load(CONF / "index" / "hnsw.yaml"))
-    assert hnsw == IndexConfig(kind="hnsw", hnsw_m=32, ef_construction=200, ef_search=128)
     evaluation = OmegaConf.load(CONF / "eval" / "default.yaml")
     assert list(evaluation.ks) == [10, 50, 100]
     assert evaluation.exclude_train is True

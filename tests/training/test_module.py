@@ -10,8 +10,9 @@ from tiny_model import tiny_model_config
 from ebr.data.batching import FeatureGatherer, make_batch
 from ebr.data.world import WorldConfig, generate_world
 from ebr.models.artifact import build_model
+from ebr.models.features import resolve_features, tower_specs
 from ebr.models.loss import SampledSoftmaxLoss
-from ebr.training.distributed import ensure_process_group
+from ebr.training.distributed import FusedTableOptimizer, ensure_process_group
 from ebr.training.module import NonFiniteLossError, TwoTowerModule
 
 MODEL_CONFIG = tiny_model_config(32, 8, 16)
@@ -31,19 +32,15 @@ def process_group(tmp_path_factory):
 
 
 def _setup(world, sharding="table_wise", loss=None):
-    from omegaconf import OmegaConf
-
-    from ebr.pipeline import resolve_features, tower_specs
-
     names = ["user_sparse", "user_dense", "pin_sparse", "pin_dense"]
-    features = resolve_features(OmegaConf.create({"features": dict.fromkeys(names)}), world)
+    features = resolve_features(dict.fromkeys(names), world)
     user_spec, pin_spec = tower_specs(world, features)
     torch.manual_seed(0)
     module = TwoTowerModule(
         model_factory=partial(build_model, MODEL_CONFIG, user_spec, pin_spec),
         loss=loss or SampledSoftmaxLoss(),
         sharding=sharding,
-        sparse_lr=0.5,
+        sparse_optimizer=FusedTableOptimizer(lr=0.5),
     )
     module.configure_model()
     engagements = world.engagements()

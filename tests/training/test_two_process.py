@@ -18,7 +18,12 @@ def _worker(sharding: str) -> dict:
     from ebr.models.artifact import build_model
     from ebr.models.loss import SampledSoftmaxLoss
     from ebr.models.tower import TowerSpec
-    from ebr.training.distributed import dense_parameters, dense_state_dict, shard_model
+    from ebr.training.distributed import (
+        FusedTableOptimizer,
+        dense_parameters,
+        dense_state_dict,
+        shard_model,
+    )
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -29,7 +34,10 @@ def _worker(sharding: str) -> dict:
     pin_spec = TowerSpec("pin", {f: world.pins.categorical[f].cardinality for f in pin_features})
     torch.manual_seed(0)
     model = shard_model(
-        build_model(MODEL_CONFIG, user_spec, pin_spec), torch.device("cpu"), sharding, sparse_lr=0.5
+        build_model(MODEL_CONFIG, user_spec, pin_spec),
+        torch.device("cpu"),
+        sharding,
+        FusedTableOptimizer(lr=0.5),
     )
     loss_fn = SampledSoftmaxLoss()
     optimizer = torch.optim.Adam(dense_parameters(model), lr=1e-2)
@@ -92,3 +100,39 @@ def test_table_wise_tables_live_on_both_ranks_and_the_gathered_model_serves_iden
     assert owned[1], "table-wise sharding must place tables on rank 1"
     assert not owned[0] & owned[1], "each table lives on exactly one rank"
     torch.testing.assert_close(results[0]["plain"], results[0]["sharded"], rtol=1e-5, atol=1e-6)
+
+
+def test_ebr_train_itself_on_two_gloo_ranks_writes_one_set_of_results(tmp_path):
+    """torchrun-style launch of the real entry point: every rank trains, only rank 0 writes and logs."""
+    import json
+    import os
+    import sys
+
+    run_dir = tmp_path / "run"
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=2,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.5,
+        start_method="spawn",
+    )
+    os.environ.setdefault("WANDB_MODE", "offline")
+    args = [
+        "-m",
+        "ebr.train",
+        "data=synthetic_tiny",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    ]
+    elastic_launch(config, entrypoint=sys.executable)(*args)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train/world_size"] == 2.0, "the job must have trained as one two-rank group"
+    assert 0.0 < metrics["recall@100"] <= 1.0
+    assert sorted(p.name for p in run_dir.glob("*.pt")) == ["model.pt"]
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    assert json.loads((run_dir / "run.json").read_text())["arm"] == "data=synthetic_tiny,trainer.max_epochs=1"

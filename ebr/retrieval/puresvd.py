@@ -13,9 +13,11 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
-from ebr.baselines.base import interaction_matrix, rank_corpus, tune_on_validation
-from ebr.data.schema import Split
+from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.task import EvalTask
+from ebr.retrieval.protocol import FitContext
+from ebr.retrieval.ranking import interaction_matrix, rank_corpus
+from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +56,15 @@ class PureSVD:
         self._user_factors: np.ndarray | None = None
         self._item_factors: np.ndarray | None = None
 
-    def fit(self, split: Split, n_users: int, n_pins: int) -> None:
+    def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         """Fit on `split.train`; with `tune`, first pick the rank on `split.val`.
 
         Args:
+            data: the data set (only its table sizes are read).
             split: the split (`split.test` is never read).
-            n_users: number of user ids.
-            n_pins: number of pin ids.
+            context: the job's corpus (tuning retrieves from it).
         """
-        matrix = interaction_matrix(split, n_users, n_pins)
+        matrix = interaction_matrix(split, data.users.n_rows, data.pins.n_rows)
         if not self.tune:
             self._fit_matrix(matrix, self.rank)
             return
@@ -76,7 +78,7 @@ class PureSVD:
             model._fit_matrix(matrix, rank)
             return model
 
-        best, self.validation, model = tune_on_validation(split, candidates, fit_candidate)
+        best, self.validation, model = tune_on_validation(split, context.corpus, candidates, fit_candidate)
         log.info("PureSVD: validation recall@50 by rank %s; chose rank %d", self.validation, best)
         # the chosen model was fitted on split.train exactly as a refit would be, so keep it
         self.rank = best
@@ -115,6 +117,10 @@ class PureSVD:
             k: results per user.
         """
         return rank_corpus(self.score, task, k)
+
+    def own_metrics(self) -> dict[str, float]:
+        """tune/rank, and with `tune` the validation recall@50 of every rank tried."""
+        return tuning_metrics("rank", self.rank, self.validation)
 
 
 def _rank_bound(matrix: sp.csr_matrix) -> int:

@@ -1,56 +1,21 @@
-"""The Retriever protocol of the classical baselines, and what they share.
+"""What the exhaustive-scoring baselines share: the train matrix, and ranking by dense scores.
 
-A baseline is fitted on `Split.train` only and answers an `EvalTask` with a ranked (M, k) matrix
-of corpus pin ids, the user's excluded pins removed, -1 padded; the same evaluation code then
-scores it as it scores the two-tower model. Hyperparameters are chosen on the validation
-window (`build_eval_task(split, corpus, window="val")`), which never reads `Split.test`.
+A baseline answers an `EvalTask` with a ranked (M, k) matrix of corpus pin ids, the user's
+excluded pins removed, -1 padded; ties go to the lower pin id, so rankings are deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 from ebr.data.schema import Split, engaged_pairs
-from ebr.evaluation.metrics import retrieval_metrics
-from ebr.evaluation.task import EvalTask, build_eval_task
-from ebr.serving.corpus import training_window_corpus
+from ebr.evaluation.task import EvalTask
 
-TUNE_METRIC_K = 50
 # scores are materialised for this many (user, corpus pin) pairs at a time
 SCORE_BLOCK = 1 << 22
-
-Param = TypeVar("Param")
-
-
-@runtime_checkable
-class Retriever(Protocol):
-    """A model that retrieves pins for the users of an evaluation task."""
-
-    def fit(self, split: Split, n_users: int, n_pins: int) -> None:
-        """Fit on `split.train` (and, when tuning, choose hyperparameters on `split.val`).
-
-        Args:
-            split: the data split; `split.test` must never be read.
-            n_users: number of user ids (rows of the data's user table).
-            n_pins: number of pin ids.
-        """
-        ...
-
-    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
-        """Top-k pins per evaluated user.
-
-        Args:
-            task: users, corpus and exclusions.
-            k: results per user.
-
-        Returns:
-            (len(task.user_ids), k) int64 corpus pin ids, best first, excluded pins removed, -1 padded.
-        """
-        ...
 
 
 def interaction_matrix(split: Split, n_users: int, n_pins: int) -> sp.csr_matrix:
@@ -128,42 +93,3 @@ def rank_corpus(score_users: Callable[[np.ndarray], np.ndarray], task: EvalTask,
         valid = np.isfinite(np.take_along_axis(scores, columns, axis=1))
         result[start:stop, : columns.shape[1]] = np.where(valid, picked, -1)
     return result
-
-
-def tune_on_validation(
-    split: Split,
-    candidates: Sequence[Param],
-    fit_candidate: Callable[[Param], Retriever],
-    k: int = TUNE_METRIC_K,
-) -> tuple[Param, dict[str, float], Retriever]:
-    """Grid search on the validation window: fit each candidate on train, keep the best recall@k.
-
-    Only `split.train` and `split.val` are read; ties go to the earlier candidate.
-
-    Args:
-        split: the split.
-        candidates: hyperparameter values, tried in order.
-        fit_candidate: fits a model with one value on `split.train` and returns it.
-        k: the recall cut-off.
-
-    Returns:
-        (best value, {str(value): val recall@k}, the model fitted with the best value).
-
-    Raises:
-        ValueError: when there are no candidates or the validation window is empty.
-    """
-    if not candidates:
-        raise ValueError("tuning grid is empty")
-    if len(split.val) == 0:
-        raise ValueError("split.val is empty: hyperparameter tuning needs a validation window")
-    task = build_eval_task(split, training_window_corpus(split), window="val", exclude_train=True)
-    scores: dict[str, float] = {}
-    best: tuple[Param, float, Retriever] | None = None
-    for value in candidates:
-        model = fit_candidate(value)
-        recall = retrieval_metrics(model.retrieve(task, k), task.relevant, [k])[f"recall@{k}"]
-        scores[str(value)] = recall
-        if best is None or recall > best[1]:
-            best = (value, recall, model)
-    assert best is not None
-    return best[0], scores, best[2]

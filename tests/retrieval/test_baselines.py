@@ -11,10 +11,13 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ebr.baselines import ItemKNN, Popularity, PureSVD, Retriever
-from ebr.baselines.base import top_k_columns
-from ebr.data.schema import CLICK, Split
+from ebr.data.schema import CLICK, FeatureTable, InteractionData, Split
 from ebr.evaluation.task import Csr, EvalTask, build_eval_task
+from ebr.retrieval.itemknn import ItemKNN
+from ebr.retrieval.popularity import Popularity
+from ebr.retrieval.protocol import FitContext, Retriever
+from ebr.retrieval.puresvd import PureSVD
+from ebr.retrieval.ranking import top_k_columns
 from ebr.serving.corpus import training_window_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +52,14 @@ def random_split(seed: int, n_users: int = 30, n_pins: int = 25, density: float 
     return Split(train.iloc[:0], train, val, test, reference_time=0)
 
 
+def fit(model: Retriever, split: Split, n_users: int, n_pins: int) -> None:
+    """Fit a baseline on a split of tables with `n_users` users and `n_pins` pins (no features)."""
+    events = pd.concat([split.train, split.val, split.test])
+    data = InteractionData("tiny", events, FeatureTable(n_users), FeatureTable(n_pins))
+    context = FitContext(corpus=training_window_corpus(split), run_dir=Path("."))
+    model.fit(data, split, context)
+
+
 def dense_train(split: Split, n_users: int, n_pins: int) -> np.ndarray:
     matrix = np.zeros((n_users, n_pins))
     matrix[split.train["user"], split.train["pin"]] = 1.0
@@ -63,7 +74,7 @@ def test_protocol_is_satisfied() -> None:
 def test_puresvd_scores_equal_dense_svd_reconstruction() -> None:
     split = random_split(0, n_users=12, n_pins=9, density=0.4)
     model = PureSVD(rank=3)
-    model.fit(split, 12, 9)
+    fit(model, split, 12, 9)
     x = dense_train(split, 12, 9)
     u, s, vt = np.linalg.svd(x, full_matrices=False)
     reconstruction = (u[:, :3] * s[:3]) @ vt[:3]
@@ -91,7 +102,7 @@ def brute_force_knn(x: np.ndarray, k: int) -> np.ndarray:
 def test_itemknn_scores_equal_brute_force_cosine(k: int) -> None:
     split = random_split(1, n_users=15, n_pins=12, density=0.3)
     model = ItemKNN(neighbours=k)
-    model.fit(split, 15, 12)
+    fit(model, split, 15, 12)
     x = dense_train(split, 15, 12)
     np.testing.assert_allclose(model.score(np.arange(15)), brute_force_knn(x, k), atol=1e-12)
 
@@ -106,7 +117,7 @@ def test_top_k_columns_breaks_ties_by_lower_column() -> None:
 def test_retrieve_ranks_corpus_minus_exclusions(make: Callable[[], Retriever]) -> None:
     split = random_split(2)
     model = make()
-    model.fit(split, 30, 25)
+    fit(model, split, 30, 25)
     corpus = np.array([0, 2, 3, 5, 7, 8, 11, 13, 17, 20, 24])
     users = np.array([1, 4, 9])
     exclude = Csr.from_pairs(np.array([0, 0, 2]), np.array([3, 7, 24]), 3)
@@ -129,7 +140,7 @@ def test_popularity_counts_train_engagements() -> None:
     corpus = training_window_corpus(split)
     task = build_eval_task(split, corpus, window="test")
     model = Popularity()
-    model.fit(split, 30, 25)
+    fit(model, split, 30, 25)
     retrieved = model.retrieve(task, 5)
     counts = split.train["pin"].value_counts()
     for row, user in enumerate(task.user_ids):
@@ -160,7 +171,7 @@ def test_tuning_never_reads_test(make: Callable[[], Retriever], attribute: str) 
     chosen, validation = [], []
     for variant in variants:
         model = make()
-        model.fit(variant, n_users, n_pins)
+        fit(model, variant, n_users, n_pins)
         chosen.append(getattr(model, attribute))
         validation.append(model.validation)
     assert chosen[0] == chosen[1] == chosen[2]
@@ -174,7 +185,7 @@ def test_tuning_never_reads_test(make: Callable[[], Retriever], attribute: str) 
     best = None
     for value in [int(v) for v in validation[0]]:
         model = PureSVD(rank=value) if attribute == "rank" else ItemKNN(neighbours=value)
-        model.fit(split, n_users, n_pins)
+        fit(model, split, n_users, n_pins)
         scores = np.where(x[task.user_ids] > 0, -np.inf, model.score(task.user_ids))
         recall = []
         for row in range(len(task.user_ids)):
@@ -195,7 +206,7 @@ def test_bad_hyperparameters() -> None:
         ItemKNN(grid=[5, -1])
     split = random_split(5, n_users=6, n_pins=5)
     with pytest.raises(ValueError, match=r"model\.rank=50 must be below"):
-        PureSVD(rank=50).fit(split, 6, 5)
+        fit(PureSVD(rank=50), split, 6, 5)
 
 
 @pytest.mark.parametrize(
@@ -213,3 +224,18 @@ def test_hydra_configs(name: str, cls: type) -> None:
         assert model.grid == (16, 32, 64, 128, 256)
     if name == "itemknn":
         assert model.grid == (20, 50, 100, 200, 400)
+
+
+def test_own_metrics_report_the_tuned_value_and_its_grid() -> None:
+    n_users, n_pins = 60, 120
+    split = random_split(4, n_users, n_pins, density=0.05)
+    model = PureSVD(tune=True, grid=[2, 8])
+    fit(model, split, n_users, n_pins)
+    metrics = model.own_metrics()
+    assert metrics["tune/rank"] == model.rank
+    assert {k for k in metrics if k.startswith("tune/recall@50[")} == {
+        "tune/recall@50[rank=2]",
+        "tune/recall@50[rank=8]",
+    }
+    assert metrics["tune/recall@50[rank=2]"] == pytest.approx(model.validation["2"])
+    assert Popularity().own_metrics() == {}

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ebr.baselines.base import SCORE_BLOCK, interaction_matrix, rank_corpus, top_k_columns, tune_on_validation
-from ebr.data.schema import Split
+from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.task import EvalTask
+from ebr.retrieval.protocol import FitContext
+from ebr.retrieval.ranking import SCORE_BLOCK, interaction_matrix, rank_corpus, top_k_columns
+from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +46,16 @@ class ItemKNN:
         self._matrix: sp.csr_matrix | None = None
         self._weights: sp.csr_matrix | None = None
 
-    def fit(self, split: Split, n_users: int, n_pins: int) -> None:
+    def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         """Fit on `split.train`; with `tune`, first pick `neighbours` on `split.val`.
 
         Args:
+            data: the data set (only its table sizes are read).
             split: the split (`split.test` is never read).
-            n_users: number of user ids.
-            n_pins: number of pin ids.
+            context: the job's corpus (tuning retrieves from it).
         """
-        matrix = interaction_matrix(split, n_users, n_pins)
+        n_pins = data.pins.n_rows
+        matrix = interaction_matrix(split, data.users.n_rows, n_pins)
         candidates = self.grid if self.tune else (self.neighbours,)
         # neighbour lists are computed once, for the largest count, and cut for the smaller ones
         targets, neighbours, similarity = neighbour_lists(matrix, max(candidates))
@@ -65,7 +68,7 @@ class ItemKNN:
             model._set(matrix, _weights(targets, neighbours, similarity, count, n_pins))
             return model
 
-        best, self.validation, model = tune_on_validation(split, candidates, fit_candidate)
+        best, self.validation, model = tune_on_validation(split, context.corpus, candidates, fit_candidate)
         log.info("ItemKNN: validation recall@50 by neighbours %s; chose %d", self.validation, best)
         self.neighbours = best
         self._set(model._matrix, model._weights)
@@ -94,6 +97,10 @@ class ItemKNN:
             k: results per user.
         """
         return rank_corpus(self.score, task, k)
+
+    def own_metrics(self) -> dict[str, float]:
+        """tune/neighbours, and with `tune` the validation recall@50 of every count tried."""
+        return tuning_metrics("neighbours", self.neighbours, self.validation)
 
 
 def neighbour_lists(matrix: sp.csr_matrix, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,118 @@
+"""The Hydra application shell every ebr entry point shares (`ebr-train` today, `ebr-pretrain` next).
+
+An entry point is a config name plus a job function `(cfg, run_dir, loggers) -> JobResult`;
+`run_app` hands the job to the wrapper in ebr.runs (skip, refuse, record, rank-0 guard) and
+`main` turns the outcome into the process's exit code. A multirun ends with a tally of what its
+jobs did (`SweepTally`, a Hydra callback in `conf/train.yaml`), and exits non-zero when any job
+failed or was refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ebr.config import register_schemas
+from ebr.override_check import unknown_key_message
+from ebr.runs import JobLoggers, JobResult, JobSpec, Tally, run_in_directory, tally_sweep
+
+log = logging.getLogger("ebr")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+JobFunction = Callable[[DictConfig, Path, JobLoggers], JobResult]
+
+
+class SweepTally(Callback):
+    """Counts what the jobs of a multirun did, prints it, and remembers it for the exit code."""
+
+    last: Tally | None = None
+
+    def __init__(self) -> None:
+        self.started = time.time()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
+        SweepTally.last = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        tally = tally_sweep(config.hydra.sweep.dir, self.started)
+        SweepTally.last = tally
+        lines = [tally.summary(), *(f"  {problem}" for problem in tally.problems)]
+        (log.info if tally.ok else log.error)("\n".join(lines))
+
+
+def identity_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain Python with references to other keys left out and everything else resolved.
+
+    A value written `${train}` or `${..dense_lr}` repeats a key that is itself recorded, so leaving
+    it out means a changed setting is named once; a value from a resolver (`${oc.env:...}`) is
+    resolved, so a changed environment variable still counts.
+    """
+
+    def walk(node: DictConfig, raw: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, written in raw.items():
+            if _is_key_reference(written):
+                continue
+            value = node[key]
+            if isinstance(value, DictConfig) and isinstance(written, dict):
+                out[key] = walk(value, written)
+            elif isinstance(value, DictConfig | ListConfig):
+                out[key] = OmegaConf.to_container(value, resolve=True)
+            else:
+                out[key] = value
+        return out
+
+    return walk(cfg, OmegaConf.to_container(cfg, resolve=False))  # type: ignore[arg-type]
+
+
+def _is_key_reference(text: object) -> bool:
+    return isinstance(text, str) and text.startswith("${") and text.endswith("}") and ":" not in text
+
+
+def run_app(cfg: DictConfig, job: JobFunction) -> str:
+    """Run one Hydra job of an entry point through the shared wrapper; returns its outcome."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    spec = JobSpec(
+        run_dir=run_dir,
+        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+        identity=identity_config(cfg),
+        force=bool(cfg.force),
+        multirun=hydra_cfg.mode == RunMode.MULTIRUN,
+    )
+    return run_in_directory(spec, lambda loggers: job(cfg, run_dir, loggers), lambda: _loggers(cfg))
+
+
+def _loggers(cfg: DictConfig) -> JobLoggers:
+    return hydra.utils.instantiate(cfg.logger)
+
+
+def main(config_name: str, hydra_main: Callable[[], Any], argv: Sequence[str] | None = None) -> None:
+    """A console script: check override keys, run the Hydra app, exit non-zero when a sweep job failed.
+
+    Args:
+        config_name: the primary config (e.g. "train").
+        hydra_main: the `@hydra.main`-decorated function of the entry point.
+        argv: the command-line arguments (default sys.argv[1:]).
+    """
+    register_schemas()
+    args = list(sys.argv[1:] if argv is None else argv)
+    message = unknown_key_message(CONFIG_DIR, config_name, args)
+    if message is not None:
+        print(f"ebr-{config_name}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+    SweepTally.last = None
+    hydra_main()
+    if SweepTally.last is not None and not SweepTally.last.ok:
+        raise SystemExit(1)

@@ -1,0 +1,8 @@
+"""Retrievers: every model ebr evaluates, behind one protocol (`ebr.retrieval.protocol.Retriever`).
+
+A retriever is fitted on a split (`split.train`; hyperparameters chosen on `split.val` when it
+tunes) and then retrieves ranked corpus pins for an evaluation task. The two-tower model
+(`two_tower`: trained with Lightning and torchrec, served from its saved artifact through
+ebr.serving) and the classical baselines (`popularity`, `puresvd`, `itemknn`: exhaustive scoring)
+take the same path, so the same evaluation code scores them all.
+"""

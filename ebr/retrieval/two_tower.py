@@ -1,0 +1,187 @@
+"""The two-tower model as a Retriever: trained with Lightning and torchrec, served from `model.pt`.
+
+`fit` trains the towers (every rank of a multi-process job takes part) and saves the artifact;
+`retrieve` serves from the saved artifact alone, through ebr.serving, exactly as a serving
+system would: the corpus embedded offline, score terms, the faiss index, users embedded at
+request time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+
+from ebr.data.datamodule import TwoTowerDataModule
+from ebr.data.schema import InteractionData, Split
+from ebr.evaluation.task import EvalTask
+from ebr.models.artifact import build_model, save_artifact
+from ebr.models.features import resolve_features, tower_specs
+from ebr.models.frequency import frequency_estimator
+from ebr.retrieval.protocol import FitContext
+from ebr.runs import MODEL_FILE, is_rank_zero
+from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
+from ebr.serving.service import RetrievalService
+from ebr.training.distributed import ensure_process_group
+from ebr.training.module import TwoTowerModule
+
+NETWORK_TARGET = "ebr.models.two_tower.TwoTowerModel"
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+class TwoTowerRetriever:
+    """Trains and serves the torchrec two-tower model.
+
+    Built by `conf/model/two_tower.yaml` without recursive instantiation: the network's own config
+    (crossing, widths) is saved into `model.pt` so serving rebuilds it without the trainer, and the
+    training parts are built here, when the data is known.
+
+    Args:
+        crossing: the crossing module's config (a `_partial_` target), used by both towers.
+        pin_crossing: a different crossing config for the pin tower (None: the same as users).
+        embedding_dim: width of every feature field.
+        output_dim: embedding width d.
+        dense_hidden: hidden widths of each tower's dense-feature MLP.
+        features: which features each tower reads (the `features` node).
+        train: the `train` node: batch size, logQ, negatives, sharding, and the loss and both
+            optimizers as `_target_` nodes.
+        trainer: the Lightning `Trainer` config.
+        index: the faiss index config (`index` group).
+        serving: the `serving` node (score terms, batch size).
+        ann_recall_queries: users on which the index's recall against exact search is measured.
+    """
+
+    def __init__(
+        self,
+        crossing: Mapping[str, Any],
+        pin_crossing: Mapping[str, Any] | None,
+        embedding_dim: int,
+        output_dim: int,
+        dense_hidden: Sequence[int],
+        features: Mapping[str, Any],
+        train: Mapping[str, Any],
+        trainer: Mapping[str, Any],
+        index: Mapping[str, Any],
+        serving: Mapping[str, Any],
+        ann_recall_queries: int = 10_000,
+    ) -> None:
+        self.network_config = {
+            "_target_": NETWORK_TARGET,
+            "_partial_": True,
+            "crossing": _plain(crossing),
+            "pin_crossing": _plain(pin_crossing),
+            "embedding_dim": embedding_dim,
+            "output_dim": output_dim,
+            "dense_hidden": list(dense_hidden),
+        }
+        self.features = _plain(features)
+        self.train = train
+        self.trainer = trainer
+        self.index = hydra.utils.instantiate(index)
+        self.score_terms = [hydra.utils.instantiate(term) for term in serving["score_terms"].values()]
+        self.serving_batch_size = int(serving["batch_size"])
+        self.ann_recall_queries = ann_recall_queries
+        self.artifact: Path | None = None
+        self._data: InteractionData | None = None
+        self._engagements: TrainingEngagements | None = None
+        self._metrics: dict[str, float] = {}
+
+    def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
+        """Train on `split.train` (validation loss on `split.val`) and save `model.pt`.
+
+        Args:
+            data: the data set.
+            split: the split (`split.test` is never read).
+            context: the corpus (the pool of random negatives), run directory and loggers.
+        """
+        created_group = ensure_process_group(context.run_dir)
+        try:
+            self._fit(data, split, context)
+        finally:
+            if created_group and dist.is_initialized():
+                dist.destroy_process_group()
+        self._data = data
+        self._engagements = TrainingEngagements.from_split(split)
+
+    def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
+        features = resolve_features(self.features, data)
+        user_spec, pin_spec = tower_specs(data, features)
+        train = self.train
+        datamodule = TwoTowerDataModule(
+            data,
+            split,
+            features["user_sparse"],
+            features["pin_sparse"],
+            features["user_dense"],
+            features["pin_dense"],
+            batch_size=train["batch_size"],
+            seed=context.seed,
+            num_negatives=train["num_negatives"],
+            negative_pool=context.corpus,
+        )
+        network = self.network_config
+        module = TwoTowerModule(
+            model_factory=lambda: build_model(network, user_spec, pin_spec),
+            loss=hydra.utils.instantiate(train["loss"]),
+            frequency=frequency_estimator(train["logq"], split.train["pin"].to_numpy(), data.pins.n_rows),
+            negative_pool_size=len(context.corpus),
+            dense_optimizer=hydra.utils.instantiate(train["dense_optimizer"]),
+            sparse_optimizer=hydra.utils.instantiate(train["sparse_optimizer"]),
+            sharding=train["sharding"],
+            run_dir=context.run_dir,
+        )
+        trainer: pl.Trainer = hydra.utils.instantiate(self.trainer, logger=context.loggers or False)
+        started = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule)
+        seconds = time.perf_counter() - started
+        state = module.export_state_dict()  # a collective when the tables are sharded over ranks
+        self.artifact = Path(context.run_dir) / MODEL_FILE
+        if is_rank_zero():
+            save_artifact(self.artifact, network, user_spec, pin_spec, features, state)
+        examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
+        self._metrics = {
+            "train/seconds": seconds,
+            "train/examples": float(len(split.train)),
+            "train/examples_per_second": examples / max(seconds, 1e-9),
+            "train/epochs": float(trainer.current_epoch),
+            "train/world_size": float(dist.get_world_size()),
+        }
+        for key in ("train/loss", "val/loss"):
+            if key in trainer.callback_metrics:
+                self._metrics[f"final_{key.replace('/', '_')}"] = float(trainer.callback_metrics[key])
+
+    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
+        """Serve the saved model over the task's corpus and search for every task user.
+
+        Args:
+            task: users, corpus and exclusions.
+            k: results per user.
+        """
+        if self.artifact is None or self._data is None or self._engagements is None:
+            raise RuntimeError("TwoTowerRetriever.retrieve called before fit")
+        service = RetrievalService.from_artifact(
+            self.artifact,
+            self._data,
+            task.corpus,
+            self.index,
+            ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
+            batch_size=self.serving_batch_size,
+        )
+        queries = service.user_vectors(task.user_ids)
+        retrieved = service.search(queries, k, task.exclude)
+        self._metrics["ann_recall@100"] = service.ann_recall(queries, self.ann_recall_queries)
+        return retrieved
+
+    def own_metrics(self) -> dict[str, float]:
+        """Training statistics (train/..., final_train_loss, final_val_loss) and ann_recall@100."""
+        return dict(self._metrics)

@@ -1,0 +1,206 @@
+"""Serving a saved two-tower model: corpus and user embeddings -> score terms -> index -> ranked ids.
+
+Built from `model.pt` alone (no trainer, no torchrec sharding): pin embeddings are computed offline
+for the serving corpus, extended with the score terms' columns and put into the faiss index; user
+embeddings are computed at request time and searched against it. `ann_recall` measures the index
+against exact search over the same vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ebr.data.batching import FeatureGatherer
+from ebr.data.csr import Csr
+from ebr.data.schema import InteractionData
+from ebr.models.artifact import load_artifact
+from ebr.models.two_tower import TwoTowerModel
+from ebr.serving.embed import embed_rows, tower_encoder
+from ebr.serving.index import IndexConfig, ItemIndex
+from ebr.serving.score_terms import ScoreColumns
+
+ANN_RECALL_K = 100
+
+
+class RetrievalService:
+    """A trained model served over one corpus.
+
+    Args:
+        encode_users: maps user ids to (len, d) float32 embeddings (the user tower at request time).
+        pin_embeddings: (len(corpus), d) float32 pin embeddings, row j for corpus[j].
+        corpus: sorted pin ids the index holds.
+        index: the faiss index configuration.
+        score_columns: the active score terms over `corpus` (none: the model's score alone).
+        batch_size: queries searched per index call.
+        progress: show progress bars.
+    """
+
+    def __init__(
+        self,
+        encode_users: Callable[[np.ndarray], np.ndarray],
+        pin_embeddings: np.ndarray,
+        corpus: np.ndarray,
+        index: IndexConfig,
+        score_columns: ScoreColumns | None = None,
+        batch_size: int = 4096,
+        progress: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"serving.batch_size must be positive, got {batch_size}")
+        self.corpus = np.asarray(corpus, dtype=np.int64)
+        if pin_embeddings.ndim != 2 or len(pin_embeddings) != len(self.corpus):
+            raise ValueError(
+                f"pin_embeddings must have one row per corpus pin ({len(self.corpus)}), got shape"
+                f" {pin_embeddings.shape}"
+            )
+        self.encode_users = encode_users
+        self.batch_size = batch_size
+        self.progress = progress
+        self.score_columns = score_columns or ScoreColumns(np.zeros(0), np.zeros((len(self.corpus), 0)))
+        if self.score_columns.pin_values.shape[0] != len(self.corpus):
+            raise ValueError(
+                f"score_columns cover {self.score_columns.pin_values.shape[0]} pins, the corpus has"
+                f" {len(self.corpus)}"
+            )
+        self.pin_vectors = self.score_columns.extend_pins(pin_embeddings)
+        self.index = ItemIndex(self.pin_vectors, self.corpus, index)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: TwoTowerModel,
+        features: dict[str, list[str]],
+        data: InteractionData,
+        corpus: np.ndarray,
+        index: IndexConfig,
+        score_columns: ScoreColumns | None = None,
+        batch_size: int = 4096,
+        progress: bool = True,
+    ) -> RetrievalService:
+        """Embed the corpus with the pin tower and serve users through the user tower.
+
+        Args:
+            model: the two-tower model in eval mode (e.g. from `load_artifact`).
+            features: {"user_sparse", "user_dense", "pin_sparse", "pin_dense"} feature name lists.
+            data: the feature tables the model reads.
+            corpus: sorted pin ids the index holds.
+            index: the faiss index configuration.
+            score_columns: the active score terms over `corpus`.
+            batch_size: rows embedded per forward pass, and queries searched per index call.
+            progress: show progress bars.
+        """
+        users = FeatureGatherer(data.users, features["user_sparse"], features["user_dense"], "users")
+        pins = FeatureGatherer(data.pins, features["pin_sparse"], features["pin_dense"], "pins")
+        desc = "embed corpus" if progress else None
+        corpus = np.asarray(corpus, dtype=np.int64)
+        pin_embeddings = embed_rows(tower_encoder(model.pin_tower), pins, corpus, batch_size, desc)
+
+        def encode_users(user_ids: np.ndarray) -> np.ndarray:
+            label = "embed users" if progress else None
+            return embed_rows(tower_encoder(model.user_tower), users, user_ids, batch_size, label)
+
+        return cls(encode_users, pin_embeddings, corpus, index, score_columns, batch_size, progress)
+
+    @classmethod
+    def from_artifact(
+        cls,
+        path: str | Path,
+        data: InteractionData,
+        corpus: np.ndarray,
+        index: IndexConfig,
+        score_columns: ScoreColumns | None = None,
+        batch_size: int = 4096,
+        progress: bool = True,
+    ) -> RetrievalService:
+        """Serve the model saved at `path` (see `from_model` for the arguments)."""
+        model, payload = load_artifact(path)
+        return cls.from_model(
+            model, payload["features"], data, corpus, index, score_columns, batch_size, progress
+        )
+
+    def user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
+        """Request-time query vectors: user embeddings with the score terms' weights appended."""
+        embeddings = np.asarray(self.encode_users(np.asarray(user_ids, dtype=np.int64)))
+        if embeddings.shape[0] != len(user_ids):
+            raise ValueError(f"encode_users returned {embeddings.shape[0]} rows for {len(user_ids)} users")
+        return self.score_columns.extend_users(embeddings)
+
+    def search(
+        self, queries: np.ndarray, k: int, exclude: Csr | None = None, allow: Csr | np.ndarray | None = None
+    ) -> np.ndarray:
+        """Ranked pin ids per query vector, in batches of `batch_size` queries.
+
+        Args:
+            queries: (M, d) vectors from `user_vectors`.
+            k: results per query.
+            exclude: per query, pin ids that must not be returned.
+            allow: per query (a Csr) or for all (an array), the only pin ids that may be returned.
+
+        Returns:
+            (M, k) int64 pin ids, best first, -1 padded.
+        """
+        parts = []
+        starts = range(0, len(queries), self.batch_size)
+        for start in tqdm(starts, desc="retrieval", unit="chunk", disable=not self.progress):
+            stop = start + self.batch_size
+            excluded = None if exclude is None else exclude.slice(start, stop)
+            allowed = allow.slice(start, stop) if isinstance(allow, Csr) else allow
+            ids, _ = self.index.search(queries[start:stop], k, excluded, allowed)
+            parts.append(ids)
+        return np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
+
+    def ann_recall(self, queries: np.ndarray, n_queries: int = 10_000) -> float:
+        """The index's own top-100 recall against exact search over the same vectors.
+
+        Exact search costs a full corpus scan per query, so it runs on `n_queries` evenly spaced
+        queries; an exact index scores 1 without a second search.
+
+        Args:
+            queries: (M, d) query vectors.
+            n_queries: how many of them to measure on.
+        """
+        if n_queries < 1:
+            raise ValueError(f"eval.ann_recall_queries must be positive, got {n_queries}")
+        if self.index.config.is_exact:
+            return 1.0
+        sample = np.unique(
+            np.linspace(0, len(queries) - 1, num=min(n_queries, len(queries))).astype(np.int64)
+        )
+        k = min(ANN_RECALL_K, len(self.corpus))
+        approx, _ = self.index.search(queries[sample], k)
+        exact, _ = ItemIndex(self.pin_vectors, self.corpus, IndexConfig()).search(queries[sample], k)
+        return ann_recall(approx, exact, k)
+
+
+def ann_recall(approx: np.ndarray, exact: np.ndarray, k: int = ANN_RECALL_K) -> float:
+    """Mean overlap of the approximate and the exact top k: |approx ∩ exact| / k per query.
+
+    When the exact search returns fewer than k items (a corpus smaller than k), a query's
+    denominator is the number it returned, so a perfect index always scores 1.
+
+    Args:
+        approx: (M, >= k) ids from the index under test, -1 padded.
+        exact: (M, >= k) ids from exact search.
+        k: cut-off.
+    """
+    approx, exact = np.asarray(approx), np.asarray(exact)
+    for name, matrix in (("approx", approx), ("exact", exact)):
+        if matrix.ndim != 2 or matrix.dtype.kind not in "iu" or matrix.shape[1] < k:
+            raise ValueError(
+                f"{name} must be an (M, >= {k}) integer id matrix, got {matrix.dtype} {matrix.shape}"
+            )
+    if approx.shape[0] != exact.shape[0]:
+        raise ValueError(f"approx has {approx.shape[0]} rows, exact {exact.shape[0]}")
+    exact, approx = exact[:, :k].astype(np.int64), approx[:, :k].astype(np.int64)
+    rows, columns = np.nonzero(exact >= 0)
+    found = Csr.from_pairs(rows, exact[rows, columns], len(exact))
+    overlap = (found.contains(approx) & (approx >= 0)).sum(axis=1)
+    denominator = found.lengths()
+    scored = denominator > 0
+    if not scored.any():
+        raise ValueError("exact: no query has any result, ANN recall is undefined")
+    return float(np.mean(overlap[scored] / denominator[scored]))

@@ -1,0 +1,84 @@
+"""The package dependencies point one way, so a wrong import fails CI.
+
+data <- models <- training, serving <- evaluation <- retrieval <- pipeline <- train (the entry point);
+ebr.runs and ebr.report import nothing of ebr but ebr.runs.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+EBR = Path(__file__).resolve().parent.parent / "ebr"
+
+# package (or top-level module) -> the ebr packages it may import besides itself
+ALLOWED: dict[str, set[str]] = {
+    "runs": set(),
+    "override_check": set(),
+    "config": {"data"},  # registers the world's schema, which lives with the world
+    "data": set(),
+    "models": {"data"},
+    "training": {"data", "models"},
+    "serving": {"data", "models"},
+    "evaluation": {"data"},
+    "retrieval": {"data", "models", "training", "serving", "evaluation", "runs"},
+    "pipeline": {"data", "models", "training", "serving", "evaluation", "retrieval", "runs"},
+    "app": {"config", "override_check", "runs"},
+    "train": {"app", "runs", "pipeline"},
+    "report": {"runs"},
+}
+
+
+def _unit(path: Path) -> str:
+    parts = path.relative_to(EBR).with_suffix("").parts
+    return parts[0]
+
+
+def _ebr_imports(path: Path) -> set[str]:
+    """The ebr packages a source file imports (top-level and inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "ebr" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+SOURCES = sorted(p for p in EBR.rglob("*.py") if p.name != "__init__.py" or p.parent != EBR)
+
+
+def test_every_package_has_a_rule() -> None:
+    units = {_unit(p) for p in SOURCES}
+    assert units <= set(ALLOWED), f"add a dependency rule for {sorted(units - set(ALLOWED))}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(EBR).as_posix())
+def test_imports_point_one_way(path: Path) -> None:
+    unit = _unit(path)
+    wrong = _ebr_imports(path) - ALLOWED[unit] - {unit}
+    assert not wrong, (
+        f"ebr/{path.relative_to(EBR)} ({unit}) imports {sorted(wrong)}; allowed: {sorted(ALLOWED[unit])}"
+    )
+
+
+def test_the_rule_itself_has_no_cycle() -> None:
+    seen: dict[str, int] = {}
+
+    def depth(unit: str, stack: tuple[str, ...] = ()) -> int:
+        assert unit not in stack, f"dependency cycle {' -> '.join((*stack, unit))}"
+        if unit not in seen:
+            seen[unit] = 1 + max((depth(d, (*stack, unit)) for d in ALLOWED[unit]), default=0)
+        return seen[unit]
+
+    for unit in ALLOWED:
+        depth(unit)
+    assert seen["data"] < seen["models"] < seen["training"] < seen["retrieval"] < seen["pipeline"]
