@@ -38,12 +38,6 @@ class TwoTowerModel(nn.Module):
         self.pin_tower = Tower(pin_spec, pin_crossing or crossing, embedding_dim, output_dim, dense_hidden)
         self.output_dim = output_dim
 
-    def embed_users(self, sparse, dense) -> torch.Tensor:
-        return self.user_tower(sparse, dense)
-
-    def embed_pins(self, sparse, dense) -> torch.Tensor:
-        return self.pin_tower(sparse, dense)
-
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(user embeddings, engaged-pin embeddings, random-negative embeddings or None) of a Batch."""
         user = self.user_tower(batch.user.sparse, batch.user.dense)
