@@ -14,6 +14,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from ebr.data.world.config import register_world_schema
+
 
 @dataclass
 class FeaturesSchema:
@@ -70,6 +72,7 @@ class EbrSchema:
 
 def register_schemas() -> None:
     ConfigStore.instance().store(name="ebr_schema", node=EbrSchema)
+    register_world_schema()
 
 
 def with_default_experiment(overrides: Sequence[str], default: str) -> list[str]:
