@@ -20,6 +20,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import II
 
+from ebr.data.world.config import register_world_schema
+
 
 @dataclass
 class FeaturesSchema:
@@ -153,6 +155,7 @@ class EbrSchema:
 def register_schemas() -> None:
     """Register the schemas every ebr Hydra app composes with (idempotent)."""
     ConfigStore.instance().store(name="ebr_schema", node=EbrSchema)
+    register_world_schema()
 
 
 def with_default_experiment(overrides: Sequence[str], default: str) -> list[str]:

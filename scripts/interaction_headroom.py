@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from ebr.config import register_schemas, with_default_experiment
 from ebr.data.world.config import WorldConfig
 from ebr.data.world.generate import generate_world
-from ebr.data.world.latent import SyntheticTruth
+from ebr.data.world.truth import SyntheticTruth
 from ebr.evaluation.protocol import evaluate_ranking
 from ebr.evaluation.task import EvalTask, build_eval_task
 from ebr.serving.corpus import training_window_corpus

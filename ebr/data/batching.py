@@ -17,11 +17,10 @@ import numpy as np
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from ebr.data.csr import rows_of_values
 from ebr.data.history import HISTORY
 from ebr.data.schema import FeatureTable
 
-# Value used in the conditioning-interest tensor when an example has no interest.
-NO_CONDITION = -1
 # Features listing the pins a user engaged with: a training example's own pin is removed from them.
 HISTORY_FEATURES = frozenset({HISTORY})
 
@@ -58,20 +57,17 @@ class Batch:
     Args:
         user: user-tower inputs, one row per example.
         pin: pin-tower inputs of each example's engaged pin.
-        interest: the example's conditioning interest (NO_CONDITION when none), int64.
         negatives: pin-tower inputs of extra random negatives shared by the batch, or None.
     """
 
     user: TowerInput
     pin: TowerInput
-    interest: torch.Tensor
     negatives: TowerInput | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return Batch(
             self.user.to(device, non_blocking),
             self.pin.to(device, non_blocking),
-            self.interest.to(device, non_blocking=non_blocking),
             None if self.negatives is None else self.negatives.to(device, non_blocking),
         )
 
@@ -144,7 +140,7 @@ def _drop_targets(
     lengths: np.ndarray, values: np.ndarray, targets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(bag sizes after the drop, per-value keep mask): bag i loses every value equal to targets[i]."""
-    row_of_value = np.repeat(np.arange(len(lengths)), lengths)
+    row_of_value = rows_of_values(lengths)
     keep = values != np.asarray(targets, dtype=np.int64)[row_of_value]
     return np.bincount(row_of_value[keep], minlength=len(lengths)).astype(lengths.dtype), keep
 
@@ -158,7 +154,7 @@ def bag_weights(lengths: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
             A bag whose own weights sum to 0 is averaged uniformly.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    row_of_value = np.repeat(np.arange(len(lengths)), lengths)
+    row_of_value = rows_of_values(lengths)
     uniform = 1.0 / np.maximum(lengths, 1)
     if weights is None:
         return uniform[row_of_value].astype(np.float32)
@@ -174,18 +170,19 @@ def make_batch(
     pin_gatherer: FeatureGatherer,
     users: np.ndarray,
     pins: np.ndarray,
-    interests: np.ndarray | None = None,
     negative_pins: np.ndarray | None = None,
 ) -> Batch:
-    """One training batch from aligned arrays of user rows, pin rows and interests."""
-    interest = (
-        np.full(len(users), NO_CONDITION, dtype=np.int64)
-        if interests is None
-        else np.asarray(interests, dtype=np.int64)
-    )
+    """One training batch from aligned arrays of user rows and engaged pin rows.
+
+    Args:
+        user_gatherer: builds the user-tower inputs (each user's history bag loses its example's pin).
+        pin_gatherer: builds the pin-tower inputs.
+        users: user row of each example.
+        pins: engaged pin row of each example.
+        negative_pins: pin rows of extra random negatives shared by the batch, or None.
+    """
     return Batch(
         user=user_gatherer(users, targets=pins),
         pin=pin_gatherer(pins),
-        interest=torch.from_numpy(interest),
         negatives=None if negative_pins is None else pin_gatherer(negative_pins),
     )

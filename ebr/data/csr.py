@@ -1,8 +1,14 @@
-"""Per-row id lists (CSR) and row-wise selection helpers shared by serving and evaluation.
+"""Ragged arrays: rows of different lengths stored as one values array cut by offsets.
 
-A `Csr` holds, for each row (a user), a sorted list of distinct ids (pins): relevant items,
-items to exclude, candidates. It is a plain data structure, so serving and evaluation both
-build on it without depending on each other.
+Row i of a ragged array is `values[offsets[i]:offsets[i + 1]]`. Every ragged array in ebr is built
+by `offsets_from_lengths` (directly, or through `Ragged.from_lengths` / `Ragged.from_rows` /
+`Csr.from_pairs`), so there is one place that knows how offsets are laid out.
+
+- `Ragged`: any rows of int64 values, in any order (a categorical feature's bags, pins grouped
+  by interest). `ebr.data.schema.CategoricalFeature` is a `Ragged` with a cardinality and weights.
+- `Csr`: a `Ragged` whose rows are sorted sets (strictly increasing): per-user relevant items,
+  items to exclude, candidates. Serving and evaluation both build on it without depending on
+  each other.
 """
 
 from __future__ import annotations
@@ -12,37 +18,147 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Csr:
-    """Ragged rows of int64 ids: row i is values[offsets[i]:offsets[i+1]], strictly increasing.
+def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
+    """The int64 offsets (length n + 1, starting at 0) of n consecutive rows of the given lengths.
 
     Args:
-        offsets: int64 array of length n_rows + 1, starting at 0, non-decreasing, ending at len(values).
-        values: int64 ids, sorted and distinct within each row.
+        lengths: non-negative integer row lengths (booleans count as 0 / 1).
+
+    Raises:
+        ValueError: for a length that is negative or not an integer.
+    """
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1 or (lengths.size and lengths.dtype.kind not in "biu"):
+        raise ValueError(f"row lengths must be a 1-D integer array, got {lengths.dtype} {lengths.shape}")
+    if lengths.size and lengths.min() < 0:
+        raise ValueError(f"row lengths must be >= 0, got {lengths.min()}")
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def rows_of_values(lengths: np.ndarray) -> np.ndarray:
+    """The row index of each value of consecutive rows of the given lengths (0, 0, 1, 2, 2, ...).
+
+    Args:
+        lengths: non-negative integer row lengths.
+    """
+    return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+
+
+@dataclass(frozen=True)
+class Ragged:
+    """Rows of int64 values of different lengths: row i is values[offsets[i]:offsets[i+1]].
+
+    Build one with `from_lengths` or `from_rows` rather than by hand.
+
+    Args:
+        offsets: integer array of length n_rows + 1, starting at 0, non-decreasing, ending at len(values).
+        values: integer values of all rows, row after row.
     """
 
     offsets: np.ndarray
     values: np.ndarray
 
     def __post_init__(self) -> None:
+        kind = type(self).__name__
         offsets = np.asarray(self.offsets)
         values = np.asarray(self.values)
         if offsets.ndim != 1 or len(offsets) == 0 or offsets.dtype.kind not in "iu":
-            raise ValueError(f"Csr.offsets must be a non-empty 1-D integer array, got shape {offsets.shape}")
+            raise ValueError(
+                f"{kind}.offsets must be a non-empty 1-D integer array, got shape {offsets.shape}"
+            )
         if values.ndim != 1 or (values.size and values.dtype.kind not in "iu"):
-            raise ValueError(f"Csr.values must be a 1-D integer array, got {values.dtype} {values.shape}")
+            raise ValueError(f"{kind}.values must be a 1-D integer array, got {values.dtype} {values.shape}")
         offsets = offsets.astype(np.int64, copy=False)
         values = values.astype(np.int64, copy=False)
         if offsets[0] != 0 or offsets[-1] != len(values) or np.any(np.diff(offsets) < 0):
             raise ValueError(
-                f"Csr.offsets must start at 0, be non-decreasing and end at len(values)={len(values)}"
+                f"{kind}.offsets must start at 0, be non-decreasing and end at len(values)={len(values)}"
             )
-        # a non-increasing step is only allowed where a new row starts
-        steps = np.flatnonzero(np.diff(values) <= 0) + 1
-        if len(steps) and not np.all(np.isin(steps, offsets)):
-            raise ValueError("Csr.values must be strictly increasing within each row (sorted, no duplicates)")
         object.__setattr__(self, "offsets", offsets)
         object.__setattr__(self, "values", values)
+
+    @staticmethod
+    def from_lengths(lengths: np.ndarray, values: np.ndarray) -> Ragged:
+        """Rows of the given lengths cut from `values` in order.
+
+        Args:
+            lengths: the length of each row.
+            values: all rows' values, row after row (len(values) == sum(lengths)).
+        """
+        return Ragged(offsets_from_lengths(lengths), values)
+
+    @staticmethod
+    def from_rows(rows: np.ndarray, values: np.ndarray, n_rows: int) -> Ragged:
+        """Group (row, value) pairs by row, keeping each row's values in their given order.
+
+        Args:
+            rows: the row of each value, in [0, n_rows).
+            values: the values.
+            n_rows: number of rows (rows without values are empty).
+        """
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        values = np.asarray(values).ravel()
+        _check_rows(rows, len(values), n_rows, "Ragged.from_rows")
+        order = np.argsort(rows, kind="stable")
+        return Ragged(offsets_from_lengths(np.bincount(rows, minlength=n_rows)), values[order])
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        """Number of values in each row."""
+        return np.diff(self.offsets)
+
+    def row_of_value(self) -> np.ndarray:
+        """The row index of each entry of `values`."""
+        return rows_of_values(self.lengths())
+
+    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The given rows, concatenated in the given order (vectorised, rows may repeat).
+
+        Args:
+            rows: row indices in [0, n_rows).
+
+        Returns:
+            (lengths, index): each taken row's length, and the positions in `values` of the taken
+            rows' values (so `values[index]`, or aligned arrays such as weights, gathers them).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        total = int(lengths.sum())
+        # position of each output value = its row's start + its rank within the row
+        row_of_value = rows_of_values(lengths)
+        first_out = np.cumsum(lengths) - lengths
+        index = starts[row_of_value] + (np.arange(total) - first_out[row_of_value])
+        return lengths, index
+
+
+def _check_rows(rows: np.ndarray, n_values: int, n_rows: int, caller: str) -> None:
+    if len(rows) != n_values:
+        raise ValueError(f"{caller}: {len(rows)} rows but {n_values} values")
+    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValueError(f"{caller}: row indices must be in [0, {n_rows}), got {rows.min()}..{rows.max()}")
+
+
+@dataclass(frozen=True)
+class Csr(Ragged):
+    """Ragged rows of int64 ids, each row strictly increasing (a sorted set).
+
+    Args:
+        offsets: int64 array of length n_rows + 1, starting at 0, non-decreasing, ending at len(values).
+        values: int64 ids, sorted and distinct within each row.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # a non-increasing step is only allowed where a new row starts
+        steps = np.flatnonzero(np.diff(self.values) <= 0) + 1
+        if len(steps) and not np.all(np.isin(steps, self.offsets)):
+            raise ValueError("Csr.values must be strictly increasing within each row (sorted, no duplicates)")
 
     @staticmethod
     def from_pairs(rows: np.ndarray, values: np.ndarray, n_rows: int) -> Csr:
@@ -55,32 +171,13 @@ class Csr:
         """
         rows = np.asarray(rows, dtype=np.int64).ravel()
         values = np.asarray(values, dtype=np.int64).ravel()
-        if len(rows) != len(values):
-            raise ValueError(f"Csr.from_pairs: {len(rows)} rows but {len(values)} values")
-        if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
-            raise ValueError(
-                f"Csr.from_pairs: row indices must be in [0, {n_rows}), got {rows.min()}..{rows.max()}"
-            )
+        _check_rows(rows, len(values), n_rows, "Csr.from_pairs")
         order = np.lexsort((values, rows))
         rows, values = rows[order], values[order]
         first = np.ones(len(rows), dtype=bool)
         first[1:] = (rows[1:] != rows[:-1]) | (values[1:] != values[:-1])
         rows, values = rows[first], values[first]
-        offsets = np.zeros(n_rows + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=n_rows), out=offsets[1:])
-        return Csr(offsets, values)
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.offsets) - 1
-
-    def lengths(self) -> np.ndarray:
-        """Number of ids in each row."""
-        return np.diff(self.offsets)
-
-    def row_of_value(self) -> np.ndarray:
-        """The row index of each entry of `values`."""
-        return np.repeat(np.arange(self.n_rows, dtype=np.int64), self.lengths())
+        return Csr(offsets_from_lengths(np.bincount(rows, minlength=n_rows)), values)
 
     def slice(self, start: int, stop: int) -> Csr:
         """Rows start..stop-1 as a new Csr.

@@ -20,7 +20,7 @@ class EngagementBatches(IterableDataset):
     epochs differ. Batches are built whole, vectorised; the DataLoader must use batch_size=None.
 
     Args:
-        events: engagement rows (user, pin, interest columns used).
+        events: engagement rows (user and pin columns used).
         user_gatherer: builds user-tower inputs.
         pin_gatherer: builds pin-tower inputs.
         batch_size: examples per batch.
@@ -48,7 +48,6 @@ class EngagementBatches(IterableDataset):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.users = events["user"].to_numpy(np.int64)
         self.pins = events["pin"].to_numpy(np.int64)
-        self.interests = events["interest"].to_numpy(np.int64)
         self.user_gatherer = user_gatherer
         self.pin_gatherer = pin_gatherer
         self.batch_size = batch_size
@@ -77,7 +76,6 @@ class EngagementBatches(IterableDataset):
                 self.pin_gatherer,
                 self.users[rows],
                 self.pins[rows],
-                self.interests[rows],
                 negatives,
             )
 

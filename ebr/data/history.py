@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 
+from ebr.data.csr import offsets_from_lengths
 from ebr.data.schema import CategoricalFeature, InteractionData, Split
 
 HISTORY = "history"
@@ -33,9 +34,10 @@ def with_history(data: InteractionData, split: Split, max_length: int = 200) -> 
     train = train.drop_duplicates(["user", "pin"], keep="last")
     rank_from_end = train.groupby("user").cumcount(ascending=False).to_numpy()
     train = train[rank_from_end < max_length]
-    users = train["user"].to_numpy(np.int64)
-    counts = np.bincount(users, minlength=data.users.n_rows)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    feature = CategoricalFeature(offsets, train["pin"].to_numpy(np.int64), data.pins.n_rows)
+    # rows are sorted by user, so each user's bag is a consecutive run
+    lengths = np.bincount(train["user"].to_numpy(np.int64), minlength=data.users.n_rows)
+    feature = CategoricalFeature(
+        offsets_from_lengths(lengths), train["pin"].to_numpy(np.int64), data.pins.n_rows
+    )
     users_table = dataclasses.replace(data.users, categorical={**data.users.categorical, HISTORY: feature})
     return dataclasses.replace(data, users=users_table)

@@ -12,10 +12,14 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from ebr.data.csr import Ragged, offsets_from_lengths
+
 SECONDS_PER_DAY = 86_400
 
 IMPRESSION, CLICK, REPIN = 0, 1, 2
 EVENT_NAMES = {IMPRESSION: "impression", CLICK: "click", REPIN: "repin"}
+# The `interest` of an event that came through no interest (exploration, or data that does not log
+# it); the one "no interest" value of ebr.
 NO_INTEREST = -1
 
 # column -> numpy dtype kind accepted ("i" signed/unsigned integer)
@@ -33,44 +37,54 @@ class DataValidationError(ValueError):
 
 
 @dataclass(frozen=True)
-class CategoricalFeature:
-    """A categorical feature of a table, possibly multi-valued, stored as CSR.
+class CategoricalFeature(Ragged):
+    """A categorical feature of a table, possibly multi-valued: one bag of ids per row (a `Ragged`).
+
+    A bag may hold its ids in any order and repeat them (unlike a `Csr` row).
 
     Args:
-        offsets: int64 array of length n_rows + 1; row i's values are values[offsets[i]:offsets[i+1]].
+        offsets: int64 array of length n_rows + 1; row i's values are values[offsets[i]:offsets[i+1]]
+            (build it with `ebr.data.csr.offsets_from_lengths`).
         values: int64 ids in [0, cardinality).
         cardinality: number of distinct ids (the embedding-table size).
         weights: optional float32 weights aligned with `values` (e.g. interest weights).
     """
 
-    offsets: np.ndarray
-    values: np.ndarray
     cardinality: int
     weights: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.values.size and (self.values.min() < 0 or self.values.max() >= self.cardinality):
+            raise DataValidationError(
+                f"CategoricalFeature values must be in [0, {self.cardinality}), "
+                f"got {self.values.min()}..{self.values.max()}"
+            )
+        if self.weights is not None and len(self.weights) != len(self.values):
+            raise DataValidationError(
+                f"CategoricalFeature has {len(self.weights)} weights for {len(self.values)} values"
+            )
+
     @staticmethod
     def single(values: np.ndarray, cardinality: int) -> CategoricalFeature:
-        """One value per row."""
+        """One value per row.
+
+        Args:
+            values: the value of each row.
+            cardinality: number of distinct ids.
+        """
         values = np.asarray(values, dtype=np.int64)
-        return CategoricalFeature(np.arange(len(values) + 1, dtype=np.int64), values, int(cardinality))
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.offsets) - 1
-
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        return CategoricalFeature(
+            offsets_from_lengths(np.ones(len(values), dtype=np.int64)), values, int(cardinality)
+        )
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Vectorised CSR gather: (lengths, values, weights) of `rows`, in row order."""
-        rows = np.asarray(rows, dtype=np.int64)
-        starts = self.offsets[rows]
-        lengths = self.offsets[rows + 1] - starts
-        total = int(lengths.sum())
-        # position of each output value = its row's start + its rank within the row
-        row_of_value = np.repeat(np.arange(len(rows)), lengths)
-        first_out = np.cumsum(lengths) - lengths
-        index = starts[row_of_value] + (np.arange(total) - first_out[row_of_value])
+        """Vectorised gather: (lengths, values, weights) of `rows`, in row order.
+
+        Args:
+            rows: row indices (may repeat).
+        """
+        lengths, index = self.take(rows)
         weights = None if self.weights is None else self.weights[index]
         return lengths, self.values[index], weights
 

@@ -1,17 +1,48 @@
 """Temporal splits of engagement events into pretrain / train / validation / test windows.
 
-Windows are laid backwards from the last event: test is the last `test_days`, validation
-the `val_days` before it, train the `train_days` before that, pretrain everything earlier
-(or the `pretrain_days` before train). Labels of a later window are strictly after every
-timestamp of an earlier one, so nothing learned from train has seen the future.
+Two protocols, both Hydra targets of conf/split/*.yaml:
+
+**Global** (`global_temporal_split`, the synthetic world's protocol). Windows are laid backwards
+from the last event: test is the last `test_days`, validation the `val_days` before it, train the
+`train_days` before that, pretrain everything earlier (or the `pretrain_days` before train). Labels
+of a later window are strictly after every timestamp of an earlier one, so nothing learned from
+train has seen the future.
+
+**Per user** (`per_user_temporal_split`, leave-the-latest-out, the protocol of real data sets such as
+MovieLens, where a single global cut time leaves too few users with test engagements to compare
+models). For each user with at least `min_engagements` engagements (clicks and repins), sorted by
+(timestamp, pin):
+
+- the last `max(1, round_half_up(test_fraction * n))` go to test (at most n - 1);
+- of the rest (the train part, n_tp rows), the last `max(1, round_half_up(val_fraction * n_tp))`
+  go to validation (none when `val_fraction == 0`), always leaving at least one train row;
+- the remaining earlier rows are `Split.train`, the only rows a model (or a baseline's
+  hyperparameter search) is fitted on. `Split.train` excludes the validation slice.
+
+Labels of val and test whose pin has no engagement in `Split.train` cannot be ranked (the
+corpus is the pins with a train engagement), so they are dropped and counted in `Split.cold`.
+Users with fewer engagements are left out entirely (counted too). There is no single serving
+time: user A's test may precede user B's train. `reference_time` is the earliest test
+timestamp, only a conventional value for time-dependent consumers (e.g. a time-decayed corpus).
+
+Either split logs a warning when its training window holds under `MIN_TRAIN_SHARE` of the
+engagements: a sign that the split does not suit the data (e.g. the global split's last weeks of
+a decades-long log).
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
 
 from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split
+
+logger = logging.getLogger(__name__)
+
+# A training window with a smaller share of the engagements than this is warned about.
+MIN_TRAIN_SHARE = 0.1
 
 
 def global_temporal_split(
@@ -33,7 +64,12 @@ def global_temporal_split(
             everything before train.
 
     Returns:
-        A Split whose `reference_time` (serving time) is the start of the test window.
+        A Split whose `reference_time` (serving time) is the start of the test window, and whose
+        `cold` counts, for `val` and `test`: `<window>_cold` (engagements on a pin with no train
+        engagement: the training-window corpus cannot rank them; they stay in the window),
+        `<window>_users_no_warm` (window users with no engagement on such a warm pin),
+        `<window>_users_unseen` and `<window>_pins_unseen` (distinct window users / pins with no
+        train engagement).
     """
     for name, value in (("test_days", test_days), ("val_days", val_days)):
         if value < 0:
@@ -65,24 +101,167 @@ def global_temporal_split(
         mask = (timestamps >= start) & (timestamps < stop)
         return events[mask].reset_index(drop=True)
 
+    train, val, test = window(train_start, val_start), window(val_start, test_start), window(test_start, end)
+    if test.empty:
+        raise ValueError(f"{data.source}: the test window ({test_days} days) holds no engagements")
     split = Split(
         pretrain=window(pretrain_start, train_start),
-        train=window(train_start, val_start),
-        val=window(val_start, test_start),
-        test=window(test_start, end),
+        train=train,
+        val=val,
+        test=test,
         reference_time=test_start,
+        cold=_unseen_in_train(train, {"val": val, "test": test}, data),
     )
-    if split.test.empty:
-        raise ValueError(f"{data.source}: the test window ({test_days} days) holds no engagements")
+    span_days, window_days = (end - first) / SECONDS_PER_DAY, (val_start - train_start) / SECONDS_PER_DAY
+    _warn_if_train_window_small(
+        split,
+        len(events),
+        data,
+        f"global_temporal_split: a {window_days:.1f}-day training window of {span_days:.1f} days of data",
+    )
     return split
 
 
-def window_bounds(split: Split) -> dict[str, tuple[int, int]]:
-    """(first, last) timestamp of each non-empty window, for logs and leakage checks."""
-    bounds = {}
-    for name in ("pretrain", "train", "val", "test"):
-        frame: pd.DataFrame = getattr(split, name)
-        if len(frame):
-            ts = frame["timestamp"].to_numpy()
-            bounds[name] = (int(np.min(ts)), int(np.max(ts)))
-    return bounds
+def per_user_temporal_split(
+    data: InteractionData,
+    min_engagements: int = 5,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+) -> Split:
+    """Split every eligible user's engagements into train / val / test by their own time order.
+
+    Args:
+        data: the data set (only its engagements are split; impressions are ignored).
+        min_engagements: users with fewer engagements are dropped (at least 2).
+        test_fraction: fraction of a user's engagements held out as test, in (0, 1).
+        val_fraction: fraction of the remaining train part held out as validation, in [0, 1).
+
+    Returns:
+        A Split with `pretrain` empty, `train` / `val` / `test` engagement rows (events schema,
+        sorted by user then (timestamp, pin)), `reference_time` the earliest test timestamp, and
+        `cold` counts: `users_too_few` (users dropped for having 1 to `min_engagements` - 1 engagements),
+        `test_cold`/`val_cold` (labels dropped because their pin has no train engagement) and
+        `test_users_no_warm`/`val_users_no_warm` (eligible users left with no label in that window).
+
+    Raises:
+        ValueError: for bad parameters or when no user is eligible.
+    """
+    if min_engagements < 2:
+        raise ValueError(f"split.min_engagements must be >= 2, got {min_engagements}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"split.val_fraction must be in [0, 1), got {val_fraction}")
+
+    events = data.engagements()
+    users = events["user"].to_numpy(np.int64)
+    order = np.lexsort((events["pin"].to_numpy(), events["timestamp"].to_numpy(), users))
+    events = events.iloc[order].reset_index(drop=True)
+    users = users[order]
+
+    # per-row user size and rank (0-based position in the user's time order)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, int)
+    sizes = np.diff(np.r_[starts, len(users)])
+    n = np.repeat(sizes, sizes)
+    rank = np.arange(len(users)) - np.repeat(starts, sizes)
+
+    n_test = np.minimum(np.maximum(1, _round_half_up(test_fraction * n)), n - 1)
+    train_part = n - n_test
+    if val_fraction > 0:
+        n_val = np.minimum(np.maximum(1, _round_half_up(val_fraction * train_part)), train_part - 1)
+    else:
+        n_val = np.zeros_like(n)
+    eligible = n >= min_engagements
+    is_test = eligible & (rank >= train_part)
+    is_val = eligible & (rank >= train_part - n_val) & ~is_test
+    is_train = eligible & ~is_test & ~is_val
+    if not eligible.any():
+        raise ValueError(
+            f"{data.source}: no user has at least {min_engagements} engagements (split.min_engagements)"
+        )
+
+    train = events[is_train].reset_index(drop=True)
+    warm_pins = np.zeros(data.pins.n_rows, dtype=bool)
+    warm_pins[train["pin"].to_numpy()] = True
+    eligible_users = users[starts[sizes >= min_engagements]]
+    cold = {"users_too_few": int(np.sum(sizes < min_engagements))}
+    windows = {}
+    for name, mask in (("val", is_val), ("test", is_test)):
+        window = events[mask]
+        warm = warm_pins[window["pin"].to_numpy()]
+        windows[name] = window[warm].reset_index(drop=True)
+        cold[f"{name}_cold"] = int(np.sum(~warm))
+        if name == "val" and val_fraction == 0:
+            cold["val_users_no_warm"] = 0
+            continue
+        has_warm = np.isin(eligible_users, windows[name]["user"].to_numpy())
+        cold[f"{name}_users_no_warm"] = int(np.sum(~has_warm))
+
+    test = windows["test"]
+    # the split's own timestamps, even when every test label turned out cold
+    test_times = test["timestamp"] if len(test) else events.loc[is_test, "timestamp"]
+    split = Split(
+        pretrain=events.iloc[:0].reset_index(drop=True),
+        train=train,
+        val=windows["val"],
+        test=test,
+        reference_time=int(test_times.min()),
+        cold=cold,
+    )
+    _warn_if_train_window_small(split, len(events), data, "per_user_temporal_split")
+    return split
+
+
+def _round_half_up(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, halves up (numpy's round would send 2.5 to 2)."""
+    # the epsilon keeps products such as 0.3 * 5 = 1.4999999999999998 on the intended side
+    return np.floor(np.asarray(x, dtype=np.float64) + 0.5 + 1e-9).astype(np.int64)
+
+
+def _unseen_in_train(
+    train: pd.DataFrame, windows: dict[str, pd.DataFrame], data: InteractionData
+) -> dict[str, int]:
+    """Cold counts of later windows against the training window (the keys of `global_temporal_split`).
+
+    Args:
+        train: the training window's engagements.
+        windows: the later windows by name ("val", "test").
+        data: the data set (table sizes).
+    """
+    warm_pins = np.zeros(data.pins.n_rows, dtype=bool)
+    warm_pins[train["pin"].to_numpy()] = True
+    seen_users = np.zeros(data.users.n_rows, dtype=bool)
+    seen_users[train["user"].to_numpy()] = True
+    cold = {}
+    for name, frame in windows.items():
+        users, pins = frame["user"].to_numpy(), frame["pin"].to_numpy()
+        warm = warm_pins[pins]
+        window_users = np.unique(users)
+        cold[f"{name}_cold"] = int(np.sum(~warm))
+        cold[f"{name}_users_no_warm"] = len(window_users) - len(np.unique(users[warm]))
+        cold[f"{name}_users_unseen"] = int(np.sum(~seen_users[window_users]))
+        cold[f"{name}_pins_unseen"] = int(np.sum(~warm_pins[np.unique(pins)]))
+    return cold
+
+
+def _warn_if_train_window_small(split: Split, n_engagements: int, data: InteractionData, detail: str) -> None:
+    """Log a warning, with the numbers, when the training window holds under MIN_TRAIN_SHARE of the data.
+
+    Args:
+        split: the finished split.
+        n_engagements: engagements of the whole data set.
+        data: the data set (named in the message).
+        detail: the split and what it knows about its windows, for the message.
+    """
+    share = len(split.train) / max(n_engagements, 1)
+    if share < MIN_TRAIN_SHARE:
+        logger.warning(
+            "%s: the training window holds %d of %d engagements (%.1f%%, under %.0f%%; %s): is this the"
+            " split this data set is meant for?",
+            data.source,
+            len(split.train),
+            n_engagements,
+            100 * share,
+            100 * MIN_TRAIN_SHARE,
+            detail,
+        )

@@ -10,7 +10,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ebr.data.events_file import load_events_file
+from ebr.data.loaders.events_file import load_events_file
 from ebr.data.schema import CLICK, IMPRESSION, REPIN, DataValidationError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ebr.data.movielens import detect_format, genre_names, load_movielens
+from ebr.config import register_schemas
+from ebr.data.loaders.movielens import detect_format, genre_names, load_movielens
 from ebr.data.schema import CLICK, IMPRESSION, NO_INTEREST, DataValidationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,14 +203,26 @@ def test_bad_gender_in_users_file(tmp_path: Path) -> None:
         load_movielens(folder)
 
 
-def test_hydra_config_instantiates(tmp_path: Path) -> None:
+def test_hydra_config_instantiates_and_selects_the_per_user_split(tmp_path: Path) -> None:
     folder = write_latest(tmp_path / "ml")
-    cfg = OmegaConf.load(REPO / "conf" / "data" / "movielens.yaml")
-    assert cfg.min_rating == 4.0
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["data=movielens"])
+        chosen = compose("train", overrides=["data=movielens", "split=global_temporal"])
+        synthetic = compose("train", overrides=[])
+    # MovieLens brings its protocol's split; the command line still picks another
+    split_conf = REPO / "conf" / "split"
+    assert cfg.split == OmegaConf.load(split_conf / "per_user_temporal.yaml")
+    assert chosen.split == OmegaConf.load(split_conf / "global_temporal.yaml")
+    assert synthetic.split == OmegaConf.load(split_conf / "global_temporal.yaml")
+    assert cfg.data.min_rating == 4.0
     with pytest.raises(Exception, match="path"):
-        instantiate(cfg)  # path: ??? is required
-    cfg.path = str(folder)
-    check_common(instantiate(cfg))
+        instantiate(cfg.data)  # path: ??? is required
+    cfg.data.path = str(folder)
+    data = instantiate(cfg.data)
+    check_common(data)
+    assert data.source == str(folder)
 
 
 def real_data_folder() -> Path | None:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from world_helpers import CONF, TINY, assert_worlds_equal, tiny
 
+from ebr.data.loaders import synthetic as world_cache
 from ebr.data.schema import SECONDS_PER_DAY
 from ebr.data.world import WorldConfig, load_world
-from ebr.data.world import cache as world_cache
+from ebr.data.world.config import register_world_schema
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -103,6 +104,7 @@ def test_hydra_presets_instantiate(tmp_path):
     hydra = pytest.importorskip("hydra")
     from hydra.utils import instantiate
 
+    register_world_schema()
     with hydra.initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = hydra.compose(
             overrides=["+data=synthetic_tiny", f"+paths.cache_dir={tmp_path}", "data.config.n_days=5"]

@@ -243,6 +243,40 @@ class WorldConfig:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
 
+# The Hydra config group and name of the world's structured config (conf/data/synthetic.yaml uses it).
+SCHEMA_GROUP, SCHEMA_NAME = "schema", "world"
+# How a config names WorldConfig (its public import path).
+WORLD_CONFIG_TARGET = "ebr.data.world.WorldConfig"
+_FIELD_TYPES = {"int": int, "float": float}
+
+
+def world_config_schema() -> type:
+    """A dataclass with WorldConfig's fields and defaults plus `_target_`, for Hydra's ConfigStore.
+
+    The schema is derived from WorldConfig, so the dataclass stays the only place that lists the
+    defaults; the typed node still rejects a mistyped key or a wrongly typed value, naming it.
+    """
+    fields = [("_target_", str, dataclasses.field(default=WORLD_CONFIG_TARGET))]
+    for f in dataclasses.fields(WorldConfig):
+        kind = _FIELD_TYPES.get(f.type) if isinstance(f.type, str) else f.type
+        if kind not in (int, float):
+            raise TypeError(f"WorldConfig.{f.name}: no config schema type for annotation {f.type!r}")
+        fields.append((f.name, kind, dataclasses.field(default=f.default)))
+    return dataclasses.make_dataclass("WorldConfigSchema", fields)
+
+
+def register_world_schema() -> None:
+    """Store the world's structured config as `schema/world` in Hydra's ConfigStore.
+
+    conf/data/synthetic.yaml puts it at `data.config` (`- /schema/world@config`), so the YAML files
+    list only what differs from WorldConfig's defaults. Call this before composing a config.
+    """
+    # Hydra is only needed by config composition, not by world generation
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group=SCHEMA_GROUP, name=SCHEMA_NAME, node=world_config_schema())
+
+
 # Named random streams: each component draws from its own stream, so changing one knob does not
 # reshuffle the random numbers of unrelated components (a knob's control world is the same world
 # with only that phenomenon removed).

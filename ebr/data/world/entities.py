@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ebr.data.csr import offsets_from_lengths
 from ebr.data.schema import SECONDS_PER_DAY
 from ebr.data.world.config import WorldConfig, stream
 
@@ -133,9 +134,7 @@ def _draw_user_interests(config: WorldConfig) -> tuple[np.ndarray, np.ndarray, n
     weights /= weights.sum(axis=1, keepdims=True)
     # the largest weight goes to the first-drawn (typically more popular) interest
     weights = -np.sort(-weights, axis=1)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return offsets, chosen[keep], weights[keep].astype(np.float32)
+    return offsets_from_lengths(counts), chosen[keep], weights[keep].astype(np.float32)
 
 
 def draw_pins(config: WorldConfig) -> PinEntities:
@@ -217,7 +216,7 @@ def _draw_clusters(config: WorldConfig) -> tuple[np.ndarray, np.ndarray, np.ndar
     if len(sizes) == 0:
         return origin, cluster_size, delay
     used = order[: int(sizes.sum())]
-    starts = np.cumsum(sizes) - sizes
+    starts = offsets_from_lengths(sizes)[:-1]
     first = used[np.repeat(starts, sizes)]
     origin[used] = first
     cluster_size[used] = np.repeat(sizes, sizes)

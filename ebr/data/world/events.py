@@ -5,15 +5,14 @@ One vectorised step per day (the only Python loop). Each day draws from its own 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from ebr.data.csr import Ragged, rows_of_values
 from ebr.data.schema import CLICK, IMPRESSION, NO_INTEREST, REPIN, SECONDS_PER_DAY
 from ebr.data.world.config import WorldConfig, stream
 from ebr.data.world.entities import PinEntities, UserEntities
-from ebr.data.world.latent import SyntheticTruth, sigmoid
+from ebr.data.world.truth import SyntheticTruth, sigmoid
 
 EVENT_DTYPES = {
     "user": np.int64,
@@ -24,39 +23,30 @@ EVENT_DTYPES = {
 }
 
 
-@dataclass(frozen=True)
-class _Segments:
-    """Items grouped into contiguous segments (e.g. pins by interest tag), for per-segment sampling."""
+def _sample_from_rows(
+    rows: Ragged, entry_weights: np.ndarray, row: np.ndarray, uniform: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one value per query from its row of `rows` (e.g. pins by interest), proportionally to weights.
 
-    items: np.ndarray  # item of each entry, entries sorted by segment
-    offsets: np.ndarray  # (n_segments + 1,) entry offsets
+    Args:
+        rows: the candidates of each row.
+        entry_weights: non-negative weight of each entry of `rows.values`.
+        row: the row of each query.
+        uniform: one U[0, 1) draw per query.
 
-    @staticmethod
-    def build(segment_of_entry: np.ndarray, item_of_entry: np.ndarray, n_segments: int) -> _Segments:
-        order = np.argsort(segment_of_entry, kind="stable")
-        offsets = np.zeros(n_segments + 1, dtype=np.int64)
-        np.cumsum(np.bincount(segment_of_entry, minlength=n_segments), out=offsets[1:])
-        return _Segments(item_of_entry[order], offsets)
-
-    def sample(
-        self, entry_weights: np.ndarray, segment: np.ndarray, uniform: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw one entry per query from its segment, proportionally to `entry_weights`.
-
-        Returns (item, ok) where ok is False for queries whose segment has no positive weight.
-        """
-        cumulative = np.concatenate([[0.0], np.cumsum(entry_weights, dtype=np.float64)])
-        base = cumulative[self.offsets[segment]]
-        total = cumulative[self.offsets[segment + 1]] - base
-        entry = np.searchsorted(cumulative[1:], base + uniform * total, side="right")
-        # rounding can push a draw past the segment: fall back to its last positive-weight entry
-        positive_index = np.where(entry_weights > 0, np.arange(len(entry_weights)), -1)
-        last_positive = np.maximum.accumulate(np.concatenate([[-1], positive_index]))[
-            self.offsets[segment + 1]
-        ]
-        entry = np.minimum(entry, last_positive)
-        ok = total > 0
-        return self.items[np.where(ok, entry, 0)], ok
+    Returns:
+        (value, ok) where ok is False for queries whose row has no positive weight.
+    """
+    cumulative = np.concatenate([[0.0], np.cumsum(entry_weights, dtype=np.float64)])
+    base = cumulative[rows.offsets[row]]
+    total = cumulative[rows.offsets[row + 1]] - base
+    entry = np.searchsorted(cumulative[1:], base + uniform * total, side="right")
+    # rounding can push a draw past the row: fall back to its last positive-weight entry
+    positive_index = np.where(entry_weights > 0, np.arange(len(entry_weights)), -1)
+    last_positive = np.maximum.accumulate(np.concatenate([[-1], positive_index]))[rows.offsets[row + 1]]
+    entry = np.minimum(entry, last_positive)
+    ok = total > 0
+    return rows.values[np.where(ok, entry, 0)], ok
 
 
 def simulate_events(
@@ -75,19 +65,18 @@ def simulate_events(
     """
     has_second = pins.second_interest >= 0
     pin_ids = np.arange(config.n_pins, dtype=np.int64)
-    by_interest = _Segments.build(
+    pins_by_interest = Ragged.from_rows(
         np.concatenate([pins.interest, pins.second_interest[has_second]]),
         np.concatenate([pin_ids, pin_ids[has_second]]),
         config.n_interests,
     )
-    user_rows = np.repeat(np.arange(config.n_users), np.diff(users.interest_offsets))
-    by_user = _Segments.build(user_rows, users.interest_values, config.n_users)
+    interests_by_user = Ragged(users.interest_offsets, users.interest_values)
     # a near-duplicate cluster gets one pin's exposure, split evenly among its members
     log_prior = config.policy_quality_weight * truth.pin_quality.astype(np.float64) - np.log(
         pins.cluster_size
     )
     days = [
-        _simulate_day(config, day, users, truth, by_interest, by_user, log_prior)
+        _simulate_day(config, day, users, truth, pins_by_interest, interests_by_user, log_prior)
         for day in range(config.n_days)
     ]
     columns = {
@@ -101,8 +90,8 @@ def _simulate_day(
     day: int,
     users: UserEntities,
     truth: SyntheticTruth,
-    by_interest: _Segments,
-    by_user: _Segments,
+    pins_by_interest: Ragged,
+    interests_by_user: Ragged,
     log_prior: np.ndarray,
 ) -> dict[str, np.ndarray]:
     rng = stream(config.seed, "events", day)
@@ -120,7 +109,7 @@ def _simulate_day(
     sessions = rng.poisson(users.activity)
     per_session = config.impressions_per_session
     gap = config.impression_gap_seconds
-    session_user = np.repeat(np.arange(config.n_users, dtype=np.int64), sessions)
+    session_user = rows_of_values(sessions)
     start = rng.integers(0, SECONDS_PER_DAY - per_session * gap + 1, size=len(session_user))
     n = len(session_user) * per_session
     if len(existing) == 0:
@@ -131,8 +120,8 @@ def _simulate_day(
     )
 
     # logging policy: source interest from the user's weights, then a pin tagged with it
-    source, _ = by_user.sample(users.interest_weights, user, rng.random(n))
-    pin, ok = by_interest.sample(pin_weight[by_interest.items], source, rng.random(n))
+    source, _ = _sample_from_rows(interests_by_user, users.interest_weights, user, rng.random(n))
+    pin, ok = _sample_from_rows(pins_by_interest, pin_weight[pins_by_interest.values], source, rng.random(n))
     explore = (rng.random(n) < config.exploration_rate) | ~ok
     random_pin = existing[rng.integers(0, max(len(existing), 1), size=n)]
     pin = np.where(explore, random_pin, pin)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ebr.data.csr import offsets_from_lengths
 from ebr.data.schema import CategoricalFeature, FeatureTable, InteractionData, validate_events
 from ebr.data.world.config import WorldConfig
 from ebr.data.world.entities import PinEntities, UserEntities, draw_pins, draw_users
 from ebr.data.world.events import simulate_events
-from ebr.data.world.latent import build_truth
+from ebr.data.world.truth import build_truth
 
 WORLD_NAME = "synthetic"
 
@@ -75,8 +76,7 @@ def pin_table(config: WorldConfig, pins: PinEntities) -> FeatureTable:
     """
     n = config.n_pins
     has_second = pins.second_interest >= 0
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(1 + has_second, out=offsets[1:])
+    offsets = offsets_from_lengths(1 + has_second)
     tags = np.stack([pins.interest, pins.second_interest], axis=1)
     return FeatureTable(
         n_rows=n,

@@ -1,4 +1,4 @@
-"""Batch construction against a per-example reference, and temporal-split leakage."""
+"""Batch construction against a per-example reference."""
 
 import functools
 import operator
@@ -9,18 +9,7 @@ import pytest
 
 from ebr.data.batching import FeatureGatherer, make_batch
 from ebr.data.datamodule import EngagementBatches
-from ebr.data.schema import (
-    CLICK,
-    IMPRESSION,
-    REPIN,
-    SECONDS_PER_DAY,
-    CategoricalFeature,
-    DataValidationError,
-    FeatureTable,
-    InteractionData,
-    validate_events,
-)
-from ebr.data.splits import global_temporal_split
+from ebr.data.schema import CategoricalFeature, FeatureTable
 
 
 def _table(rng: np.random.Generator, n: int) -> FeatureTable:
@@ -126,58 +115,3 @@ def test_make_batch_with_negatives():
     )
     assert len(batch) == 2
     assert batch.negatives.ids.tolist() == [5, 6, 7]
-    assert batch.interest.tolist() == [-1, -1]
-
-
-def _data(rng: np.random.Generator, days: int = 40) -> InteractionData:
-    n = 5000
-    events = pd.DataFrame(
-        {
-            "user": rng.integers(0, 20, n),
-            "pin": rng.integers(0, 30, n),
-            "timestamp": np.sort(rng.integers(0, days * SECONDS_PER_DAY, n)),
-            "event": rng.choice([IMPRESSION, CLICK, REPIN], n),
-            "interest": -1,
-        }
-    )
-    return InteractionData("t", validate_events(events, 20, 30, "t"), _table(rng, 20), _table(rng, 30))
-
-
-def test_split_windows_are_ordered_and_disjoint():
-    data = _data(np.random.default_rng(4))
-    split = global_temporal_split(data, test_days=5, val_days=3, train_days=10, pretrain_days=None)
-    assert split.train["timestamp"].max() < split.val["timestamp"].min()
-    assert split.val["timestamp"].max() < split.test["timestamp"].min()
-    assert split.pretrain["timestamp"].max() < split.train["timestamp"].min()
-    assert split.test["timestamp"].min() >= split.reference_time > split.val["timestamp"].max()
-    for window in (split.pretrain, split.train, split.val, split.test):
-        assert (window["event"] >= CLICK).all()  # only engagements are labels
-    total = sum(len(w) for w in (split.pretrain, split.train, split.val, split.test))
-    assert total == int((data.events["event"] >= CLICK).sum())
-    end = data.events["timestamp"].max() + 1
-    assert split.reference_time == end - 5 * SECONDS_PER_DAY
-    # the train window is exactly 10 days long
-    train_start = split.reference_time - 13 * SECONDS_PER_DAY
-    assert split.train["timestamp"].min() >= train_start
-    assert split.pretrain["timestamp"].max() < train_start
-
-
-def test_split_rejects_impossible_windows():
-    data = _data(np.random.default_rng(5), days=10)
-    with pytest.raises(ValueError, match="training window is empty"):
-        global_temporal_split(data, test_days=5, val_days=6, train_days=None)
-    with pytest.raises(ValueError, match="test_days"):
-        global_temporal_split(data, test_days=0)
-
-
-def test_validate_events_names_file_column_and_row():
-    frame = pd.DataFrame(
-        {"user": [0, 1, 7], "pin": [0, 0, 0], "timestamp": [1, 2, 3], "event": [1, 1, 1], "interest": -1}
-    )
-    with pytest.raises(DataValidationError, match=r"events\.csv: column 'user' row 2: value 7"):
-        validate_events(frame, n_users=5, n_pins=3, source="events.csv")
-    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['timestamp'\]"):
-        validate_events(frame.drop(columns="timestamp"), 5, 3, "events.csv")
-    bad_type = frame.assign(pin=["a", "0", "0"])
-    with pytest.raises(DataValidationError, match=r"column 'pin' must hold integers.*first bad row 0"):
-        validate_events(bad_type, 10, 3, "events.csv")

@@ -3,8 +3,7 @@
 The column mapping names the user, item and timestamp columns (and optionally an event-type
 or a rating column); user and item keys may be any strings or integers and are re-indexed to
 dense ids in sorted key order, the original keys kept in `meta["original_id"]`. Optional
-feature files add user / item features. The table helpers here (`read_table`,
-`numeric_column`, `dense_ids`) are shared with the MovieLens loader.
+feature files add user / item features. The column parsers are in `ebr.data.loaders.columns`.
 """
 
 from __future__ import annotations
@@ -16,9 +15,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ebr.data.loaders.columns import (
+    dense_ids,
+    event_codes,
+    multi_valued_feature,
+    numeric_column,
+    read_table,
+    require_columns,
+    timestamps_seconds,
+)
 from ebr.data.schema import (
     CLICK,
-    EVENT_NAMES,
     IMPRESSION,
     NO_INTEREST,
     CategoricalFeature,
@@ -30,139 +37,7 @@ from ebr.data.schema import (
 
 REQUIRED_COLUMNS = ("user", "item", "timestamp")
 OPTIONAL_COLUMNS = ("event", "rating")
-TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 FEATURE_SPEC_KEYS = {"path", "key", "categorical", "multi_valued", "separator", "dense", "interest"}
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV (`.csv`, `.csv.gz`, `.tsv`) or Parquet (`.parquet`, `.pq`) file, chosen by suffix.
-
-    Args:
-        path: the file.
-
-    Raises:
-        FileNotFoundError: when the file does not exist.
-        DataValidationError: for an unknown suffix or an unreadable file.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    name = path.name.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path)
-        if name.endswith((".tsv", ".tsv.gz")):
-            return pd.read_csv(path, sep="\t")
-    except (ValueError, OSError, pd.errors.ParserError) as error:
-        raise DataValidationError(f"{path}: cannot be read: {error}") from error
-    raise DataValidationError(f"{path}: unknown file type; expected .csv, .csv.gz, .tsv, .parquet or .pq")
-
-
-def numeric_column(values: pd.Series, source: str, column: str, integer: bool = False) -> np.ndarray:
-    """The values of a column as float64 (or int64), failing on the first missing or non-numeric value.
-
-    Args:
-        values: the column.
-        source: file named in the error.
-        column: column named in the error.
-        integer: require whole numbers and return int64.
-
-    Raises:
-        DataValidationError: naming the file, the column and the first bad row (0-based, header
-            not counted).
-    """
-    if values.dtype.kind in "iu":
-        return values.to_numpy(np.int64) if integer else values.to_numpy(np.float64)
-    if values.dtype.kind == "b":
-        raise DataValidationError(f"{source}: column '{column}' holds booleans, expected numbers")
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(numbers)
-    if integer:
-        bad |= np.where(bad, False, numbers % 1 != 0)
-    rows = np.flatnonzero(bad)
-    if len(rows):
-        row = int(rows[0])
-        kind = "a whole number" if integer else "a number"
-        raise DataValidationError(
-            f"{source}: column '{column}' row {row}: value {values.iloc[row]!r} is not {kind}"
-            f" ({len(rows)} bad rows in all)"
-        )
-    return numbers.astype(np.int64) if integer else numbers
-
-
-def dense_ids(values: pd.Series, source: str, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Re-index arbitrary keys to 0..n-1 in sorted key order.
-
-    Args:
-        values: the keys (strings or numbers).
-        source: file named in the error.
-        column: column named in the error.
-
-    Returns:
-        (ids, uniques): int64 ids aligned with `values`, and the sorted distinct keys.
-
-    Raises:
-        DataValidationError: on a missing key, naming the first bad row.
-    """
-    missing = np.flatnonzero(values.isna().to_numpy())
-    if len(missing):
-        raise DataValidationError(
-            f"{source}: column '{column}' row {int(missing[0])}: missing value ({len(missing)} in all)"
-        )
-    try:
-        codes, uniques = pd.factorize(values, sort=True)
-    except TypeError as error:  # e.g. a mix of strings and numbers cannot be ordered
-        raise DataValidationError(f"{source}: column '{column}' mixes key types: {error}") from error
-    return codes.astype(np.int64), np.asarray(uniques)
-
-
-def _require_columns(frame: pd.DataFrame, wanted: dict[str, str], source: str) -> None:
-    for role, column in wanted.items():
-        if column not in frame.columns:
-            raise DataValidationError(
-                f"{source}: missing column '{column}' (columns.{role}); the file has {list(frame.columns)}"
-            )
-
-
-def _timestamps_seconds(values: pd.Series, unit: str, source: str, column: str) -> np.ndarray:
-    if values.dtype.kind == "M":  # Parquet timestamps carry their own unit
-        if values.dt.tz is not None:
-            values = values.dt.tz_convert(None)
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise DataValidationError(f"{source}: column '{column}' row {row}: missing timestamp")
-        return values.to_numpy("datetime64[s]").astype(np.int64)
-    if unit == "datetime":
-        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-        bad = np.flatnonzero(parsed.isna().to_numpy())
-        if len(bad):
-            row = int(bad[0])
-            raise DataValidationError(
-                f"{source}: column '{column}' row {row}: value {values.iloc[row]!r} is not an ISO date-time"
-            )
-        return parsed.dt.tz_localize(None).to_numpy("datetime64[s]").astype(np.int64)
-    if unit not in TIMESTAMP_UNITS:
-        raise ValueError(f"data.timestamp_unit must be one of {[*TIMESTAMP_UNITS, 'datetime']}, got {unit!r}")
-    scale = TIMESTAMP_UNITS[unit]
-    if values.dtype.kind in "iu":
-        return values.to_numpy(np.int64) // scale
-    return np.floor(numeric_column(values, source, column) / scale).astype(np.int64)
-
-
-def _event_codes(values: pd.Series, source: str, column: str) -> np.ndarray:
-    if values.dtype.kind in "iuf":
-        return numeric_column(values, source, column, integer=True)
-    by_name = {name: code for code, name in EVENT_NAMES.items()}
-    codes = values.astype("string").str.lower().map(by_name)
-    bad = np.flatnonzero(codes.isna().to_numpy())
-    if len(bad):
-        row = int(bad[0])
-        raise DataValidationError(
-            f"{source}: column '{column}' row {row}: unknown event {values.iloc[row]!r};"
-            f" expected one of {sorted(by_name)} or the codes {sorted(EVENT_NAMES)}"
-        )
-    return codes.to_numpy(np.int64)
 
 
 def load_events_file(
@@ -210,15 +85,13 @@ def load_events_file(
         raise ValueError("data.min_rating and data.columns.rating must be given together")
     frame = read_table(path)
     mapping = {role: str(column) for role, column in columns.items()}
-    _require_columns(frame, mapping, source)
+    require_columns(frame, mapping, source)
 
     users, user_keys = dense_ids(frame[mapping["user"]], source, mapping["user"])
     pins, pin_keys = dense_ids(frame[mapping["item"]], source, mapping["item"])
-    timestamps = _timestamps_seconds(
-        frame[mapping["timestamp"]], timestamp_unit, source, mapping["timestamp"]
-    )
+    timestamps = timestamps_seconds(frame[mapping["timestamp"]], timestamp_unit, source, mapping["timestamp"])
     if "event" in mapping:
-        events = _event_codes(frame[mapping["event"]], source, mapping["event"])
+        events = event_codes(frame[mapping["event"]], source, mapping["event"])
     else:
         events = np.full(len(frame), CLICK, dtype=np.int64)
     if "rating" in mapping:
@@ -296,7 +169,7 @@ def _feature_table(
     wanted = {"key": key, **{f"feature '{c}'": c for c in [*single, *multi, *floats]}}
     if interest is not None:
         wanted["interest"] = str(interest)
-    _require_columns(frame, wanted, source)
+    require_columns(frame, wanted, source)
 
     duplicated = np.flatnonzero(frame[key].duplicated().to_numpy())
     if len(duplicated):
@@ -326,44 +199,3 @@ def _feature_table(
         categorical["interest"], vocabulary = multi_valued_feature(aligned, separator)
         n_interests = len(vocabulary)
     return FeatureTable(n, categorical, dense, meta), n_interests
-
-
-def multi_valued_feature(
-    values: pd.Series, separator: str, ignore: tuple[str, ...] = ()
-) -> tuple[CategoricalFeature, np.ndarray]:
-    """Separator-joined strings -> a multi-valued feature over the sorted vocabulary of tokens.
-
-    Args:
-        values: one string per row; a missing value is an empty row.
-        separator: token separator, e.g. "|".
-        ignore: tokens left out (e.g. MovieLens' "(no genres listed)").
-
-    Returns:
-        (feature, vocabulary): the CSR feature and the token of each id.
-    """
-    exploded = (
-        values.reset_index(drop=True).astype("string").fillna("").str.split(separator, regex=False).explode()
-    )
-    rows = exploded.index.to_numpy(np.int64)
-    words = exploded.astype("string").fillna("").str.strip()
-    keep = ((words != "") & ~words.isin(list(ignore))).to_numpy(bool)
-    return csr_feature(rows[keep], words[keep].to_numpy(object), len(values))
-
-
-def csr_feature(rows: np.ndarray, tokens: np.ndarray, n_rows: int) -> tuple[CategoricalFeature, np.ndarray]:
-    """(row, token) pairs -> a multi-valued feature over the sorted token vocabulary.
-
-    Args:
-        rows: row of each pair.
-        tokens: token of each pair.
-        n_rows: rows of the table (rows without pairs are empty).
-
-    Returns:
-        (feature, vocabulary).
-    """
-    codes, vocabulary = pd.factorize(pd.Series(tokens, dtype=object), sort=True)
-    order = np.argsort(rows, kind="stable")  # keeps each row's tokens in their given order
-    counts = np.bincount(rows, minlength=n_rows)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    feature = CategoricalFeature(offsets, codes[order].astype(np.int64), len(vocabulary))
-    return feature, np.asarray(vocabulary, dtype=object)

@@ -1,4 +1,4 @@
-"""The world's hidden side: true taste vectors of users and pins and the true engagement model.
+"""The world's truth: the hidden taste vectors of users and pins and the true engagement model.
 
 engagement logit(u, p, t) = base_logit + affinity_scale * <z_u, z_p> + interest_match_weight * w_u(p)
                             + quality_p + trend_strength * log trend_p(t)
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ebr.data.csr import Ragged
 from ebr.data.schema import SECONDS_PER_DAY
 from ebr.data.world.config import WorldConfig, stream
 from ebr.data.world.entities import PinEntities, UserEntities
@@ -95,8 +96,8 @@ class SyntheticTruth:
     _key_weights: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        rows = np.repeat(np.arange(len(self.user_interest_offsets) - 1), np.diff(self.user_interest_offsets))
-        keys = rows * self.n_interests + self.user_interest_values
+        interests = Ragged(self.user_interest_offsets, self.user_interest_values)
+        keys = interests.row_of_value() * self.n_interests + self.user_interest_values
         order = np.argsort(keys, kind="stable")
         object.__setattr__(self, "_keys", keys[order])
         object.__setattr__(self, "_key_weights", self.user_interest_weights[order])

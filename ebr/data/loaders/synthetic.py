@@ -1,5 +1,7 @@
-"""On-disk cache of generated worlds: `<cache_dir>/world-<hash>/` with parquet tables, truth and manifest.
+"""Load the synthetic world: from its on-disk cache when a valid copy exists, else generate (and cache) it.
 
+The generator is `ebr.data.world`; this module is the loader around it. The cache keeps one
+directory per world, `<cache_dir>/world-<hash>/`, with parquet tables, the truth and a manifest.
 A world is written to a temporary directory and renamed into place, so a reader never sees a partial
 world. Parallel jobs may race to publish the same world: the loser discards its copy and uses the
 winner's. A directory whose manifest does not match its config (or that misses a file, or fails to
@@ -24,10 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import ebr
+from ebr.data.csr import offsets_from_lengths
 from ebr.data.schema import CLICK, IMPRESSION, REPIN, CategoricalFeature, FeatureTable, InteractionData
 from ebr.data.world.config import GENERATOR_VERSION, WorldConfig
 from ebr.data.world.generate import WORLD_NAME, generate_world
-from ebr.data.world.latent import SyntheticTruth
+from ebr.data.world.truth import SyntheticTruth
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +213,8 @@ def _write_table(table: FeatureTable, path: Path) -> None:
             "weighted": feature.weights is not None,
         }
     for name, array in table.dense.items():
-        columns[f"dense.{name}"] = _list_array(np.arange(table.n_rows + 1) * _width(array), array.reshape(-1))
+        widths = np.full(table.n_rows, _width(array), dtype=np.int64)
+        columns[f"dense.{name}"] = _list_array(offsets_from_lengths(widths), array.reshape(-1))
         layout["dense"][name] = list(array.shape[1:])
     for name, array in table.meta.items():
         columns[f"meta.{name}"] = pa.array(array)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ebr.data.events_file import csr_feature, dense_ids, multi_valued_feature, numeric_column
+from ebr.data.loaders.columns import dense_ids, multi_valued_feature, numeric_column, token_feature
 from ebr.data.schema import (
     CLICK,
     IMPRESSION,
@@ -204,7 +204,7 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
 def _movies_joined(movies: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """movie, title and "|"-joined genres -> (movies, genre row, genre name) pairs."""
     feature, vocabulary = multi_valued_feature(movies["genres"], "|", ignore=NO_GENRE)
-    rows = np.repeat(np.arange(feature.n_rows), feature.lengths())
+    rows = feature.row_of_value()
     table = pd.DataFrame(
         {
             "movie": numeric_column(movies["movie"], str(path), "movie", integer=True),
@@ -266,7 +266,7 @@ def _pin_table(
     pin_of_row = np.full(len(movies), -1, dtype=np.int64)
     pin_of_row[position] = np.arange(n)
     kept = pin_of_row[genre_rows] >= 0
-    interest, vocabulary = csr_feature(pin_of_row[genre_rows][kept], genre_names[kept], n)
+    interest, vocabulary = token_feature(pin_of_row[genre_rows][kept], genre_names[kept], n)
 
     titles = movies["title"].to_numpy(object)[position]
     year = pd.Series(titles).str.extract(_YEAR_IN_TITLE)[0]
