@@ -148,24 +148,31 @@ class Arm:
 
 
 def arm_from_overrides(overrides: list[str], exclude_keys: list[str] | tuple[str, ...]) -> Arm:
-    """The arm of a job from its override strings, as Hydra builds ``override_dirname``.
+    """The arm of a job from its override strings, built exactly as Hydra builds ``override_dirname``:
+    the override lines as written (a ``+`` kept) whose key is not excluded, sorted as text, joined by
+    commas.
 
     Args:
         overrides: the job's task overrides (``.hydra/overrides.yaml``).
         exclude_keys: keys left out (``hydra.job.config.override_dirname.exclude_keys``).
     """
     excluded = set(exclude_keys)
-    pairs = [parse_override(text) for text in overrides]
-    kept = sorted((key, value) for key, value in pairs if key not in excluded)
-    values = dict(kept)
-    return Arm(",".join(f"{key}={value}" for key, value in kept) or SINGLE_ARM, values)
+    kept = sorted(text for text in overrides if _override_key(text) not in excluded)
+    values = dict(parse_override(text) for text in kept)
+    return Arm(",".join(kept) or SINGLE_ARM, values)
+
+
+def _override_key(text: str) -> str:
+    """The key or group an override sets (Hydra's `key_or_group`): no ``+``, ``++`` or ``~`` prefix."""
+    return text.lstrip("+~").partition("=")[0]
 
 
 def read_arm(run_dir: str | os.PathLike[str]) -> Arm:
     """The arm of a finished or unfinished job directory, from its ``.hydra/`` files.
 
-    The exclusions are the ones the job ran with (``.hydra/hydra.yaml``); a directory without
-    that file excludes nothing but the seed.
+    The exclusions are the ones the job ran with (``.hydra/hydra.yaml``), and always the seed:
+    the seed pairs runs, it never names an arm (sweeps from before the exclusions were configured
+    have none in their ``hydra.yaml``).
 
     Raises:
         ValueError: naming the file, when ``.hydra/overrides.yaml`` or ``hydra.yaml`` is malformed.
@@ -182,7 +189,7 @@ def read_arm(run_dir: str | os.PathLike[str]) -> Arm:
         if found is not None:
             if not isinstance(found, list):
                 raise ValueError(f"{hydra_path}: job.config.override_dirname.exclude_keys is not a list")
-            exclude = [str(key) for key in found]
+            exclude = ["seed", *(str(key) for key in found)]
     try:
         return arm_from_overrides(overrides, exclude)
     except ValueError as exc:

@@ -181,7 +181,7 @@ def test_sweep_tally_counts_this_invocations_jobs(tmp_path: Path) -> None:
 def test_arm_is_override_dirname_less_the_excluded_keys(tmp_path: Path) -> None:
     overrides = ["seed=1", "data=synthetic_tiny", "model/crossing=masknet", "+x.y=2", "experiment=crossing"]
     arm = arm_from_overrides(overrides, ["seed", "experiment"])
-    assert arm.label == "data=synthetic_tiny,model/crossing=masknet,x.y=2"
+    assert arm.label == "+x.y=2,data=synthetic_tiny,model/crossing=masknet"  # as Hydra writes it
     assert arm.values == {"data": "synthetic_tiny", "model/crossing": "masknet", "x.y": "2"}
     assert arm_from_overrides(["seed=0"], ["seed"]).label == "single"
     job = tmp_path / "job"

@@ -61,7 +61,7 @@ def test_columns_add_weighted_terms_to_every_score() -> None:
     log_counts = np.log1p(engagements.counts(corpus))
     expected = users.astype(np.float64) @ pins.T.astype(np.float64) + 0.3 * log_counts[None, :]
     served = columns.extend_users(users).astype(np.float64) @ columns.extend_pins(pins).T.astype(np.float64)
-    np.testing.assert_allclose(served, expected, rtol=1e-5)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
     none = ScoreColumns.build([PopularityPrior(0.0)], engagements, corpus)
     assert none.extend_users(users) is users
     assert none.extend_pins(pins) is pins
