@@ -1,13 +1,19 @@
 """Turning a Hydra multirun sweep into a table of paired deltas with intervals, plots and summaries.
 
-The report reads run directories only (``metrics.json``, ``error.txt`` and ``.hydra/*.yaml`` of each
-job); it never imports the model, training or data code, so it can summarise sweeps produced by any
-version of ebr.
+The report reads run directories only (``metrics.json``, ``error.txt``, ``run.json`` and
+``.hydra/*.yaml`` of each job) through `ebr.runs`, the one module of ebr it imports: it never
+imports the model, training or data code, so it can summarise sweeps produced by any version of ebr.
 
 Modules:
-    runs: read a sweep directory, group jobs into arms and seeds, list failed and missing runs.
+    sweep: read a sweep directory, group jobs into arms (their override_dirname) and seeds, list
+        failed and missing runs.
+    meta: the experiment's ``report`` metadata and the data set the jobs read.
     stats: per-arm means and paired relative deltas with t / bootstrap intervals and p-values.
+    document: `Report`, the typed report every writer reads; ``report.json`` is its `to_json`.
+    json_reader: ``report.json`` back into a `Report`, checked key by key.
+    build: the `Report` of a loaded sweep and its statistics.
     render: ``report.json``, ``report.md`` and ``deltas.png``, each written atomically.
+    plots: the ``deltas.png`` figure.
     wandb_summary: log the table and the plot into a wandb summary run of the sweep's group.
     cli: the ``ebr-report`` console script.
     suite: ``experiments/README.md`` from the reports of several sweeps (ablations and controls).

@@ -1,8 +1,16 @@
 """``ebr-report SWEEP_DIR``: a sweep in, a table of paired deltas with intervals out.
 
-Exit codes: 0 when the report was written (even if runs failed or are missing), 1 when the requested
-wandb logging failed after the report was written, 2 on bad input (not a sweep directory, no runs,
-malformed run files, an unknown ``--metrics`` name or a ``--baseline`` naming no arm).
+Arms are the jobs' ``hydra.job.override_dirname`` (their overrides less the exclude keys of
+``conf/train.yaml``, the wandb job type), paired by seed.
+
+Exit codes:
+
+- 0: the report was written and at least one run finished (even if others failed or are missing);
+- 1: the requested wandb logging failed after the report was written;
+- 2: bad input (not a sweep directory, no job directory, malformed run files, an unknown
+  ``--metrics`` name or a ``--baseline`` naming no arm); nothing is written;
+- 3: no run finished: the report (listing the failed and missing runs) was written, but it holds no
+  number; wandb logging, if requested, is skipped.
 """
 
 from __future__ import annotations
@@ -14,9 +22,14 @@ from typing import Any
 
 import yaml
 
-from ebr.report.render import build_report, write_report
-from ebr.report.runs import Sweep, SweepError, load_sweep, parse_override
+from ebr.report.build import build_report
+from ebr.report.document import Report
+from ebr.report.render import write_report
 from ebr.report.stats import DEFAULT_BOOTSTRAP, summarize_sweep
+from ebr.report.sweep import Sweep, SweepError, load_sweep, parse_override
+from ebr.runs import METRICS_FILE
+
+EXIT_OK, EXIT_WANDB_FAILED, EXIT_BAD_INPUT, EXIT_NO_FINISHED_RUN = 0, 1, 2, 3
 
 # used only when neither --metrics nor the experiment's report.metrics names the headline metrics
 DEFAULT_HEADLINE = ("recall@100", "ndcg@100", "sim/engaged_sessions", "sim/repins")
@@ -106,31 +119,26 @@ def parse_baseline_args(items: list[str]) -> dict[str, str]:
 
 
 def find_baseline(sweep: Sweep, baseline: dict[str, Any]) -> str | None:
-    """The arm named by `baseline` (override key -> value), or None if no arm matches.
+    """The arm whose values hold every `baseline` pair (override key -> value), or None if none does.
 
-    Keys that do not vary must hold the named value in every job; the named keys must single out one
-    arm.
+    The named pairs must single out one arm.
 
     Args:
         sweep: the loaded sweep.
         baseline: override key -> value.
 
     Raises:
-        SweepError: the keys name several arms.
+        SweepError: the pairs name several arms.
     """
     matches = []
     for arm in sweep.arms:
-        cell_jobs = [job for (label, _), job in sweep.cells.items() if label == arm]
-        if all(
-            key in job.overrides and values_match(job.overrides[key], value)
-            for job in cell_jobs
-            for key, value in baseline.items()
-        ):
+        values = sweep.arm_values[arm]
+        if all(key in values and values_match(values[key], wanted) for key, wanted in baseline.items()):
             matches.append(arm)
     if len(matches) > 1:
         raise SweepError(
-            f"baseline {baseline} matches several arms ({'; '.join(matches)}); name every varying key "
-            f"({', '.join(sweep.arm_keys)})"
+            f"baseline {baseline} matches several arms ({'; '.join(matches)}); name every key that "
+            f"differs between arms ({', '.join(sweep.arm_keys)})"
         )
     return matches[0] if matches else None
 
@@ -204,8 +212,8 @@ def choose_baseline(
     return None, None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Produce the report for parsed arguments; returns the exit code.
+def make_report(args: argparse.Namespace) -> tuple[Sweep, Report]:
+    """(the loaded sweep, its report) for parsed arguments; nothing is written.
 
     Args:
         args: parsed `build_parser` arguments.
@@ -228,12 +236,32 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         notes=notes,
     )
+    return sweep, report
+
+
+def run(args: argparse.Namespace) -> int:
+    """Produce the report for parsed arguments; returns the exit code (see the module docstring).
+
+    Args:
+        args: parsed `build_parser` arguments.
+
+    Raises:
+        SweepError: bad input.
+    """
+    sweep, report = make_report(args)
     paths = write_report(report, sweep.path)
     print(
         f"ebr-report: wrote {', '.join(p.name for p in paths.values())} to {sweep.path} "
-        f"({report['n_runs']} runs: {report['n_finished']} finished, {report['n_failed']} failed, "
-        f"{report['n_missing']} missing)"
+        f"({report.n_runs} runs: {report.n_finished} finished, {report.n_failed} failed, "
+        f"{report.n_missing} missing)"
     )
+    if report.n_finished == 0:
+        print(
+            f"ebr-report: error: no run of {sweep.path} finished (no {METRICS_FILE}): "
+            f"{report.n_failed} failed, {report.n_missing} missing; see {paths['md'].name}",
+            file=sys.stderr,
+        )
+        return EXIT_NO_FINISHED_RUN
     if args.wandb:
         from ebr.report.wandb_summary import log_report
 
@@ -241,9 +269,9 @@ def run(args: argparse.Namespace) -> int:
             run_dir = log_report(report, sweep.path, paths["png"])
         except Exception as exc:
             print(f"ebr-report: error: wandb logging failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_WANDB_FAILED
         print(f"ebr-report: wandb summary run in {run_dir}")
-    return 0
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except SweepError as exc:
         print(f"ebr-report: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
-from typing import Any
+
+from ebr.report.document import Report
 
 
-def deltas_png(report: dict[str, Any]) -> bytes:
+def _tick(short: str) -> str:
+    # one differing key: its value alone names the arm ("masknet")
+    return short.split("=", 1)[-1] if "," not in short else short
+
+
+def deltas_png(report: Report) -> bytes:
     """``deltas.png``: one panel per headline metric, each arm's relative delta with its t interval.
 
     Without a baseline the panels show per-arm means with ± std bars instead.
 
     Args:
-        report: the document from `ebr.report.render.build_report`.
+        report: the report.
 
     Returns:
         The PNG file's bytes.
@@ -22,26 +27,28 @@ def deltas_png(report: dict[str, Any]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    metrics = report["headline_metrics"] or ["(no metrics)"]
+    metrics = list(report.headline_metrics) or ["(no metrics)"]
     fig = Figure(figsize=(1.0 + 3.6 * len(metrics), 3.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    has_baseline = report["baseline"] is not None
-    arms = [arm for arm in report["arms"] if arm != report["baseline"]]
+    has_baseline = report.baseline is not None
+    arms = [arm for arm in report.arms if arm.label != report.baseline]
     for ax, metric in zip(axes, metrics):
         ax.set_title(metric, fontsize=10)
-        rows = report["results"].get(metric, {})
+        rows = report.results.get(metric, {})
         for i, arm in enumerate(arms):
-            row = rows.get(arm)
+            row = rows.get(arm.label)
             if row is None:
                 continue
             if has_baseline:
-                delta = row["delta"] or {}
-                centre, ci = delta.get("rel_mean"), delta.get("t_ci")
-                centre = None if centre is None else 100 * centre
-                err = None if ci is None else [[centre - 100 * ci[0]], [100 * ci[1] - centre]]
+                delta = row.delta
+                centre = None if delta is None or delta.rel_mean is None else 100 * delta.rel_mean
+                ci = None if delta is None else delta.t_ci
+                err = None
+                if ci is not None and centre is not None:
+                    err = [[centre - 100 * ci[0]], [100 * ci[1] - centre]]
             else:
-                centre, err = row["mean"], None if row["std"] is None else [[row["std"]], [row["std"]]]
+                centre, err = row.mean, None if row.std is None else [[row.std], [row.std]]
             if centre is None:
                 ax.annotate("n/a", (i, 0), ha="center", va="bottom", fontsize=8)
                 continue
@@ -51,15 +58,14 @@ def deltas_png(report: dict[str, Any]) -> bytes:
             ax.set_ylabel("relative delta vs baseline (%)", fontsize=8)
         else:
             ax.set_ylabel("mean ± std over seeds", fontsize=8)
-        ax.set_xticks(range(len(arms)), [a.split("=", 1)[-1] if "," not in a else a for a in arms])
+        ax.set_xticks(range(len(arms)), [_tick(arm.short) for arm in arms])
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.set_xlim(-0.6, max(len(arms), 1) - 0.4)
-    if has_baseline:
-        subtitle = f"vs {report['baseline']}; bars: 95% paired t interval (hollow: n/a)"
+    if report.baseline is not None:
+        subtitle = f"vs {report.short(report.baseline)}; bars: 95% paired t interval (hollow: n/a)"
     else:
         subtitle = "no baseline: per-arm means"
-    title = report["technique"] or report["experiment_name"] or Path(report["sweep_dir"]).name
-    fig.suptitle(f"{title}\n{subtitle}", fontsize=9)
+    fig.suptitle(f"{report.title()} (data: {report.data_label()})\n{subtitle}", fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()

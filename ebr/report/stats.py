@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from ebr.report.runs import Sweep
+from ebr.report.sweep import UNSET, Sweep
 
 LEVEL = 0.95
 DEFAULT_BOOTSTRAP = 10_000
@@ -196,19 +196,32 @@ def paired_delta(
     )
 
 
-def paper_for_arm(paper: dict[str, str], arm: str, values: dict[str, str]) -> str | None:
-    """The paper's reported delta for an arm: looked up by full label, then ``key=value``, then value.
+def paper_for_arm(
+    paper: dict[str, str], arm: str, values: dict[str, str], short: str | None = None
+) -> str | None:
+    """The paper's reported delta for an arm: by full label, short label, then ``key=value``, then value.
 
     Args:
         paper: the ``report.paper`` mapping.
         arm: the arm label.
-        values: the arm's {key: value}.
+        values: the arm's {key: value} for the keys that tell the arms apart.
+        short: the arm's short label, if it has one.
     """
-    candidates = [arm, *(f"{k}={v}" for k, v in values.items()), *values.values()]
+    labels = [arm] if short is None else [arm, short]
+    candidates = [*labels, *(f"{k}={v}" for k, v in values.items()), *values.values()]
     for candidate in candidates:
         if candidate in paper:
             return paper[candidate]
     return None
+
+
+def _telling_values(sweep: Sweep, arm: str) -> dict[str, str]:
+    """The arm's values of the keys that differ between arms (all its values when none differ).
+
+    A key every arm shares (``data=...``) names no arm, so the paper is not looked up by it.
+    """
+    values = sweep.arm_values[arm]
+    return {key: values.get(key, UNSET) for key in sweep.arm_keys} or dict(values)
 
 
 def _gap_reason(sweep: Sweep, baseline: str, seed: str | None, metric: str) -> str:
@@ -270,7 +283,7 @@ def summarize_sweep(
                 values=values,
                 missing_in=missing_in,
                 is_baseline=arm == baseline,
-                paper=paper_for_arm(sweep.meta.paper, arm, sweep.arm_values[arm]),
+                paper=paper_for_arm(sweep.meta.paper, arm, _telling_values(sweep, arm), sweep.arm_short[arm]),
                 delta=delta,
             )
         out[metric] = rows

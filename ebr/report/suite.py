@@ -13,20 +13,31 @@ a link to the technique's page.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ebr.report.render import REPORT_JSON, SCHEMA, fmt_ci, fmt_pct, write_atomic
+from ebr.report.document import Report, ReportFormatError
+from ebr.report.json_reader import load_report
+from ebr.report.render import fmt_ci, fmt_pct
+from ebr.runs import write_text_atomic
 
 CONTROL_SUFFIX = "_control"
 
+__all__ = [
+    "SuiteError",
+    "TechniqueRow",
+    "load_report",
+    "main",
+    "pair_reports",
+    "render_readme",
+    "write_readme",
+]
+
 
 class SuiteError(ValueError):
-    """Bad input to the suite: a missing or malformed report.json, or two reports for one slot."""
+    """Bad input to the suite: two reports for one slot (a bad report.json is a `ReportFormatError`)."""
 
 
 @dataclass
@@ -35,54 +46,33 @@ class TechniqueRow:
 
     Args:
         technique: the technique's name.
-        ablation: the ablation sweep's report.json document, or None.
-        control: the control sweep's report.json document, or None.
+        ablation: the ablation sweep's report, or None.
+        control: the control sweep's report, or None.
     """
 
     technique: str
-    ablation: dict[str, Any] | None = None
-    control: dict[str, Any] | None = None
+    ablation: Report | None = None
+    control: Report | None = None
 
 
-def load_report(path: str | Path) -> dict[str, Any]:
-    """Read a sweep's ``report.json``.
-
-    Args:
-        path: the sweep directory or the report.json file itself.
-
-    Raises:
-        SuiteError: the file is absent, not JSON, or not an ebr report.
-    """
-    path = Path(path)
-    file = path / REPORT_JSON if path.is_dir() else path
-    if not file.is_file():
-        raise SuiteError(f"{file}: no report.json (run `ebr-report {path}` first)")
-    try:
-        report = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SuiteError(f"{file}: not valid JSON ({exc})") from exc
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
-        raise SuiteError(f"{file}: not an ebr report (expected schema {SCHEMA!r})")
-    return report
-
-
-def technique_of(report: dict[str, Any]) -> str:
+def technique_of(report: Report) -> str:
     """The pairing key: ``report.technique``, else the experiment name without ``_control``, else the dir.
 
     Args:
-        report: a report.json document.
+        report: a sweep's report.
     """
-    if report.get("technique"):
-        return str(report["technique"])
-    name = report.get("experiment_name") or Path(report["sweep_dir"]).name
-    return name.removesuffix(CONTROL_SUFFIX) if report.get("control") else name
+    meta = report.meta
+    if meta.technique:
+        return meta.technique
+    name = meta.experiment_name or Path(meta.sweep_dir).name
+    return name.removesuffix(CONTROL_SUFFIX) if meta.control else name
 
 
-def pair_reports(reports: list[dict[str, Any]]) -> list[TechniqueRow]:
+def pair_reports(reports: list[Report]) -> list[TechniqueRow]:
     """Group reports into one row per technique, in order of first appearance.
 
     Args:
-        reports: report.json documents.
+        reports: the sweeps' reports.
 
     Raises:
         SuiteError: two ablation (or two control) reports for the same technique.
@@ -91,78 +81,80 @@ def pair_reports(reports: list[dict[str, Any]]) -> list[TechniqueRow]:
     for report in reports:
         name = technique_of(report)
         row = rows.setdefault(name, TechniqueRow(name))
-        slot = "control" if report.get("control") else "ablation"
+        slot = "control" if report.meta.control else "ablation"
         previous = getattr(row, slot)
         if previous is not None:
             raise SuiteError(
-                f"two {slot} reports for technique {name!r}: {previous['sweep_dir']} "
-                f"and {report['sweep_dir']}"
+                f"two {slot} reports for technique {name!r}: {previous.meta.sweep_dir} "
+                f"and {report.meta.sweep_dir}"
             )
         setattr(row, slot, report)
     return list(rows.values())
 
 
-def _short_arm(report: dict[str, Any], arm: str) -> str:
-    # with one varying key the value alone names the arm ("masknet")
-    return arm.split("=", 1)[1] if len(report["arm_keys"]) == 1 and "=" in arm else arm
+def _short_arm(report: Report, label: str) -> str:
+    # with one differing key the value alone names the arm ("masknet")
+    short = report.short(label)
+    return short.split("=", 1)[1] if len(report.arm_keys) == 1 and "=" in short else short
 
 
-def measured_cell(report: dict[str, Any] | None, metrics: list[str]) -> str:
+def measured_cell(report: Report | None, metrics: list[str]) -> str:
     """Every non-baseline arm's delta and t interval for `metrics`, one line per arm and metric.
 
     Args:
-        report: a report.json document, or None when that sweep is absent.
+        report: a sweep's report, or None when that sweep is absent.
         metrics: metrics to show (missing ones say so).
     """
     if report is None:
         return "no sweep"
-    if report["baseline"] is None:
+    if report.baseline is None:
         return "no baseline arm: means only (see report)"
     lines = []
-    for arm in report["arms"]:
-        if arm == report["baseline"]:
+    for arm in report.arm_labels:
+        if arm == report.baseline:
             continue
         for metric in metrics:
-            row = report["results"].get(metric, {}).get(arm)
-            delta = None if row is None else row["delta"]
-            if delta is None or delta["rel_mean"] is None:
+            row = report.results.get(metric, {}).get(arm)
+            delta = None if row is None else row.delta
+            if delta is None or delta.rel_mean is None:
                 lines.append(f"**{_short_arm(report, arm)}** {metric}: n/a")
                 continue
-            interval = fmt_ci(delta["t_ci"]) if delta["t_ci"] is not None else "(CI n/a)"
+            interval = fmt_ci(delta.t_ci) if delta.t_ci is not None else "(CI n/a)"
             lines.append(
-                f"**{_short_arm(report, arm)}** {metric}: {fmt_pct(delta['rel_mean'])} {interval} "
-                f"(n={delta['n_pairs']})"
+                f"**{_short_arm(report, arm)}** {metric}: {fmt_pct(delta.rel_mean)} {interval} "
+                f"(n={delta.n_pairs})"
             )
     return "<br>".join(lines) or "no arm besides the baseline"
 
 
-def _paper_cell(report: dict[str, Any] | None) -> str:
-    if report is None or not report.get("paper"):
+def _paper_cell(report: Report | None) -> str:
+    if report is None or not report.meta.paper:
         return "—"
-    return "<br>".join(f"**{arm}**: {text}" for arm, text in report["paper"].items())
+    return "<br>".join(f"**{arm}**: {text}" for arm, text in report.meta.paper.items())
 
 
-def _runs_cell(report: dict[str, Any] | None, label: str) -> str:
+def _runs_cell(report: Report | None, label: str) -> str:
     if report is None:
         return f"{label}: no sweep"
-    text = f"{label}: {len(report['seeds'])} ({', '.join(report['seeds'])})"
-    if report["n_failed"] or report["n_missing"]:
-        text += f", **{report['n_failed']} failed, {report['n_missing']} missing runs**"
+    text = f"{label}: {len(report.seeds)} ({', '.join(report.seeds)})"
+    if report.n_failed or report.n_missing:
+        text += f", **{report.n_failed} failed, {report.n_missing} missing runs**"
     return text
 
 
-def _commit_cell(reports: list[dict[str, Any]]) -> str:
+def _commit_cell(reports: list[Report]) -> str:
     commits = []
     for report in reports:
-        commit = (report["git_commit"] or "unavailable")[:12]
-        commit += " (dirty)" if report.get("git_dirty") else ""
+        commit = (report.meta.git_commit or "unavailable")[:12]
+        commit += " (dirty)" if report.meta.git_dirty else ""
         if commit not in commits:
             commits.append(commit)
     return "<br>".join(commits)
 
 
 def _page_cell(row: TechniqueRow, out_dir: Path) -> str:
-    page = (row.ablation or row.control or {}).get("page")
+    primary = row.ablation or row.control
+    page = None if primary is None else primary.meta.page
     if not page:
         return "—"
     # pages are named relative to the repository root, the directory the suite runs from
@@ -209,9 +201,9 @@ def render_readme(rows: list[TechniqueRow], out: Path) -> str:
     ]
     for row in rows:
         reports = [r for r in (row.ablation, row.control) if r is not None]
-        primary = row.ablation or row.control or {}
-        metrics = list(primary.get("headline_metrics") or [])
-        dates = sorted({r["date"] for r in reports})
+        primary = row.ablation or row.control
+        metrics = [] if primary is None else list(primary.headline_metrics)
+        dates = sorted({r.meta.date for r in reports})
         cells = [
             row.technique,
             _paper_cell(row.ablation or row.control),
@@ -227,8 +219,11 @@ def render_readme(rows: list[TechniqueRow], out: Path) -> str:
     for row in rows:
         for kind, report in (("ablation", row.ablation), ("control", row.control)):
             if report is not None:
-                shown = _display_path(report["sweep_dir"])
-                lines.append(f"- {row.technique}, {kind}: `{shown}` (report of {report['generated_at']})")
+                shown = _display_path(report.meta.sweep_dir)
+                lines.append(
+                    f"- {row.technique}, {kind}: `{shown}` (data: {report.data_label()}; "
+                    f"report of {report.meta.generated_at})"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -240,12 +235,13 @@ def write_readme(out: str | Path, sweep_dirs: list[str | Path]) -> Path:
         sweep_dirs: sweep directories (or their report.json files).
 
     Raises:
-        SuiteError: bad input.
+        ReportFormatError: a missing or malformed report.json (the message names the file).
+        SuiteError: two reports for one slot.
     """
     out = Path(out)
     rows = pair_reports([load_report(path) for path in sweep_dirs])
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, render_readme(rows, out).encode("utf-8"))
+    write_text_atomic(out, render_readme(rows, out))
     return out
 
 
@@ -264,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = write_readme(args.out, args.sweep_dirs)
-    except SuiteError as exc:
+    except (SuiteError, ReportFormatError) as exc:
         print(f"ebr.report.suite: error: {exc}", file=sys.stderr)
         return 2
     print(f"ebr.report.suite: wrote {out} ({len(args.sweep_dirs)} sweeps)")

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ebr.report.document import Report
+
 DEFAULT_PROJECT = "ebr"
 TABLE_COLUMNS = [
     "metric",
@@ -28,49 +30,53 @@ TABLE_COLUMNS = [
     "p_value",
     "n_pairs",
     "paper",
+    "arm_short",
 ]
 
 
-def table_rows(report: dict[str, Any]) -> list[list[Any]]:
+def table_rows(report: Report) -> list[list[Any]]:
     """One row per (metric, arm) of the report, in `TABLE_COLUMNS` order (None where n/a).
 
+    The arm column is the arm's full label, the job type of its runs, so the table joins with them.
+
     Args:
-        report: the ``report.json`` document.
+        report: the report.
     """
     rows = []
-    headline = set(report["headline_metrics"])
-    for metric, arms in report["results"].items():
+    headline = set(report.headline_metrics)
+    for metric, arms in report.results.items():
         for arm, row in arms.items():
-            delta = row["delta"] or {}
-            t_ci = delta.get("t_ci") or [None, None]
-            boot = delta.get("bootstrap_ci") or [None, None]
+            delta = row.delta
+            t_ci = (None, None) if delta is None or delta.t_ci is None else delta.t_ci
+            boot = (None, None) if delta is None or delta.bootstrap_ci is None else delta.bootstrap_ci
             rows.append(
                 [
                     metric,
                     arm,
-                    row["is_baseline"],
+                    row.is_baseline,
                     metric in headline,
-                    row["n"],
-                    row["mean"],
-                    row["std"],
-                    delta.get("rel_mean"),
+                    row.n,
+                    row.mean,
+                    row.std,
+                    None if delta is None else delta.rel_mean,
                     t_ci[0],
                     t_ci[1],
                     boot[0],
                     boot[1],
-                    delta.get("p_value"),
-                    delta.get("n_pairs"),
-                    row["paper"],
+                    None if delta is None else delta.p_value,
+                    None if delta is None else delta.n_pairs,
+                    row.paper,
+                    report.short(arm),
                 ]
             )
     return rows
 
 
-def log_report(report: dict[str, Any], sweep_dir: Path, png: Path, project: str | None = None) -> Path:
+def log_report(report: Report, sweep_dir: Path, png: Path, project: str | None = None) -> Path:
     """Log the report table (wandb.Table) and the delta plot (wandb.Image) into a summary run.
 
     Args:
-        report: the ``report.json`` document.
+        report: the report.
         sweep_dir: the sweep directory; the run's files go under ``sweep_dir/wandb``.
         png: the ``deltas.png`` written for this report.
         project: wandb project; defaults to ``logger.project`` of the runs or "ebr".
@@ -81,22 +87,24 @@ def log_report(report: dict[str, Any], sweep_dir: Path, png: Path, project: str 
     import wandb
 
     mode = os.environ.get("WANDB_MODE", "offline")
-    name = f"report-{report['experiment_name'] or Path(report['sweep_dir']).name}"
+    meta = report.meta
+    name = f"report-{meta.experiment_name or Path(meta.sweep_dir).name}"
     run = wandb.init(
-        project=project or report.get("wandb_project") or DEFAULT_PROJECT,
-        group=report.get("wandb_group") or report.get("experiment_name"),
+        project=project or meta.wandb_project or DEFAULT_PROJECT,
+        group=meta.wandb_group or meta.experiment_name,
         job_type="report",
         name=name,
         dir=str(sweep_dir),
         mode=mode,
         config={
-            "sweep_dir": report["sweep_dir"],
-            "baseline": report["baseline"],
-            "arms": report["arms"],
-            "seeds": report["seeds"],
-            "technique": report["technique"],
-            "control": report["control"],
-            "git_commit": report["git_commit"],
+            "sweep_dir": meta.sweep_dir,
+            "baseline": report.baseline,
+            "arms": report.arm_labels,
+            "seeds": list(report.seeds),
+            "technique": meta.technique,
+            "data": [entry.name for entry in report.data],
+            "control": meta.control,
+            "git_commit": meta.git_commit,
         },
         settings=wandb.Settings(silent=True),
         reinit="create_new",
@@ -104,12 +112,12 @@ def log_report(report: dict[str, Any], sweep_dir: Path, png: Path, project: str 
     try:
         table = wandb.Table(columns=TABLE_COLUMNS, data=table_rows(report), allow_mixed_types=True)
         run.log({"report/table": table, "report/deltas": wandb.Image(str(png))})
-        run.summary["report/n_failed"] = report["n_failed"]
-        run.summary["report/n_missing"] = report["n_missing"]
-        for metric in report["headline_metrics"]:
-            for arm, row in report["results"].get(metric, {}).items():
-                if row["delta"] is not None and row["delta"]["rel_mean"] is not None:
-                    run.summary[f"rel_delta/{metric}/{arm}"] = row["delta"]["rel_mean"]
+        run.summary["report/n_failed"] = report.n_failed
+        run.summary["report/n_missing"] = report.n_missing
+        for metric in report.headline_metrics:
+            for arm, row in report.results.get(metric, {}).items():
+                if row.delta is not None and row.delta.rel_mean is not None:
+                    run.summary[f"rel_delta/{metric}/{arm}"] = row.delta.rel_mean
         run_dir = Path(run.dir).parent
     finally:
         run.finish()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_fixtures import write_job
+from report_fixtures import project_exclude_keys, write_job
 
 MakeSweep = Callable[..., Path]
 
@@ -18,7 +18,10 @@ def make_sweep(tmp_path: Path) -> MakeSweep:
 
     `values` maps (model/crossing value, seed) -> metrics dict; jobs are numbered in that order, then the
     `failed` cells (written with error.txt), then the `unfinished` ones (no result file). A cell in none
-    of them gets no directory at all.
+    of them gets no directory at all. Each job gets ``.hydra/hydra.yaml`` with the exclude keys of
+    conf/train.yaml (`hydra_yaml=False`: none, as in an old sweep), `extra_overrides` after its own,
+    and, when finished and `info` is given, a ``run.json`` with that info (a callable gets the
+    (arm, seed) cell and returns the info).
     """
     counter = {"n": 0}
 
@@ -30,6 +33,10 @@ def make_sweep(tmp_path: Path) -> MakeSweep:
         unfinished: tuple[tuple[str, int], ...] = (),
         extra_config: dict[str, Any] | None = None,
         name: str | None = None,
+        hydra_yaml: bool = True,
+        extra_overrides: tuple[str, ...] = (),
+        data_choice: str | None = "synthetic_small",
+        info: dict[str, Any] | Callable[[tuple[str, int]], dict[str, Any]] | None = None,
     ) -> Path:
         counter["n"] += 1
         sweep = tmp_path / (name or f"sweep{counter['n']}")
@@ -41,12 +48,15 @@ def make_sweep(tmp_path: Path) -> MakeSweep:
             write_job(
                 sweep,
                 str(number),
-                [f"experiment={experiment}", f"model/crossing={arm}", f"seed={seed}"],
+                [f"experiment={experiment}", f"model/crossing={arm}", f"seed={seed}", *extra_overrides],
                 metrics=values.get((arm, seed)),
                 error="Traceback (most recent call last):\nValueError: diverged\n"
                 if (arm, seed) in failed
                 else None,
                 config=config,
+                exclude_keys=project_exclude_keys() if hydra_yaml else None,
+                data_choice=data_choice,
+                info=info((arm, seed)) if callable(info) else info,
             )
         return sweep
 

@@ -183,3 +183,19 @@ def test_wandb_offline_summary_run(make_sweep, monkeypatch) -> None:
     hand = ((0.22 - 0.20) / 0.20 + (0.23 - 0.21) / 0.21) / 2
     assert rows[("recall@100", "model/crossing=dhen")][column] == pytest.approx(hand)
     assert list(runs[0].glob("files/media/images/report/deltas_*.png"))
+
+
+def test_no_finished_run_exits_3_with_the_failures_written(make_sweep, capsys) -> None:
+    sweep = make_sweep({}, report=CROSSING_REPORT, failed=(("mlp", 0), ("dhen", 0)), unfinished=(("mlp", 1),))
+    assert main([str(sweep), "--wandb"]) == 3
+    err = capsys.readouterr().err
+    assert "no run" in err
+    assert "finished" in err
+    assert "2 failed, 2 missing" in err
+    report = load_json(sweep / "report.json")
+    assert (report["n_finished"], report["n_failed"], report["n_missing"]) == (0, 2, 2)
+    assert "ValueError: diverged" in (sweep / "report.md").read_text()
+    assert not (sweep / "wandb").exists()  # nothing to log
+    # one finished run is enough for exit 0
+    sweep = make_sweep({("mlp", 0): {"m": 1.0}}, report=CROSSING_REPORT, failed=(("dhen", 0),))
+    assert main([str(sweep), "--bootstrap", "0"]) == 0

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from ebr.report.runs import load_sweep
 from ebr.report.stats import (
     bootstrap_interval,
     mean_std,
@@ -18,6 +17,7 @@ from ebr.report.stats import (
     summarize_sweep,
     t_interval,
 )
+from ebr.report.sweep import load_sweep
 
 
 def hand_t(deltas: list[float]) -> tuple[float, float, float]:

@@ -11,7 +11,7 @@ from report_fixtures import CROSSING_REPORT
 from scipy.stats import t as student_t
 
 from ebr.report.cli import main as report_main
-from ebr.report.suite import SuiteError, main, pair_reports, write_readme
+from ebr.report.suite import SuiteError, load_report, main, pair_reports, write_readme
 
 BASE = [0.20, 0.22, 0.25]
 
@@ -85,7 +85,7 @@ def test_lone_ablation_and_bad_inputs(make_sweep, tmp_path, capsys) -> None:
     write_readme(out, [ablation / "report.json"])
     assert "| no sweep |" in out.read_text()  # the control column says the control is absent
 
-    report = json.loads((ablation / "report.json").read_text())
+    report = load_report(ablation)
     with pytest.raises(SuiteError, match="two ablation reports"):
         pair_reports([report, report])
 

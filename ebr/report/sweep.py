@@ -2,57 +2,29 @@
 
 A job directory is any direct subdirectory of the sweep holding ``.hydra/overrides.yaml``. It is
 *finished* when ``metrics.json`` exists, *failed* when only ``error.txt`` exists and *missing*
-otherwise. Override keys that take more than one value across jobs define the arm (all but the seed
-key); the expected grid is every observed arm times every observed seed.
+otherwise. A job's arm is `ebr.runs.read_arm`: its ``hydra.job.override_dirname``, the overrides less
+``hydra.job.config.override_dirname.exclude_keys`` (the wandb job type is the same string); the seed
+pairs the runs of different arms. The expected grid is every observed arm times every observed seed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from ebr.report.document import DataRead, Problem
+from ebr.report.meta import JobData, ReportMeta, SweepError, data_read, read_job_data, select, sweep_meta
+from ebr.runs import CONFIG_FILE, ERROR_FILE, METRICS_FILE, OVERRIDES_FILE, SINGLE_ARM, Arm, read_arm
+from ebr.runs import parse_override as parse_override_pair
 
 SEED_KEY = "seed"
 UNSET = "<unset>"
-METRICS_FILE = "metrics.json"
-ERROR_FILE = "error.txt"
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-CONFIG_FILE = Path(".hydra") / "config.yaml"
 
-
-class SweepError(ValueError):
-    """Bad input: not a sweep directory, no runs, or a malformed run file (the message names it)."""
-
-
-@dataclass(frozen=True)
-class ReportMeta:
-    """The ``report`` node of an experiment config plus the wandb naming of the runs.
-
-    Args:
-        technique: human name of the technique, e.g. "Feature crossing (MaskNet, DHEN)".
-        baseline: override key -> value naming the baseline arm, or None.
-        metrics: headline metrics in display order.
-        paper: arm value (or label) -> the paper's reported delta, free text.
-        control: True for the knob-off control sweep.
-        page: repository-relative path of the technique's page.
-        experiment_name: the runs' ``experiment_name``.
-        wandb_group: ``logger.group`` if set, else the experiment name.
-        wandb_project: ``logger.project`` if set.
-    """
-
-    technique: str | None = None
-    baseline: dict[str, Any] | None = None
-    metrics: tuple[str, ...] = ()
-    paper: dict[str, str] = field(default_factory=dict)
-    control: bool = False
-    page: str | None = None
-    experiment_name: str | None = None
-    wandb_group: str | None = None
-    wandb_project: str | None = None
+__all__ = ["SEED_KEY", "Job", "ReportMeta", "Sweep", "SweepError", "load_sweep", "parse_override"]
 
 
 @dataclass(frozen=True)
@@ -63,19 +35,23 @@ class Job:
         name: directory name (Hydra's job number).
         path: the directory.
         overrides: override key -> value, in the order Hydra wrote them.
+        arm: the job's arm (label and values).
         seed: the seed (from the ``seed`` override, else the config), as text; None if unknown.
         metrics: metric name -> value when finished, else None.
         error: text of ``error.txt`` when present.
         config: the job's config (unresolved OmegaConf) or None when ``config.yaml`` is absent.
+        data: the data set the job read, None when nothing says.
     """
 
     name: str
     path: Path
     overrides: dict[str, str]
+    arm: Arm
     seed: str | None
     metrics: dict[str, float] | None
     error: str | None
     config: DictConfig | None
+    data: JobData | None
 
     @property
     def status(self) -> str:
@@ -85,27 +61,6 @@ class Job:
         return "failed" if self.error is not None else "missing"
 
 
-@dataclass(frozen=True)
-class RunProblem:
-    """A failed or missing run, named so a reader can find it.
-
-    Args:
-        name: the job directory name, or "ARM seed=S" for a hole in the expected grid.
-        arm: arm label.
-        seed: seed (text) or None.
-        reason: one line saying what is wrong.
-    """
-
-    name: str
-    arm: str
-    seed: str | None
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form used in ``report.json``."""
-        return {"name": self.name, "arm": self.arm, "seed": self.seed, "reason": self.reason}
-
-
 @dataclass
 class Sweep:
     """A sweep grouped into arms and seeds.
@@ -113,14 +68,16 @@ class Sweep:
     Args:
         path: the sweep directory.
         jobs: every job directory, in job-number order.
-        arm_keys: override keys (other than the seed) whose value varies across jobs.
+        arm_keys: override keys whose value differs between arms (they make the short labels).
         arms: arm labels in order of first appearance.
-        arm_values: arm label -> {arm key: value}.
+        arm_values: arm label -> {override key: value}.
+        arm_short: arm label -> short label (the `arm_keys` pairs; the label when no key differs).
         seeds: observed seeds, numeric order when they are integers.
         cells: (arm, seed) -> job.
         failed: jobs with ``error.txt`` and no metrics.
         missing: unfinished jobs and holes in the arms x seeds grid.
         meta: experiment metadata read from the jobs' configs.
+        data: the data sets the jobs read.
         notes: things the report must say (e.g. inconsistent metadata).
     """
 
@@ -129,11 +86,13 @@ class Sweep:
     arm_keys: list[str]
     arms: list[str]
     arm_values: dict[str, dict[str, str]]
+    arm_short: dict[str, str]
     seeds: list[str]
     cells: dict[tuple[str, str | None], Job]
-    failed: list[RunProblem]
-    missing: list[RunProblem]
+    failed: list[Problem]
+    missing: list[Problem]
     meta: ReportMeta
+    data: list[DataRead]
     notes: list[str]
 
     def finished_values(self, arm: str, metric: str) -> dict[str | None, float]:
@@ -156,23 +115,27 @@ class Sweep:
             names.update(dict.fromkeys(job.metrics or {}))
         return list(names)
 
+    @property
+    def n_finished(self) -> int:
+        return sum(job.status == "finished" for job in self.jobs)
 
-def parse_override(text: str, source: str) -> tuple[str, str]:
-    """Split one Hydra override string into (key, value).
+
+def parse_override(text: object, source: str) -> tuple[str, str]:
+    """Split one Hydra override string into (key, value) (`ebr.runs.parse_override`).
 
     Args:
         text: e.g. ``model/crossing=masknet`` or ``+data.config.noise=0.1``.
-        source: file name used in the error message.
+        source: file (or option) named in the error message.
+
+    Raises:
+        SweepError: not a string of the form key=value.
     """
     if not isinstance(text, str):
         raise SweepError(f"{source}: override {text!r} is not a string")
-    if text.startswith("~"):
-        # a deletion override has no value; keep it distinguishable from any assignment
-        return text, "<deleted>"
-    key, sep, value = text.partition("=")
-    if not sep or not key.lstrip("+"):
-        raise SweepError(f"{source}: override {text!r} is not of the form key=value")
-    return key.lstrip("+"), value
+    try:
+        return parse_override_pair(text)
+    except ValueError as exc:
+        raise SweepError(f"{source}: {exc}") from exc
 
 
 def _read_metrics(path: Path, label: str) -> dict[str, float]:
@@ -191,29 +154,36 @@ def _read_metrics(path: Path, label: str) -> dict[str, float]:
     return {key: float(value) for key, value in data.items()}
 
 
-def _select(config: DictConfig | None, key: str) -> Any:
-    """A config value as plain Python, resolving interpolations where possible (None if absent)."""
-    if config is None:
-        return None
-    value = OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
-    if isinstance(value, DictConfig | ListConfig):
-        try:
-            return OmegaConf.to_container(value, resolve=True)
-        except Exception:
-            # Hydra-only resolvers (${hydra:...}) cannot be resolved outside Hydra
-            return OmegaConf.to_container(value, resolve=False)
-    return value
+def _job_arm(path: Path) -> tuple[Arm, bool]:
+    """(the job's arm, whether a seed override had to be taken out of it).
+
+    A sweep run before ``conf/train.yaml`` set the exclusions has Hydra's default (none) in its
+    ``hydra.yaml``; its arm would hold the seed and pair nothing, so the seed is always left out.
+    """
+    try:
+        arm = read_arm(path)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from exc
+    if SEED_KEY not in arm.values:
+        return arm, False
+    kept = {key: value for key, value in arm.values.items() if key != SEED_KEY}
+    # the label format of ebr.runs.arm_from_overrides: key=value sorted by key, comma-joined
+    label = ",".join(f"{key}={value}" for key, value in kept.items()) or SINGLE_ARM
+    return Arm(label, kept), True
 
 
-def read_job(path: Path, sweep_dir: Path) -> Job:
-    """Read one job directory.
+def read_job(path: Path, sweep_dir: Path) -> tuple[Job, bool]:
+    """Read one job directory: (the job, whether its seed had to be taken out of its arm).
 
     Args:
         path: the job directory (holding ``.hydra/overrides.yaml``).
         sweep_dir: the sweep directory, for naming files in messages.
+
+    Raises:
+        SweepError: a malformed run file (the message names it).
     """
     label = path.relative_to(sweep_dir).as_posix()
-    source = f"{label}/{OVERRIDES_FILE.as_posix()}"
+    source = f"{label}/{OVERRIDES_FILE}"
     try:
         raw = yaml.safe_load((path / OVERRIDES_FILE).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -223,19 +193,20 @@ def read_job(path: Path, sweep_dir: Path) -> Job:
     if not isinstance(raw, list):
         raise SweepError(f"{source}: expected a YAML list of override strings, got {type(raw).__name__}")
     overrides = dict(parse_override(item, source) for item in raw)
+    arm, seed_dropped = _job_arm(path)
 
     config = None
     if (path / CONFIG_FILE).is_file():
         try:
             config = OmegaConf.load(path / CONFIG_FILE)
         except Exception as exc:
-            raise SweepError(f"{label}/{CONFIG_FILE.as_posix()}: cannot be read ({exc})") from exc
+            raise SweepError(f"{label}/{CONFIG_FILE}: cannot be read ({exc})") from exc
         if not isinstance(config, DictConfig):
-            raise SweepError(f"{label}/{CONFIG_FILE.as_posix()}: expected a mapping")
+            raise SweepError(f"{label}/{CONFIG_FILE}: expected a mapping")
 
     seed = overrides.get(SEED_KEY)
     if seed is None:
-        config_seed = _select(config, SEED_KEY)
+        config_seed = select(config, SEED_KEY)
         seed = None if config_seed is None else str(config_seed)
 
     metrics = None
@@ -244,7 +215,8 @@ def read_job(path: Path, sweep_dir: Path) -> Job:
     error = None
     if (path / ERROR_FILE).is_file():
         error = (path / ERROR_FILE).read_text(encoding="utf-8", errors="replace")
-    return Job(label, path, overrides, seed, metrics, error, config)
+    data = read_job_data(path, label, config)
+    return Job(label, path, overrides, arm, seed, metrics, error, config, data), seed_dropped
 
 
 def _sort_key(text: str | None) -> tuple[int, float, str]:
@@ -262,61 +234,22 @@ def error_summary(error: str) -> str:
     return lines[-1] if lines else "error.txt is empty"
 
 
-def _parse_meta(job: Job) -> ReportMeta:
-    source = f"{job.name}/{CONFIG_FILE.as_posix()}"
-    node = _select(job.config, "report")
-    experiment = _select(job.config, "experiment_name")
-    group = _select(job.config, "logger.group") or experiment
-    project = _select(job.config, "logger.project")
-    base = ReportMeta(
-        experiment_name=None if experiment is None else str(experiment),
-        wandb_group=None if group is None else str(group),
-        wandb_project=None if project is None else str(project),
-    )
-    if node is None:
-        return base
-    if not isinstance(node, dict):
-        raise SweepError(f"{source}: 'report' must be a mapping or null, got {node!r}")
-    baseline = node.get("baseline")
-    if baseline is not None and not isinstance(baseline, dict):
-        raise SweepError(f"{source}: report.baseline must map override key -> value, got {baseline!r}")
-    metrics = node.get("metrics") or []
-    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
-        raise SweepError(f"{source}: report.metrics must be a list of metric names, got {metrics!r}")
-    paper = node.get("paper") or {}
-    if not isinstance(paper, dict) or any(isinstance(v, dict | list) for v in paper.values()):
-        raise SweepError(f"{source}: report.paper must map arm value -> text, got {paper!r}")
-    control = node.get("control", False)
-    if not isinstance(control, bool):
-        raise SweepError(f"{source}: report.control must be true or false, got {control!r}")
-    page = node.get("page")
-    technique = node.get("technique")
-    return ReportMeta(
-        technique=None if technique is None else str(technique),
-        baseline=baseline or None,
-        metrics=tuple(metrics),
-        paper={str(k): str(v) for k, v in paper.items()},
-        control=control,
-        page=None if page is None else str(page),
-        experiment_name=base.experiment_name,
-        wandb_group=base.wandb_group,
-        wandb_project=base.wandb_project,
-    )
+def short_labels(arm_values: dict[str, dict[str, str]]) -> tuple[list[str], dict[str, str]]:
+    """(keys whose value differs between arms, arm label -> short label).
 
+    The short label keeps those keys only (a key an arm lacks reads "<unset>"), so it tells the
+    arms apart as the full label does; with one arm, or none differing, it is the full label.
 
-def _sweep_meta(jobs: list[Job], notes: list[str]) -> ReportMeta:
-    with_config = [job for job in jobs if job.config is not None]
-    if not with_config:
-        notes.append("No job has .hydra/config.yaml: no experiment metadata (baseline, paper deltas).")
-        return ReportMeta()
-    first = _parse_meta(with_config[0])
-    differing = [job.name for job in with_config[1:] if _parse_meta(job) != first]
-    if differing:
-        notes.append(
-            f"The report metadata of jobs {', '.join(differing)} differs from job {with_config[0].name}'s; "
-            f"job {with_config[0].name}'s is used."
-        )
-    return first
+    Args:
+        arm_values: arm label -> {override key: value}, in arm order.
+    """
+    keys = sorted({key for values in arm_values.values() for key in values})
+    varying = [key for key in keys if len({values.get(key, UNSET) for values in arm_values.values()}) > 1]
+    short = {
+        label: ",".join(f"{key}={values.get(key, UNSET)}" for key in varying) or label
+        for label, values in arm_values.items()
+    }
+    return varying, short
 
 
 def load_sweep(sweep_dir: str | Path) -> Sweep:
@@ -337,44 +270,43 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         key=lambda child: _sort_key(child.name),
     )
     if not job_dirs:
-        raise SweepError(f"{path}: not a sweep directory (no subdirectory holds {OVERRIDES_FILE.as_posix()})")
-    jobs = [read_job(child, path) for child in job_dirs]
-
-    keys: dict[str, None] = {}
-    for job in jobs:
-        keys.update(dict.fromkeys(job.overrides))
-    arm_keys = [
-        key for key in keys if key != SEED_KEY and len({job.overrides.get(key, UNSET) for job in jobs}) > 1
-    ]
+        raise SweepError(f"{path}: not a sweep directory (no subdirectory holds {OVERRIDES_FILE})")
+    read = [read_job(child, path) for child in job_dirs]
+    jobs = [job for job, _ in read]
+    notes: list[str] = []
+    seed_dropped = [job.name for job, dropped in read if dropped]
+    if seed_dropped:
+        notes.append(
+            f"Jobs {', '.join(seed_dropped)} ran with override_dirname exclude_keys without {SEED_KEY} "
+            f"(a sweep from before conf/train.yaml set them): {SEED_KEY} is left out of their arm, as it "
+            "pairs the runs."
+        )
 
     arms: list[str] = []
     arm_values: dict[str, dict[str, str]] = {}
     cells: dict[tuple[str, str | None], Job] = {}
-    job_arm: dict[str, str] = {}
     for job in jobs:
-        values = {key: job.overrides.get(key, UNSET) for key in arm_keys}
-        arm = ",".join(f"{key}={value}" for key, value in values.items()) or "all runs"
+        arm = job.arm.label
         if arm not in arm_values:
             arms.append(arm)
-            arm_values[arm] = values
+            arm_values[arm] = dict(job.arm.values)
         if (arm, job.seed) in cells:
             other = cells[(arm, job.seed)].name
             raise SweepError(
                 f"{path}: jobs {other} and {job.name} have the same arm {arm!r} and seed {job.seed}"
             )
         cells[(arm, job.seed)] = job
-        job_arm[job.name] = arm
     seeds = sorted({job.seed for job in jobs if job.seed is not None}, key=_sort_key)
+    arm_keys, arm_short = short_labels(arm_values)
 
-    failed: list[RunProblem] = []
-    missing: list[RunProblem] = []
-    notes: list[str] = []
+    failed: list[Problem] = []
+    missing: list[Problem] = []
     for job in jobs:
-        arm = job_arm[job.name]
+        arm = job.arm.label
         if job.status == "failed":
-            failed.append(RunProblem(job.name, arm, job.seed, error_summary(job.error or "")))
+            failed.append(Problem(job.name, arm, job.seed, error_summary(job.error or "")))
         elif job.status == "missing":
-            missing.append(RunProblem(job.name, arm, job.seed, f"neither {METRICS_FILE} nor {ERROR_FILE}"))
+            missing.append(Problem(job.name, arm, job.seed, f"neither {METRICS_FILE} nor {ERROR_FILE}"))
         elif job.error is not None:
             notes.append(f"Job {job.name} has both {METRICS_FILE} and {ERROR_FILE}; its metrics are used.")
     if any(job.seed is None for job in jobs) and seeds:
@@ -383,18 +315,21 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     for arm in arms:
         for seed in seeds:
             if (arm, seed) not in cells:
-                missing.append(RunProblem(f"{arm} seed={seed}", arm, seed, "no job directory"))
+                missing.append(Problem(f"{arm} seed={seed}", arm, seed, "no job directory"))
 
+    meta = sweep_meta([(job.name, job.config) for job in jobs if job.config is not None], notes)
     return Sweep(
         path=path,
         jobs=jobs,
         arm_keys=arm_keys,
         arms=arms,
         arm_values=arm_values,
+        arm_short=arm_short,
         seeds=seeds,
         cells=cells,
         failed=failed,
         missing=missing,
-        meta=_sweep_meta(jobs, notes),
+        meta=meta,
+        data=data_read([(job.name, job.data) for job in jobs], notes),
         notes=notes,
     )

@@ -7,8 +7,8 @@ import yaml
 from report_fixtures import CROSSING_REPORT, write_job
 
 from ebr.report.cli import find_baseline, values_match
-from ebr.report.runs import SweepError, load_sweep, parse_override
 from ebr.report.stats import paper_for_arm
+from ebr.report.sweep import SweepError, load_sweep, parse_override
 
 
 def test_arms_seeds_and_problems(make_sweep) -> None:

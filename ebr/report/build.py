@@ -1,0 +1,194 @@
+"""The `Report` of a sweep from its loaded runs and their statistics."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from ebr.report import stats
+from ebr.report.document import (
+    UNKNOWN_SEED,
+    Delta,
+    Method,
+    Provenance,
+    Report,
+    ReportArm,
+    ResultRow,
+)
+from ebr.report.stats import ArmSummary, PairedDelta
+from ebr.report.sweep import SEED_KEY, Sweep
+
+# the ebr package directory: the repository whose commit a report records
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def git_commit(directory: Path) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether the work tree has uncommitted changes) of the repository holding `directory`.
+
+    (None, None) when git or a commit is unavailable.
+
+    Args:
+        directory: any directory inside the repository.
+    """
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--verify", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if head.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+    dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    return head.stdout.strip(), dirty
+
+
+def ebr_version() -> str:
+    """The installed ebr distribution's version ("unknown" when it is not installed)."""
+    try:
+        return metadata.version("ebr")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _seed_key(seed: str | None) -> str:
+    return UNKNOWN_SEED if seed is None else seed
+
+
+def _delta(delta: PairedDelta | None) -> Delta | None:
+    if delta is None:
+        return None
+    return Delta(
+        n_pairs=delta.n_pairs,
+        rel_mean=delta.mean,
+        t_ci=delta.t_ci,
+        bootstrap_ci=delta.bootstrap_ci,
+        p_value=delta.p_value,
+        per_seed={_seed_key(s): d for s, d in delta.per_seed.items()},
+        excluded={_seed_key(s): why for s, why in delta.excluded.items()},
+    )
+
+
+def _row(row: ArmSummary) -> ResultRow:
+    return ResultRow(
+        n=row.n,
+        mean=row.mean,
+        std=row.std,
+        values={_seed_key(s): v for s, v in row.values.items()},
+        missing_in=tuple(row.missing_in),
+        is_baseline=row.is_baseline,
+        paper=row.paper,
+        delta=_delta(row.delta),
+    )
+
+
+def _summary_notes(
+    summaries: dict[str, dict[str, ArmSummary]], baseline: str | None, short: dict[str, str]
+) -> list[str]:
+    notes = []
+    for metric, rows in summaries.items():
+        if all(row.n == 0 for row in rows.values()):
+            notes.append(f"No finished run reports {metric}.")
+            continue
+        for arm, row in rows.items():
+            name = short[arm]
+            if row.missing_in:
+                notes.append(f"{metric} is missing in job(s) {', '.join(row.missing_in)} ({name}).")
+            if row.delta is None:
+                continue
+            for seed, why in row.delta.excluded.items():
+                notes.append(
+                    f"{metric}, {name}: seed {_seed_key(seed)} excluded from the paired delta: {why}."
+                )
+            if row.delta.n_pairs < 2 and baseline is not None:
+                pairs = row.delta.n_pairs
+                notes.append(f"{metric}, {name}: {pairs} seed pair(s); intervals and p-value n/a.")
+    return notes
+
+
+def build_report(
+    sweep: Sweep,
+    summaries: dict[str, dict[str, ArmSummary]],
+    *,
+    baseline: str | None,
+    baseline_source: str | None,
+    headline: list[str],
+    n_boot: int,
+    seed: int,
+    notes: list[str],
+) -> Report:
+    """The report of a sweep.
+
+    Args:
+        sweep: the loaded sweep.
+        summaries: `stats.summarize_sweep` output for every metric.
+        baseline: baseline arm label or None.
+        baseline_source: where the baseline came from ("experiment config", "--baseline") or None.
+        headline: headline metrics, in order.
+        n_boot: bootstrap resamples used.
+        seed: bootstrap seed used.
+        notes: extra notes to state (e.g. why there is no baseline).
+    """
+    now = datetime.now(UTC)
+    commit, dirty = git_commit(PACKAGE_DIR)
+    meta = sweep.meta
+    n_seeds = max(len(sweep.seeds), 1)
+    provenance = Provenance(
+        sweep_dir=str(sweep.path.resolve()),
+        generated_at=now.isoformat(timespec="seconds"),
+        date=now.date().isoformat(),
+        ebr_version=ebr_version(),
+        git_commit=commit,
+        git_dirty=dirty,
+        experiment_name=meta.experiment_name,
+        technique=meta.technique,
+        control=meta.control,
+        page=meta.page,
+        paper=dict(meta.paper),
+        wandb_group=meta.wandb_group,
+        wandb_project=meta.wandb_project,
+    )
+    method = Method(
+        estimator=stats.ESTIMATOR,
+        interval=stats.T_METHOD,
+        bootstrap=stats.BOOTSTRAP_METHOD.format(n_boot=n_boot, seed=seed) if n_boot > 0 else None,
+        p_value=stats.P_METHOD,
+        level=stats.LEVEL,
+        primary_interval="t",
+        n_bootstrap=n_boot,
+        bootstrap_seed=seed,
+    )
+    return Report(
+        meta=provenance,
+        data=tuple(sweep.data),
+        arms=tuple(
+            ReportArm(label, sweep.arm_short[label], dict(sweep.arm_values[label])) for label in sweep.arms
+        ),
+        arm_keys=tuple(sweep.arm_keys),
+        seed_key=SEED_KEY,
+        seeds=tuple(sweep.seeds),
+        baseline=baseline,
+        baseline_source=baseline_source,
+        n_runs=len(sweep.jobs),
+        expected_runs=len(sweep.arms) * n_seeds,
+        n_finished=sweep.n_finished,
+        failed=tuple(sweep.failed),
+        missing=tuple(sweep.missing),
+        headline_metrics=tuple(headline),
+        metrics=tuple(summaries),
+        method=method,
+        notes=(*sweep.notes, *notes, *_summary_notes(summaries, baseline, sweep.arm_short)),
+        results={metric: {arm: _row(row) for arm, row in rows.items()} for metric, rows in summaries.items()},
+    )
