@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ebr.report.document import DataRead, Problem
 from ebr.report.meta import JobData, ReportMeta, SweepError, data_read, read_job_data, select, sweep_meta
-from ebr.runs import CONFIG_FILE, ERROR_FILE, METRICS_FILE, OVERRIDES_FILE, SINGLE_ARM, Arm, read_arm
+from ebr.runs import CONFIG_FILE, ERROR_FILE, METRICS_FILE, OVERRIDES_FILE, Arm, read_arm
 from ebr.runs import parse_override as parse_override_pair
 
 SEED_KEY = "seed"
@@ -154,26 +154,16 @@ def _read_metrics(path: Path, label: str) -> dict[str, float]:
     return {key: float(value) for key, value in data.items()}
 
 
-def _job_arm(path: Path) -> tuple[Arm, bool]:
-    """(the job's arm, whether a seed override had to be taken out of it).
-
-    A sweep run before ``conf/train.yaml`` set the exclusions has Hydra's default (none) in its
-    ``hydra.yaml``; its arm would hold the seed and pair nothing, so the seed is always left out.
-    """
+def _job_arm(path: Path) -> Arm:
+    """The job's arm (`ebr.runs.read_arm`: its override_dirname, the seed always left out)."""
     try:
-        arm = read_arm(path)
+        return read_arm(path)
     except ValueError as exc:
         raise SweepError(str(exc)) from exc
-    if SEED_KEY not in arm.values:
-        return arm, False
-    kept = {key: value for key, value in arm.values.items() if key != SEED_KEY}
-    # the label format of ebr.runs.arm_from_overrides: key=value sorted by key, comma-joined
-    label = ",".join(f"{key}={value}" for key, value in kept.items()) or SINGLE_ARM
-    return Arm(label, kept), True
 
 
-def read_job(path: Path, sweep_dir: Path) -> tuple[Job, bool]:
-    """Read one job directory: (the job, whether its seed had to be taken out of its arm).
+def read_job(path: Path, sweep_dir: Path) -> Job:
+    """Read one job directory.
 
     Args:
         path: the job directory (holding ``.hydra/overrides.yaml``).
@@ -193,7 +183,7 @@ def read_job(path: Path, sweep_dir: Path) -> tuple[Job, bool]:
     if not isinstance(raw, list):
         raise SweepError(f"{source}: expected a YAML list of override strings, got {type(raw).__name__}")
     overrides = dict(parse_override(item, source) for item in raw)
-    arm, seed_dropped = _job_arm(path)
+    arm = _job_arm(path)
 
     config = None
     if (path / CONFIG_FILE).is_file():
@@ -216,7 +206,7 @@ def read_job(path: Path, sweep_dir: Path) -> tuple[Job, bool]:
     if (path / ERROR_FILE).is_file():
         error = (path / ERROR_FILE).read_text(encoding="utf-8", errors="replace")
     data = read_job_data(path, label, config)
-    return Job(label, path, overrides, arm, seed, metrics, error, config, data), seed_dropped
+    return Job(label, path, overrides, arm, seed, metrics, error, config, data)
 
 
 def _sort_key(text: str | None) -> tuple[int, float, str]:
@@ -271,16 +261,8 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     )
     if not job_dirs:
         raise SweepError(f"{path}: not a sweep directory (no subdirectory holds {OVERRIDES_FILE})")
-    read = [read_job(child, path) for child in job_dirs]
-    jobs = [job for job, _ in read]
+    jobs = [read_job(child, path) for child in job_dirs]
     notes: list[str] = []
-    seed_dropped = [job.name for job, dropped in read if dropped]
-    if seed_dropped:
-        notes.append(
-            f"Jobs {', '.join(seed_dropped)} ran with override_dirname exclude_keys without {SEED_KEY} "
-            f"(a sweep from before conf/train.yaml set them): {SEED_KEY} is left out of their arm, as it "
-            "pairs the runs."
-        )
 
     arms: list[str] = []
     arm_values: dict[str, dict[str, str]] = {}

@@ -50,8 +50,9 @@ def test_several_varying_keys_make_a_combined_label(tmp_path) -> None:
         write_job(tmp_path, str(i), [f"a={a}", f"+b={b}", f"seed={seed}"], metrics={"m": 1.0})
     sweep = load_sweep(tmp_path)
     assert sweep.arm_keys == ["a", "b"]
-    assert sweep.arms == ["a=1,b=x", "a=2,b=x", "a=1,b=y"]
-    assert find_baseline(sweep, {"a": 1, "b": "x"}) == "a=1,b=x"
+    # as Hydra writes override_dirname: the lines as given ("+b=x"), sorted as text
+    assert sweep.arms == ["+b=x,a=1", "+b=x,a=2", "+b=y,a=1"]
+    assert find_baseline(sweep, {"a": 1, "b": "x"}) == "+b=x,a=1"
     with pytest.raises(SweepError, match="several arms"):
         find_baseline(sweep, {"a": "1"})
     assert find_baseline(sweep, {"a": 3}) is None

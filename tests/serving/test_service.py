@@ -46,7 +46,11 @@ def _brute_retrieval(task: EvalTask, users: np.ndarray, pins: np.ndarray, k: int
     scores = users.astype(np.float64) @ pins.astype(np.float64).T
     out = np.full((len(users), k), -1)
     for row in range(len(users)):
-        banned = set(task.exclude.values[task.exclude.offsets[row] : task.exclude.offsets[row + 1]].tolist())
+        banned = set()
+        if task.exclude is not None:
+            banned = set(
+                task.exclude.values[task.exclude.offsets[row] : task.exclude.offsets[row + 1]].tolist()
+            )
         ranked = [int(task.corpus[j]) for j in np.argsort(-scores[row]) if int(task.corpus[j]) not in banned]
         out[row, : min(k, len(ranked))] = ranked[:k]
     return out
