@@ -170,15 +170,19 @@ def evaluate_artifact(
     user_embeddings = embed_rows(
         tower_encoder(model.user_tower), user_gatherer, task.user_ids, desc="embed users"
     )
-    index_config = hydra.utils.instantiate(cfg.index)
-    if index_config.popularity_prior > 0:
+    index_node = OmegaConf.to_container(cfg.index, resolve=True)
+    # interim: the prior's weight still rides in the index group until it becomes a serving score
+    # term; IndexConfig no longer holds it
+    prior_weight = float(index_node.pop("popularity_prior", 0.0))
+    index_config = hydra.utils.instantiate(index_node)
+    if prior_weight != 0:
         if train_split is None:
             raise ValueError("index.popularity_prior > 0 needs the corpus pins' training engagements")
         user_embeddings, pin_embeddings = with_popularity_prior(
             user_embeddings,
             pin_embeddings,
             pin_log_engagements(train_split, task.corpus),
-            index_config.popularity_prior,
+            prior_weight,
         )
     simulation = simulation_config(cfg, data)
     metrics = evaluate_embeddings(

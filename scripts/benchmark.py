@@ -377,7 +377,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             if created and dist.is_initialized():
                 dist.destroy_process_group()
         source = "mlp" if "mlp" in crossings else args.crossings[0]
-        indexes = {"flat": IndexConfig(kind="flat")}
+        indexes = {"flat": IndexConfig()}
         indexes["hnsw"] = hydra.utils.instantiate(compose_config(args, root, ["index=hnsw"]).index)
         kinds = bench_index(root / source / "model.pt", data, task, indexes, args.repeats)
     if "mlp" in crossings:

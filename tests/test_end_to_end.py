@@ -148,7 +148,7 @@ def test_served_popularity_prior_matches_brute_force(tiny_run):
 
     weight = 0.2
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("train", overrides=["data=synthetic_tiny", f"index.popularity_prior={weight}"])
+        cfg = compose("train", overrides=["data=synthetic_tiny", f"+index.popularity_prior={weight}"])
     data = hydra.utils.instantiate(cfg.data)
     split = hydra.utils.instantiate(cfg.split)(data)
     task = build_eval_task(split, training_window_corpus(split))

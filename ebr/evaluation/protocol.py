@@ -142,12 +142,12 @@ def _index_recall(
     item_index: ItemIndex, pin_embeddings: np.ndarray, task: EvalTask, queries: np.ndarray, n_queries: int
 ) -> float:
     """The index's own top-100 recall against exact search, without exclusions."""
-    if item_index.config.kind == "flat":
+    if item_index.config.is_exact:
         # the flat index is the exact search
         return 1.0
     sample = np.unique(np.linspace(0, len(queries) - 1, num=min(n_queries, len(queries))).astype(np.int64))
     k = min(ANN_RECALL_K, len(task.corpus))
     approx, _ = item_index.search(queries[sample], k)
-    exact_index = ItemIndex(pin_embeddings, task.corpus, IndexConfig(kind="flat"))
+    exact_index = ItemIndex(pin_embeddings, task.corpus, IndexConfig())
     exact, _ = exact_index.search(queries[sample], k)
     return ann_recall(approx, exact, k)

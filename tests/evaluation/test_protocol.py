@@ -206,7 +206,9 @@ def test_evaluate_embeddings_hnsw_reports_its_recall() -> None:
     users = rng.standard_normal((50, 16)).astype(np.float32)
     pins = rng.standard_normal((1500, 16)).astype(np.float32)
     pins /= np.linalg.norm(pins, axis=1, keepdims=True)
-    config = IndexConfig(kind="hnsw", hnsw_m=16, ef_construction=80, ef_search=100)
+    config = IndexConfig(
+        factory="HNSW16,Flat", build_params={"hnsw": {"efConstruction": 80}}, search_params={"efSearch": 100}
+    )
     metrics = evaluate_embeddings(task, users, pins, config, ks=(10, 100), progress=False)
     assert 0.9 < metrics["ann_recall@100"] <= 1.0
     assert not any(key.startswith("sim/") for key in metrics)
@@ -236,9 +238,11 @@ def test_evaluate_ranking_prefixes_keys() -> None:
 
 
 def test_config_files_instantiate() -> None:
-    assert instantiate(OmegaConf.load(CONF / "index" / "flat.yaml")) == IndexConfig(kind="flat")
+    assert instantiate(OmegaConf.load(CONF / "index" / "flat.yaml")) == IndexConfig(factory="Flat")
     hnsw = instantiate(OmegaConf.load(CONF / "index" / "hnsw.yaml"))
-    assert hnsw == IndexConfig(kind="hnsw", hnsw_m=32, ef_construction=200, ef_search=128)
+    assert hnsw == IndexConfig(
+        factory="HNSW32,Flat", build_params={"hnsw": {"efConstruction": 200}}, search_params={"efSearch": 128}
+    )
     evaluation = OmegaConf.load(CONF / "eval" / "default.yaml")
     assert list(evaluation.ks) == [10, 50, 100]
     assert evaluation.exclude_train is True
