@@ -9,8 +9,8 @@ What it reports:
   - per crossing option (`conf/model/crossing/*.yaml`): parameter count of the whole two-tower
     model (embedding tables + dense part) and of the dense part alone; training examples per second
     over `--train-batches` batches after `--warmup` batches, through the real TwoTowerModule + DMP +
-    Lightning path; evaluation users per second of `ebr.pipeline.evaluate_artifact` (embed corpus
-    and users, flat faiss search, metrics, simulated online metrics);
+    Lightning path; evaluation users per second of the two-tower retriever's `retrieve` plus
+    `evaluate_ranking` (embed corpus and users, flat faiss search, metrics, simulated online metrics);
   - flat vs HNSW index on the corpus with the mlp model's embeddings: users per second of the search
     alone (top 100, median of `--repeats`) and HNSW's `ann_recall@100` against the flat index.
 
@@ -50,17 +50,20 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
-import ebr.train  # noqa: F401  (registers the config schema and resolvers before composing)
+from ebr.config import register_schemas
 from ebr.data.batching import FeatureGatherer
 from ebr.data.schema import InteractionData, Split
 from ebr.data.world import generate_world
-from ebr.evaluation.metrics import ann_recall
+from ebr.evaluation.protocol import evaluate_ranking
 from ebr.evaluation.task import EvalTask, build_eval_task
 from ebr.models.artifact import build_model, load_artifact
-from ebr.pipeline import evaluate_artifact, resolve_features, tower_specs, train_two_tower
+from ebr.models.features import resolve_features, tower_specs
+from ebr.pipeline import simulation_config
+from ebr.retrieval.protocol import FitContext
 from ebr.serving.corpus import training_window_corpus
 from ebr.serving.embed import embed_rows, tower_encoder
 from ebr.serving.index import IndexConfig, ItemIndex
+from ebr.serving.service import ann_recall
 from ebr.training.distributed import ensure_process_group
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -142,6 +145,7 @@ def compose_config(args: argparse.Namespace, run_dir: Path, overrides: Sequence[
         f"++trainer.callbacks=[{{_target_:{__name__}.BatchTimer,warmup:{args.warmup},"
         f"batch_size:${{train.batch_size}},path:'{run_dir / TIMING_FILE}'}}]",
     ]
+    register_schemas()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=[*base, *overrides])
 
@@ -205,8 +209,8 @@ def count_parameters(model: torch.nn.Module) -> dict[str, float]:
 class BatchTimer(pl.Callback):
     """Times the training batches after the first `warmup` (batch building included).
 
-    Hydra builds it from the trainer config, so `train_two_tower` runs unchanged; it reports
-    through a file because that function does not return its trainer.
+    Hydra builds it from the trainer config, so the retriever's fit runs unchanged; it reports
+    through a file because the fit does not return its trainer.
 
     Args:
         warmup: untimed batches at the start.
@@ -237,8 +241,8 @@ def bench_crossing(
 ) -> dict[str, Any]:
     """Parameters, training and evaluation throughput of one composed two-tower config.
 
-    Trains with `ebr.pipeline.train_two_tower` and scores with `evaluate_artifact`, as `ebr-train`
-    does; the composed trainer config carries the BatchTimer and the step budget.
+    Fits the two-tower retriever and retrieves and scores the task, as `ebr-train` does; the
+    composed trainer config carries the BatchTimer and the step budget.
 
     Args:
         cfg: the composed config (its model/crossing chosen by the overrides).
@@ -248,16 +252,21 @@ def bench_crossing(
         task: the evaluation task.
         run_dir: where the artifact and the timing file go.
     """
-    specs = tower_specs(data, resolve_features(cfg, data))
-    figures: dict[str, Any] = count_parameters(build_model(cfg.model, *specs))
+    retriever = hydra.utils.instantiate(cfg.model)
+    specs = tower_specs(data, resolve_features(cfg.features, data))
+    figures: dict[str, Any] = count_parameters(build_model(retriever.network_config, *specs))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as run_job seeds before training
-    artifact, _ = train_two_tower(cfg, data, split, corpus, run_dir, [])
+    retriever.fit(data, split, FitContext(corpus=corpus, run_dir=run_dir, seed=cfg.seed))
     timing = json.loads((run_dir / TIMING_FILE).read_text())
     figures.update(train_batches=timing["batches"], train_examples_per_second=timing["examples_per_second"])
-    metrics = evaluate_artifact(artifact, data, task, cfg)
-    figures.update(
-        eval_seconds=metrics["eval/seconds"], eval_users_per_second=metrics["eval/users_per_second"]
-    )
+    simulation = simulation_config(cfg, data)
+    ks = list(cfg.eval.ks)
+    depth = max(max(ks), simulation.candidates if simulation is not None else 0)
+    started = time.perf_counter()
+    retrieved = retriever.retrieve(task, depth)
+    evaluate_ranking(task, retrieved, ks, truth=data.truth, simulation=simulation)
+    seconds = time.perf_counter() - started
+    figures.update(eval_seconds=seconds, eval_users_per_second=len(task.user_ids) / max(seconds, 1e-9))
     return figures
 
 
@@ -377,7 +386,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             if created and dist.is_initialized():
                 dist.destroy_process_group()
         source = "mlp" if "mlp" in crossings else args.crossings[0]
-        indexes = {"flat": IndexConfig(kind="flat")}
+        indexes = {"flat": IndexConfig()}
         indexes["hnsw"] = hydra.utils.instantiate(compose_config(args, root, ["index=hnsw"]).index)
         kinds = bench_index(root / source / "model.pt", data, task, indexes, args.repeats)
     if "mlp" in crossings:

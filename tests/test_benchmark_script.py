@@ -12,7 +12,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from script_loader import load_script
 
-import ebr.train  # noqa: F401  (registers the schema the config composes with)
 from ebr.data.world import WorldConfig, generate_world
 
 REPO = Path(__file__).resolve().parent.parent

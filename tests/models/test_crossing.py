@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,22 +10,26 @@ import hydra
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch import nn
 
 from ebr.models.crossing.dcnv2 import DCNv2Crossing
-from ebr.models.crossing.dhen import DHEN, MODULE_REGISTRY, DHENLayer, ModuleType, register_module
+from ebr.models.crossing.dhen import DHEN, DHENLayer, LinearCrossing, default_layers
 from ebr.models.crossing.masknet import MaskBlock, ParallelMaskNet, SerialMaskNet
+from ebr.models.crossing.mlp import MLPCrossing
 from ebr.models.crossing.transformer import FieldTransformer
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "model" / "crossing"
 NF, FD, B = 3, 4, 5  # tiny: 3 fields of width 4, batch 5
 D = NF * FD
 
-TINY_TRANSFORMER = {"type": "transformer", "layers": 1, "width": 8, "heads": 2}
-TINY_MASKNET = {"type": "masknet", "num_blocks": 2, "block_dim": 6, "hidden": [10]}
-TINY_DCN = {"type": "dcnv2", "num_cross_layers": 2, "low_rank": 3, "hidden": [7]}
-TINY_MLP = {"type": "mlp", "hidden": [9]}
+# DHEN members: factories that DHEN calls with (num_fields, field_dim), as Hydra `_partial_` targets build
+TINY_TRANSFORMER = functools.partial(FieldTransformer, layers=1, width=8, heads=2)
+TINY_MASKNET = functools.partial(ParallelMaskNet, num_blocks=2, block_dim=6, hidden=[10])
+TINY_DCN = functools.partial(DCNv2Crossing, num_cross_layers=2, low_rank=3, hidden=[7])
+TINY_MLP = functools.partial(MLPCrossing, hidden=[9])
+LINEAR = LinearCrossing  # a bare class is a member too; DHEN gives it out_dim = the layer width
 
 # (name, factory, expected output_dim worked out by hand from the arguments)
 CASES: list[tuple[str, Callable[[], nn.Module], int]] = [
@@ -40,10 +45,10 @@ CASES: list[tuple[str, Callable[[], nn.Module], int]] = [
     ("dhen_default_order", lambda: DHEN(NF, FD, [[TINY_TRANSFORMER, TINY_MLP], [TINY_MASKNET, TINY_MLP]]), D),
     ("dhen_reverse_order", lambda: DHEN(NF, FD, [[TINY_MASKNET, TINY_MLP], [TINY_TRANSFORMER, TINY_MLP]]), D),
     ("dhen_token_dim", lambda: DHEN(NF, FD, [[TINY_TRANSFORMER], [TINY_TRANSFORMER]], token_dim=8), NF * 8),
-    ("dhen_concat", lambda: DHEN(NF, FD, [[TINY_DCN, {"type": "linear"}], [TINY_MLP]], combine="concat"), D),
+    ("dhen_concat", lambda: DHEN(NF, FD, [[TINY_DCN, LINEAR], [TINY_MLP]], combine="concat"), D),
     (
         "dhen_all_types",
-        lambda: DHEN(NF, FD, [[TINY_TRANSFORMER, TINY_MASKNET, TINY_DCN, TINY_MLP, {"type": "linear"}]]),
+        lambda: DHEN(NF, FD, [[TINY_TRANSFORMER, TINY_MASKNET, TINY_DCN, TINY_MLP, LINEAR]]),
         D,
     ),
 ]
@@ -190,7 +195,7 @@ def _layer_norm_per_token(y: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
 
 @pytest.mark.parametrize(("token_dim", "shortcut"), [(None, "auto"), (None, "linear"), (6, "auto")])
 def test_dhen_linear_layer_matches_formula(token_dim: int | None, shortcut: str) -> None:
-    layer = DHENLayer(NF, FD, [{"type": "linear"}], token_dim=token_dim, shortcut=shortcut)
+    layer = DHENLayer(NF, FD, [LINEAR], token_dim=token_dim, shortcut=shortcut)
     _perturb_norms(layer)
     x = torch.randn(B, D)
     lin = layer.ensemble[0].linear
@@ -206,7 +211,7 @@ def test_dhen_linear_layer_matches_formula(token_dim: int | None, shortcut: str)
 
 
 def test_dhen_concat_layer_matches_formula() -> None:
-    layer = DHENLayer(NF, FD, [{"type": "linear"}, {"type": "linear"}], combine="concat")
+    layer = DHENLayer(NF, FD, [LINEAR, LINEAR], combine="concat")
     _perturb_norms(layer)
     x = torch.randn(B, D)
     a, b = (m.linear for m in layer.ensemble)
@@ -219,7 +224,7 @@ def test_dhen_concat_layer_matches_formula() -> None:
 
 
 def test_dhen_second_layer_transformer_reads_first_layer_tokens() -> None:
-    net = DHEN(NF, FD, [[{"type": "linear"}], [TINY_TRANSFORMER]], token_dim=5)
+    net = DHEN(NF, FD, [[LINEAR], [TINY_TRANSFORMER]], token_dim=5)
     first, second = net.layers
     x = torch.randn(B, D)
     h = first(x)
@@ -236,26 +241,48 @@ def test_dhen_second_layer_transformer_reads_first_layer_tokens() -> None:
     torch.testing.assert_close(net(x), second(h))
 
 
-def test_dhen_registry_accepts_new_types() -> None:
+def test_dhen_accepts_any_module_factory() -> None:
     class Doubler(nn.Module):
-        def __init__(self, num_fields: int, field_dim: int) -> None:
+        def __init__(self, num_fields: int, field_dim: int, scale: float = 1.0) -> None:
             super().__init__()
             self.output_dim = num_fields * field_dim
-            self.scale = nn.Parameter(torch.tensor(2.0))
+            self.scale = nn.Parameter(torch.tensor(scale))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.scale * x
 
-    register_module("doubler_for_test", ModuleType(Doubler))
-    try:
-        layer = DHENLayer(NF, FD, [{"type": "doubler_for_test"}])
-        _perturb_norms(layer)
-        x = torch.randn(B, D)
-        torch.testing.assert_close(layer(x), _layer_norm_per_token(3 * x, layer.norm))
-        with pytest.raises(ValueError, match="already registered"):
-            register_module("doubler_for_test", ModuleType(Doubler))
-    finally:
-        del MODULE_REGISTRY["doubler_for_test"]
+    layer = DHENLayer(NF, FD, [functools.partial(Doubler, scale=2.0)])
+    _perturb_norms(layer)
+    x = torch.randn(B, D)
+    torch.testing.assert_close(layer(x), _layer_norm_per_token(3 * x, layer.norm))
+
+
+def test_dhen_sets_the_layer_width_only_when_the_config_leaves_it() -> None:
+    token_dim = 6
+    layer = DHENLayer(NF, FD, [LINEAR, functools.partial(LinearCrossing, out_dim=5)], token_dim=token_dim)
+    default, explicit = layer.ensemble
+    assert default.output_dim == NF * token_dim
+    assert isinstance(layer.adapters[0], nn.Identity)
+    assert explicit.output_dim == 5
+    assert isinstance(layer.adapters[1], nn.Linear)
+    assert layer.adapters[1].out_features == NF * token_dim
+
+
+def test_default_layers_are_the_dhen_yaml_stack() -> None:
+    torch.manual_seed(0)
+    from_python = DHEN(7, 32)
+    torch.manual_seed(0)
+    from_yaml = hydra.utils.instantiate(OmegaConf.load(CONF_DIR / "dhen.yaml"))(num_fields=7, field_dim=32)
+    assert [type(m) for layer in from_python.layers for m in layer.ensemble] == [
+        type(m) for layer in from_yaml.layers for m in layer.ensemble
+    ]
+    assert len(default_layers()) == 2
+    # dhen.yaml spells out the MaskNet options default_layers() leaves to ParallelMaskNet's defaults:
+    # the same stack, so the same parameters for the same seed
+    python_state, yaml_state = from_python.state_dict(), from_yaml.state_dict()
+    assert list(python_state) == list(yaml_state)
+    for key, value in python_state.items():
+        torch.testing.assert_close(value, yaml_state[key], rtol=0, atol=0)
 
 
 BAD_CONFIGS: list[tuple[str, Callable[[], nn.Module], str]] = [
@@ -275,16 +302,36 @@ BAD_CONFIGS: list[tuple[str, Callable[[], nn.Module], str]] = [
     ("dcnv2_full_rank_mixture", lambda: DCNv2Crossing(NF, FD, low_rank=None, num_experts=2), "num_experts"),
     ("dcnv2_structure", lambda: DCNv2Crossing(NF, FD, structure="diagonal"), "structure"),
     (
-        "dhen_unknown_type",
-        lambda: DHEN(NF, FD, [[TINY_MLP], [{"type": "xgboost"}]]),
-        r"layers\[1\]\[0\]\.type",
+        "dhen_old_dict_member",
+        lambda: DHEN(NF, FD, [[TINY_MLP], [{"type": "mlp"}]]),
+        r"layers\[1\]\[0\].*_partial_",
     ),
-    ("dhen_missing_type", lambda: DHEN(NF, FD, [[{"hidden": [4]}]]), r"layers\[0\]\[0\]\.type"),
-    ("dhen_unknown_option", lambda: DHEN(NF, FD, [[{"type": "mlp", "widht": 3}]]), "widht"),
+    ("dhen_not_callable", lambda: DHEN(NF, FD, [[TINY_MLP, 3]]), r"layers\[0\]\[1\] must be a callable"),
+    (
+        "dhen_unknown_option",
+        lambda: DHEN(NF, FD, [[functools.partial(MLPCrossing, widht=3)]]),
+        r"layers\[0\]\[0\]: unknown option\(s\) \['widht'\] for MLPCrossing",
+    ),
+    (
+        "dhen_shape_in_config",
+        lambda: DHEN(NF, FD, [[functools.partial(MLPCrossing, field_dim=3)]]),
+        r"layers\[0\]\[0\] \(MLPCrossing\): field_dim is set by DHEN",
+    ),
+    ("dhen_no_shape_argument", lambda: DHEN(NF, FD, [[nn.Linear]]), r"does not take the num_fields"),
+    ("dhen_not_a_module", lambda: DHEN(NF, FD, [[lambda num_fields, field_dim: 3]]), "not an nn.Module"),
+    ("dhen_no_output_dim", lambda: DHEN(NF, FD, [[lambda num_fields, field_dim: nn.ReLU()]]), "output_dim"),
     ("dhen_empty_layer", lambda: DHEN(NF, FD, [[TINY_MLP], []]), r"layers\[1\]"),
     ("dhen_no_layers", lambda: DHEN(NF, FD, []), "layers"),
-    ("dhen_bad_transformer", lambda: DHEN(NF, FD, [[{**TINY_TRANSFORMER, "width": 9}]]), "width"),
-    ("dhen_zero_blocks", lambda: DHEN(NF, FD, [[{"type": "masknet", "num_blocks": 0}]]), "num_blocks"),
+    (
+        "dhen_bad_transformer",
+        lambda: DHEN(NF, FD, [[functools.partial(TINY_TRANSFORMER, width=9)]]),
+        "width",
+    ),
+    (
+        "dhen_zero_blocks",
+        lambda: DHEN(NF, FD, [[functools.partial(ParallelMaskNet, num_blocks=0)]]),
+        "num_blocks",
+    ),
     ("dhen_combine", lambda: DHEN(NF, FD, [[TINY_MLP]], combine="max"), "combine"),
     ("dhen_shortcut", lambda: DHEN(NF, FD, [[TINY_MLP]], shortcut="skip"), "shortcut"),
     (
@@ -308,7 +355,7 @@ def test_wrong_input_width_is_reported() -> None:
         SerialMaskNet(NF, FD, num_blocks=1, block_dim=4),
         DCNv2Crossing(NF, FD, 1, low_rank=2, hidden=[3]),
         FieldTransformer(NF, FD, layers=1, width=4, heads=1),
-        DHEN(NF, FD, [[{"type": "linear"}]]),
+        DHEN(NF, FD, [[LINEAR]]),
     ):
         with pytest.raises(ValueError, match="num_fields \\* field_dim"):
             module(torch.randn(B, D + 1))
@@ -343,3 +390,22 @@ def test_dhen_yaml_matches_issue_defaults() -> None:
     assert isinstance(masknet, ParallelMaskNet)
     assert len(masknet.blocks) == 4
     assert mlp2.output_dim == 1024
+
+
+def test_command_line_members_build_the_documented_linear_reference() -> None:
+    """experiments/crossing.md's linear reference: one layer of one LinearCrossing, from an override."""
+    import ebr.train  # noqa: F401  (registers the config schema)
+
+    member = "{_target_:ebr.models.crossing.dhen.LinearCrossing,_partial_:true}"
+    with initialize_config_dir(config_dir=str(CONF_DIR.parents[1]), version_base="1.3"):
+        cfg = compose("train", overrides=["model/crossing=dhen", f"model.crossing.layers=[[{member}]]"])
+    torch.manual_seed(0)
+    module = hydra.utils.instantiate(cfg.model.crossing)(num_fields=NF, field_dim=FD)
+    (layer,) = module.layers
+    (linear,) = layer.ensemble
+    assert isinstance(linear, LinearCrossing)
+    assert linear.output_dim == D
+    assert isinstance(layer.shortcut, nn.Identity)
+    x = torch.randn(B, D)
+    expected = _layer_norm_per_token(x @ linear.linear.weight.T + linear.linear.bias + x, layer.norm)
+    torch.testing.assert_close(module(x), expected)

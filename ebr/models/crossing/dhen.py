@@ -13,27 +13,34 @@ matches. "sum" adds the adapted outputs (output token width token_dim); "concat"
 per token (output token width M * token_dim). The LayerNorm is applied per token, so a layer's
 output has the same form as the tower's input: num_fields LayerNormed fields.
 
-Modules come from config as dicts (`{type: transformer, layers: 2, width: 256, heads: 4}`) and are
-built through `MODULE_REGISTRY`, keyed by type; `register_module` adds new types.
+Members: each layer is a list of callables, in config Hydra `_partial_: true` targets such as
+`{_target_: ebr.models.crossing.masknet.ParallelMaskNet, _partial_: true, num_blocks: 4}`. DHEN
+calls each as `member(num_fields=..., field_dim=...)` with the shapes it decides; a member whose
+signature has a `out_dim` parameter the config leaves unset (LinearCrossing) also receives the
+layer's output width num_fields * token_dim, so it needs no adapter. The call must return an
+nn.Module with an integer `output_dim` (and `output_token_dim` if its output is a token view).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ebr.models.crossing.dcnv2 import DCNv2Crossing
 from ebr.models.crossing.masknet import ParallelMaskNet
 from ebr.models.crossing.mlp import MLPCrossing
 from ebr.models.crossing.transformer import FieldTransformer
 
 COMBINES = ("sum", "concat")
 SHORTCUTS = ("auto", "identity", "linear")
+# the member parameter that receives the layer's output width when the config leaves it unset
+LAYER_WIDTH_PARAMETER = "out_dim"
+
+Member = Callable[..., nn.Module]
 
 
 class LinearCrossing(nn.Module):
@@ -42,7 +49,7 @@ class LinearCrossing(nn.Module):
     Args:
         num_fields: number of feature fields in the input.
         field_dim: width of each field.
-        out_dim: output width.
+        out_dim: output width (inside DHEN: the layer's width when left unset).
     """
 
     def __init__(self, num_fields: int, field_dim: int, out_dim: int) -> None:
@@ -56,95 +63,83 @@ class LinearCrossing(nn.Module):
         return self.linear(x)
 
 
-@dataclass(frozen=True)
-class ModuleType:
-    """How to build one DHEN module type.
-
-    Args:
-        factory: called as `factory(num_fields=..., field_dim=..., **options)`; must return a module
-            with an `output_dim` attribute (and `output_token_dim` if its output is a token view).
-        target_option: an option that receives the layer's output width (num_fields * token_dim)
-            when the config leaves it out, so the module produces that width without an adapter.
-    """
-
-    factory: Callable[..., nn.Module]
-    target_option: str | None = None
-
-
-MODULE_REGISTRY: dict[str, ModuleType] = {
-    "masknet": ModuleType(ParallelMaskNet),
-    "transformer": ModuleType(FieldTransformer),
-    "dcnv2": ModuleType(DCNv2Crossing),
-    "mlp": ModuleType(MLPCrossing),
-    "linear": ModuleType(LinearCrossing, target_option="out_dim"),
-}
-
-
-def register_module(name: str, module_type: ModuleType) -> None:
-    """Adds a module type usable as `{type: <name>, ...}` in DHEN layers.
-
-    Args:
-        name: the config `type` value.
-        module_type: its factory.
-    """
-    if name in MODULE_REGISTRY:
-        raise ValueError(f"DHEN module type {name!r} is already registered")
-    MODULE_REGISTRY[name] = module_type
-
-
-def default_layers() -> list[list[dict[str, Any]]]:
+def default_layers() -> list[list[Member]]:
     """The KDD'25 appendix stack: (Transformer ∥ MLP), then (parallel MaskNet ∥ MLP)."""
     return [
-        [{"type": "transformer", "layers": 2, "width": 256, "heads": 4}, {"type": "mlp", "hidden": [1024]}],
-        [{"type": "masknet"}, {"type": "mlp", "hidden": [1024]}],
+        [
+            functools.partial(FieldTransformer, layers=2, width=256, heads=4),
+            functools.partial(MLPCrossing, hidden=[1024]),
+        ],
+        [functools.partial(ParallelMaskNet), functools.partial(MLPCrossing, hidden=[1024])],
     ]
 
 
-def _plain(value: Any) -> Any:
-    """Shallow copy of config containers (e.g. OmegaConf's) into plain lists and dicts."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return list(value)
-    return value
+def _describe(member: Any) -> str:
+    """A short name of a member for error messages (the class behind a partial)."""
+    target = member
+    while isinstance(target, functools.partial):
+        target = target.func
+    return getattr(target, "__qualname__", None) or repr(member)
+
+
+def _bound_keywords(member: Any) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The callable behind (nested) partials and the keywords the partials bind."""
+    keywords: dict[str, Any] = {}
+    while isinstance(member, functools.partial):
+        if member.args:
+            raise ValueError(f"positional arguments {member.args!r} are not supported; use keywords")
+        keywords = {**member.keywords, **keywords}
+        member = member.func
+    return member, keywords
 
 
 def build_module(
-    spec: Mapping[str, Any], num_fields: int, field_dim: int, target_dim: int, where: str = "module"
+    member: Member, num_fields: int, field_dim: int, target_dim: int, where: str = "module"
 ) -> nn.Module:
-    """Builds one DHEN module from its config dict through `MODULE_REGISTRY`.
+    """Builds one DHEN module by calling its member factory with the shapes DHEN decides.
 
     Args:
-        spec: `{type: <registered name>, <constructor options>...}`.
+        member: a callable (e.g. a Hydra `_partial_: true` target) returning an nn.Module.
         num_fields: number of tokens of the module's input.
         field_dim: width of each input token.
-        target_dim: the layer's output width, for types with a `target_option`.
-        where: position of the spec in the config, used in error messages.
+        target_dim: the layer's output width, given as `out_dim` to members that take it unset.
+        where: position of the member in the config, used in error messages.
     """
-    if not isinstance(spec, Mapping):
-        raise ValueError(f"{where} must be a mapping with a 'type' key, got {spec!r}")
-    options = {str(key): _plain(value) for key, value in spec.items()}
-    kind = options.pop("type", None)
-    if kind is None:
-        raise ValueError(f"{where}.type is missing; known types: {sorted(MODULE_REGISTRY)}")
-    if kind not in MODULE_REGISTRY:
+    if not callable(member):
+        hint = " (the {type: ...} form is gone: use {_target_: <class>, _partial_: true, ...})"
+        hint = hint if isinstance(member, Mapping) else ""
         raise ValueError(
-            f"{where}.type: unknown module type {kind!r}; known types: {sorted(MODULE_REGISTRY)}"
+            f"{where} must be a callable building a module from (num_fields, field_dim), such as a"
+            f" Hydra `_partial_: true` target; got {member!r}{hint}"
         )
-    module_type = MODULE_REGISTRY[kind]
-    params = inspect.signature(module_type.factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        allowed = set(params) - {"num_fields", "field_dim"}
-        unknown = sorted(set(options) - allowed)
-        if unknown:
+    try:
+        factory, bound = _bound_keywords(member)
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where} ({_describe(member)}): {error}") from error
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for shape in ("num_fields", "field_dim"):
+        if shape in bound:
             raise ValueError(
-                f"{where}: unknown option(s) {unknown} for type {kind!r}; allowed: {sorted(allowed)}"
+                f"{where} ({_describe(member)}): {shape} is set by DHEN, remove it from the config"
             )
-    if module_type.target_option is not None:
-        options.setdefault(module_type.target_option, target_dim)
-    module = module_type.factory(num_fields=num_fields, field_dim=field_dim, **options)
+        if shape not in params and not takes_any:
+            raise ValueError(f"{where} ({_describe(member)}) does not take the {shape} argument")
+    if not takes_any:
+        unknown = sorted(set(bound) - set(params))
+        if unknown:
+            allowed = sorted(set(params) - {"num_fields", "field_dim", "self"})
+            raise ValueError(
+                f"{where}: unknown option(s) {unknown} for {_describe(member)}; allowed: {allowed}"
+            )
+    options: dict[str, Any] = {}
+    if LAYER_WIDTH_PARAMETER in params and LAYER_WIDTH_PARAMETER not in bound:
+        options[LAYER_WIDTH_PARAMETER] = target_dim
+    module = member(num_fields=num_fields, field_dim=field_dim, **options)
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"{where}: {_describe(member)} returned {type(module).__name__}, not an nn.Module")
     if not isinstance(getattr(module, "output_dim", None), int):
-        raise ValueError(f"{where}: module type {kind!r} built a module without an integer output_dim")
+        raise ValueError(f"{where}: {_describe(member)} built a module without an integer output_dim")
     return module
 
 
@@ -175,7 +170,7 @@ class DHENLayer(nn.Module):
     Args:
         num_fields: number of tokens.
         field_dim: width of each input token.
-        module_specs: the ensemble, one config dict per module (non-empty).
+        members: the ensemble, one module factory per member (non-empty; see the module docstring).
         token_dim: width each module's output is adapted to; None keeps `field_dim`.
         combine: "sum" or "concat" (per token) of the adapted module outputs.
         shortcut: "identity", "linear" (a flat Linear projection) or "auto" (identity when the
@@ -187,7 +182,7 @@ class DHENLayer(nn.Module):
         self,
         num_fields: int,
         field_dim: int,
-        module_specs: Sequence[Mapping[str, Any]],
+        members: Sequence[Member],
         token_dim: int | None = None,
         combine: str = "sum",
         shortcut: str = "auto",
@@ -198,9 +193,9 @@ class DHENLayer(nn.Module):
             raise ValueError(f"{name}: num_fields must be positive, got {num_fields}")
         if field_dim <= 0:
             raise ValueError(f"{name}: field_dim must be positive, got {field_dim}")
-        if isinstance(module_specs, Mapping | str) or not isinstance(module_specs, Sequence):
-            raise ValueError(f"{name} must be a list of module dicts, got {module_specs!r}")
-        if len(module_specs) == 0:
+        if isinstance(members, Mapping | str) or not isinstance(members, Sequence):
+            raise ValueError(f"{name} must be a list of module factories, got {members!r}")
+        if len(members) == 0:
             raise ValueError(f"{name} is an empty layer: give at least one module")
         token_dim = field_dim if token_dim is None else token_dim
         if token_dim <= 0:
@@ -215,8 +210,8 @@ class DHENLayer(nn.Module):
         self.token_dim = token_dim
         self.combine = combine
         self.ensemble = nn.ModuleList(
-            build_module(spec, num_fields, field_dim, num_fields * token_dim, where=f"{name}[{j}]")
-            for j, spec in enumerate(module_specs)
+            build_module(member, num_fields, field_dim, num_fields * token_dim, where=f"{name}[{j}]")
+            for j, member in enumerate(members)
         )
         self.adapters = nn.ModuleList(_adapter(m, num_fields, token_dim) for m in self.ensemble)
         self.output_token_dim = token_dim * (len(self.ensemble) if combine == "concat" else 1)
@@ -255,8 +250,8 @@ class DHEN(nn.Module):
     Args:
         num_fields: number of feature fields (tokens) in the input.
         field_dim: width of each field.
-        layers: one list of module dicts per layer; None gives `default_layers()`
-            ([transformer, mlp] then [masknet, mlp]).
+        layers: one list of module factories per layer (see the module docstring); None gives
+            `default_layers()` ([transformer, mlp] then [masknet, mlp]).
         token_dim: token width of every layer's output; None keeps `field_dim`.
         combine: "sum" or "concat", for every layer.
         shortcut: "auto", "identity" or "linear", for every layer.
@@ -266,7 +261,7 @@ class DHEN(nn.Module):
         self,
         num_fields: int,
         field_dim: int,
-        layers: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+        layers: Sequence[Sequence[Member]] | None = None,
         token_dim: int | None = None,
         combine: str = "sum",
         shortcut: str = "auto",
@@ -274,7 +269,9 @@ class DHEN(nn.Module):
         super().__init__()
         layers = default_layers() if layers is None else layers
         if isinstance(layers, Mapping | str) or not isinstance(layers, Sequence):
-            raise ValueError(f"DHEN.layers must be a list of layers (lists of module dicts), got {layers!r}")
+            raise ValueError(
+                f"DHEN.layers must be a list of layers (lists of module factories), got {layers!r}"
+            )
         if len(layers) == 0:
             raise ValueError("DHEN.layers is empty: give at least one layer")
         if token_dim is not None and token_dim <= 0:
@@ -282,11 +279,11 @@ class DHEN(nn.Module):
         self.input_dim = num_fields * field_dim
         built: list[DHENLayer] = []
         width = field_dim
-        for i, specs in enumerate(layers):
+        for i, members in enumerate(layers):
             layer = DHENLayer(
                 num_fields,
                 width,
-                specs,
+                members,
                 token_dim=field_dim if token_dim is None else token_dim,
                 combine=combine,
                 shortcut=shortcut,
