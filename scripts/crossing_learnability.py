@@ -44,7 +44,7 @@ from ebr.data.schema import FeatureTable
 from ebr.data.world.config import WorldConfig
 from ebr.data.world.entities import UserEntities, draw_pins, draw_users
 from ebr.data.world.generate import pin_table, user_table
-from ebr.data.world.truth import build_truth
+from ebr.data.world.taste import build_truth
 from ebr.models.tower import Tower, TowerSpec
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -61,7 +61,7 @@ ARMS = {
 
 
 def interaction_part(world: WorldConfig, on: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """The knob's multiplicative part c·m/|m| from the knob-on and knob-off vectors (see truth._mix)."""
+    """The knob's multiplicative part c·m/|m| from the knob-on and knob-off vectors (see taste._mix)."""
     c_int = world.feature_interaction * world.interaction_ratio
     c_rand = world.idiosyncrasy * world.idiosyncrasy_ratio
     return on * np.sqrt(1 + c_int**2 + c_rand**2) - off * np.sqrt(1 + c_rand**2)

@@ -9,7 +9,7 @@ from sklearn.metrics import r2_score
 
 from ebr.data.world import WorldConfig
 from ebr.data.world.entities import draw_pins, draw_users
-from ebr.data.world.truth import build_truth
+from ebr.data.world.taste import build_truth
 
 
 def test_held_out_r2_is_variance_weighted_r2() -> None:
