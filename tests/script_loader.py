@@ -1,10 +1,14 @@
 """Import a file of scripts/ as a module, so tests can call its functions directly."""
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+# a script may import a sibling module of scripts/, as it does when run as `python scripts/<name>.py`
+if str(SCRIPTS) not in sys.path:
+    sys.path.append(str(SCRIPTS))
 
 
 def load_script(filename: str) -> ModuleType:

@@ -6,7 +6,9 @@ The funnel, per user and session:
    world's true score `s` plus the part `e1` of this impression's noise that the ranker foresees (the
    session context it sees and retrieval does not). It shows the top `shown_per_session` in that order.
 2. A shown pin whose near-duplicate (same `near_duplicate_groups` id) was shown earlier in the
-   session is redundant: it takes its slot and is never engaged (`redundant_duplicates`).
+   session is redundant: it takes its slot and is never engaged (`redundant_duplicates`). The
+   copies of one image share their noise in a session (the draws are keyed by the group), so a
+   corpus full of copies does not buy extra draws of the user's response to the same image.
 3. Every other shown pin is clicked with the world's probability for the impression's logit
    `t + label_noise * sqrt(1 - foresight) * e2`, i.e. `s + label_noise * N(0, 1)`: the noise model
    with which the world's logs were drawn. A click is repinned with the repin probability of the
@@ -22,7 +24,8 @@ top-K scores highest in expectation, and a set that is worse at every rank never
 pins can then beat better pins by fooling it.) A near-duplicate of a shown pin costs a slot; that
 cost is the point of step 2.
 
-Every random number is a hash of (seed, user, session, pin, stream) rather than a draw from a
+Every random number is a hash of (seed, user, session, pin, stream) (the pin's near-duplicate
+group instead of the pin with `redundant_duplicates`) rather than a draw from a
 stateful generator, so two arms of an A/B comparison that put the same pin in front of the same
 user in the same session see the same noise and the same coin flips: the comparison is paired
 and its variance comes only from the pins the arms disagree on.
@@ -208,7 +211,10 @@ def _simulate_chunk(
         hash_mix(np.full((m, 1), config.seed, dtype=np.uint64), users[:, None]),
         np.arange(sessions, dtype=np.uint64)[None, :],
     )  # (m, sessions)
-    pin_key = hash_mix(session_key[:, :, None], safe[:, None, :])  # (m, sessions, c)
+    groups = np.asarray(truth.near_duplicate_groups(safe)) if config.redundant_duplicates else safe
+    # near-duplicates are one image: in a session the user responds to it once, whichever copy is
+    # shown, so its draws are keyed by its group (copies would otherwise be extra lottery tickets)
+    pin_key = hash_mix(session_key[:, :, None], groups[:, None, :])  # (m, sessions, c)
     foresight = float(config.ranker_foresight)
     foreseen = normal(pin_key, *_FORESEEN)
     order_score = true_score[:, None, :] + float(truth.label_noise) * np.sqrt(foresight) * foreseen
@@ -236,8 +242,8 @@ def _simulate_chunk(
     p_repin = np.broadcast_to(np.asarray(p_repin, dtype=np.float64), flat).reshape(shown_pins.shape)
     redundant = np.zeros(shown_pins.shape, dtype=bool)
     if config.redundant_duplicates:
-        groups = np.asarray(truth.near_duplicate_groups(shown_pins))
-        same = (groups[:, :, :, None] == groups[:, :, None, :]) & is_shown[:, :, :, None]
+        shown_groups = np.take_along_axis(np.broadcast_to(groups[:, None, :], order_score.shape), top, axis=2)
+        same = (shown_groups[:, :, :, None] == shown_groups[:, :, None, :]) & is_shown[:, :, :, None]
         earlier = np.tril(np.ones((shown_pins.shape[2],) * 2, dtype=bool), k=-1).T  # [i, j]: i < j
         redundant = is_shown & np.any(same & earlier, axis=2)
     engageable = is_shown & ~redundant

@@ -146,8 +146,8 @@ class WorldConfig:
     trend_strength: float = 1.0
     near_duplicates: float = 0.2
     multi_interest: float = 1.0
-    interest_taste: float = 1.0
-    policy_personalization: float = 1.0
+    interest_taste: float = 2.0
+    policy_personalization: float = 2.0
     # interests
     extra_interests_mean: float = 2.0
     max_user_interests: int = 6
@@ -166,7 +166,7 @@ class WorldConfig:
     # logging policy
     exploration_rate: float = 0.05
     policy_quality_weight: float = 1.0
-    policy_shortlist: int = 8
+    policy_shortlist: int = 4
     # pin life cycle
     new_pin_fraction: float = 0.5
     history_days: float = 30.0

@@ -4,8 +4,9 @@ A taste vector mixes three parts, each normalised by its table-wide rms norm so 
 the *composition* of taste, not its scale: an additive part (interests plus demographics, or a pin's
 interests plus category and format), a multiplicative part (feature combinations, weight
 `feature_interaction * interaction_ratio`) and the entity's own random part (weight
-`idiosyncrasy * idiosyncrasy_ratio`). A user's own part has one component per interest of theirs
-(`interest_taste`), and their general taste averages them by interest weight.
+`idiosyncrasy * idiosyncrasy_ratio`). A user's own part adds one more component per interest of
+theirs (weight `idiosyncrasy * idiosyncrasy_ratio * interest_taste`), and their general taste
+averages their per-interest tastes by interest weight.
 """
 
 from __future__ import annotations
@@ -28,18 +29,27 @@ def _rms(x: np.ndarray) -> float:
     return value if value > 0 else 1.0
 
 
-def _weights(config: WorldConfig) -> tuple[float, float, float]:
-    """(c_int, c_rand, norm): the weights of the multiplicative and random parts and the mix's norm."""
+def mix_weights(config: WorldConfig, users: bool) -> tuple[float, float, float, float]:
+    """(c_int, c_rand, c_interest, norm): the weights of the mix's parts and the norm dividing it.
+
+    The additive part has weight 1; `c_interest` weighs the users' per-interest own taste (0 for
+    pins). Dividing by `norm` keeps the taste's overall scale whatever the knobs.
+
+    Args:
+        config: the world.
+        users: the user side (else the pin side).
+    """
     c_int = config.feature_interaction * config.interaction_ratio
     c_rand = config.idiosyncrasy * config.idiosyncrasy_ratio
-    return c_int, c_rand, float(np.sqrt(1.0 + c_int**2 + c_rand**2))
+    c_interest = c_rand * config.interest_taste if users else 0.0
+    return c_int, c_rand, c_interest, float(np.sqrt(1.0 + c_int**2 + c_rand**2 + c_interest**2))
 
 
 def _mix(
-    additive: np.ndarray, interaction: np.ndarray, random: np.ndarray, config: WorldConfig
+    additive: np.ndarray, interaction: np.ndarray, random: np.ndarray, config: WorldConfig, users: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(feature-determined part, own part) of the normalised mix; their sum is the taste vector."""
-    c_int, c_rand, norm = _weights(config)
+    c_int, c_rand, _, norm = mix_weights(config, users)
     features = (additive / _rms(additive) + c_int * interaction / _rms(interaction)) / norm
     return features, c_rand * random / (_rms(random) * norm)
 
@@ -47,27 +57,25 @@ def _mix(
 def _user_own_taste(
     config: WorldConfig, users: UserEntities, user_random: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(general own taste (n_users, L), own taste per user interest entry (n_entries, L)).
+    """(general own taste (n_users, L), deviation of each user interest's own taste (n_entries, L)).
 
-    The own taste for interest e is (r_u + tau d_ue) / sqrt(1 + tau^2) with r_u the user's random
-    part and d_ue an independent one per interest, so each has the rms of r_u; the general own taste
-    is their interest-weighted average.
+    The own taste for interest e is (c_rand r_u + c_interest d_ue) / norm with r_u the user's random
+    part and d_ue an independent one per interest (both of rms ~1); the general own taste is their
+    interest-weighted average, so a user with a single interest has a single taste.
     """
-    _, c_rand, norm = _weights(config)
-    tau = config.interest_taste
-    scale = c_rand / (_rms(user_random) * norm * np.sqrt(1.0 + tau**2))
+    _, c_rand, c_interest, norm = mix_weights(config, users=True)
     lengths = np.diff(users.interest_offsets)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     slot = np.arange(len(rows)) - users.interest_offsets[rows]
     cap = min(config.max_user_interests, config.n_interests)
     # fixed shape (users x interest slots), so the draws do not depend on the interest counts
     draws = stream(config.seed, "interest_taste").standard_normal((config.n_users, cap, config.latent_dim))
-    own_deviation = draws[rows, slot] / np.sqrt(config.latent_dim)
+    per_interest = draws[rows, slot] / np.sqrt(config.latent_dim)
     weights = users.interest_weights[:, None].astype(np.float64)
-    weighted = np.add.reduceat(weights * own_deviation, users.interest_offsets[:-1], axis=0)
-    general = scale * (user_random + tau * weighted)
-    # the deviation of interest e's own taste from the general one: exactly 0 at tau = 0
-    deviation = scale * tau * (own_deviation - weighted[rows])
+    weighted = np.add.reduceat(weights * per_interest, users.interest_offsets[:-1], axis=0)
+    general = (c_rand * user_random / _rms(user_random) + c_interest * weighted) / norm
+    # exactly 0 at interest_taste = 0 and for users with a single interest
+    deviation = c_interest * (per_interest - weighted[rows]) / norm
     return general, deviation
 
 
@@ -104,7 +112,7 @@ def build_truth(config: WorldConfig, users: UserEntities, pins: PinEntities) -> 
     demographics = e_country[users.country] + e_age[users.age_bucket] + e_gender[users.gender]
     user_interaction = g_country[users.country] * g_age[users.age_bucket] * g_int[users.top_interest]
     user_features, _ = _mix(
-        interest_part + DEMOGRAPHIC_WEIGHT * demographics, user_interaction, user_random, config
+        interest_part + DEMOGRAPHIC_WEIGHT * demographics, user_interaction, user_random, config, users=True
     )
     user_own, user_interest_taste = _user_own_taste(config, users, user_random)
 
@@ -115,7 +123,7 @@ def build_truth(config: WorldConfig, users: UserEntities, pins: PinEntities) -> 
     pin_additive = e_int[pins.interest] + SECOND_TAG_WEIGHT * second
     pin_additive += DEMOGRAPHIC_WEIGHT * (f_cat[pins.category] + f_fmt[pins.format])
     pin_interaction = h_cat[pins.category] * h_fmt[pins.format] * h_int[pins.interest]
-    pin_features, pin_own = _mix(pin_additive, pin_interaction, pin_random[pins.origin], config)
+    pin_features, pin_own = _mix(pin_additive, pin_interaction, pin_random[pins.origin], config, users=False)
     in_cluster = (pins.cluster_size > 1)[:, None]
     pin_own = pin_own + np.where(in_cluster, config.idiosyncrasy * config.duplicate_jitter * jitter, 0.0)
     quality = config.idiosyncrasy * config.pin_quality_std * quality_raw[pins.origin]

@@ -268,6 +268,50 @@ class SyntheticTruth:
         """
         return self.logits(users, pins, timestamp)[0]
 
+    def score_matrix(self, users: np.ndarray, pins: np.ndarray, timestamp: float) -> np.ndarray:
+        """(len(users), len(pins)) true scores of every user with every pin, through matrix products.
+
+        Equal to `true_score(users[:, None], pins[None, :], timestamp)` up to float rounding, and much
+        faster for whole blocks (e.g. ranking a corpus).
+
+        Args:
+            users: 1-D int user ids.
+            pins: 1-D int pin ids.
+            timestamp: seconds (a scalar).
+        """
+        users, pins = np.asarray(users, np.int64), np.asarray(pins, np.int64)
+        if users.ndim != 1 or pins.ndim != 1:
+            raise ValueError(f"score_matrix: users and pins must be 1-D, got {users.shape} and {pins.shape}")
+        self._check_ids(users, pins)
+        pin_vectors = self.pin_vectors[pins].astype(np.float64)
+        affinity = self.user_vectors[users].astype(np.float64) @ pin_vectors.T
+        # each user's interests as dense rows: weight and (local) entry per interest id
+        counts = np.diff(self.user_interest_offsets)[users]
+        rows = np.repeat(np.arange(len(users)), counts)
+        entries = np.repeat(self.user_interest_offsets[users] - np.cumsum(counts) + counts, counts) + np.arange(
+            len(rows)
+        )
+        weight = np.zeros((len(users), self.n_interests + 1))  # the last column: no tag
+        local = np.full((len(users), self.n_interests + 1), -1, dtype=np.int64)
+        weight[rows, self.user_interest_values[entries]] = self.user_interest_weights[entries]
+        local[rows, self.user_interest_values[entries]] = np.arange(len(rows))
+        tags = np.where(self.pin_interests[pins] >= 0, self.pin_interests[pins], self.n_interests)
+        w0, w1 = weight[:, tags[:, 0]], weight[:, tags[:, 1]]
+        second = w1 > w0
+        match = np.where(second, w1, w0)
+        if self._per_interest:
+            entry = np.where(second, local[:, tags[:, 1]], local[:, tags[:, 0]])
+            deviation = self.user_interest_taste[entries].astype(np.float64) @ pin_vectors.T
+            matched = entry >= 0
+            affinity[matched] += deviation[entry[matched], np.nonzero(matched)[1]]
+        logit = self.base_logit + self.affinity_scale * affinity + self.interest_match_weight * match
+        logit += self.pin_quality[pins].astype(np.float64)
+        exists = self.pin_created_at[pins] <= timestamp
+        if self.trend_strength > 0:
+            logit += self.trend_strength * self.log_trend(pins, timestamp)
+        logit[:, ~exists] = UNCREATED_LOGIT
+        return logit
+
     def near_duplicate_groups(self, pins: np.ndarray) -> np.ndarray:
         """The near-duplicate group (coarse image signature) of each pin.
 
