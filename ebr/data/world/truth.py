@@ -288,9 +288,8 @@ class SyntheticTruth:
         # each user's interests as dense rows: weight and (local) entry per interest id
         counts = np.diff(self.user_interest_offsets)[users]
         rows = np.repeat(np.arange(len(users)), counts)
-        entries = np.repeat(self.user_interest_offsets[users] - np.cumsum(counts) + counts, counts) + np.arange(
-            len(rows)
-        )
+        first = self.user_interest_offsets[users] - (np.cumsum(counts) - counts)
+        entries = np.repeat(first, counts) + np.arange(len(rows))
         weight = np.zeros((len(users), self.n_interests + 1))  # the last column: no tag
         local = np.full((len(users), self.n_interests + 1), -1, dtype=np.int64)
         weight[rows, self.user_interest_values[entries]] = self.user_interest_weights[entries]
