@@ -178,14 +178,14 @@ def read_arm(run_dir: str | os.PathLike[str]) -> Arm:
         ValueError: naming the file, when ``.hydra/overrides.yaml`` or ``hydra.yaml`` is malformed.
     """
     directory = Path(run_dir)
-    overrides = _read_yaml(directory / OVERRIDES_FILE, default=[])
+    overrides = read_yaml(directory / OVERRIDES_FILE, default=[])
     if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
         raise ValueError(f"{directory / OVERRIDES_FILE}: expected a YAML list of override strings")
     exclude: list[str] = ["seed"]
     hydra_path = directory / HYDRA_FILE
     if hydra_path.is_file():
-        node = _read_yaml(hydra_path, default={})
-        found = _dig(node, ("hydra", "job", "config", "override_dirname", "exclude_keys"))
+        node = read_yaml(hydra_path, default={})
+        found = dig(node, ("hydra", "job", "config", "override_dirname", "exclude_keys"))
         if found is not None:
             if not isinstance(found, list):
                 raise ValueError(f"{hydra_path}: job.config.override_dirname.exclude_keys is not a list")
@@ -196,7 +196,12 @@ def read_arm(run_dir: str | os.PathLike[str]) -> Arm:
         raise ValueError(f"{directory / OVERRIDES_FILE}: {exc}") from exc
 
 
-def _read_yaml(path: Path, default: Any) -> Any:
+def read_yaml(path: Path, default: Any) -> Any:
+    """A YAML file's content (`default` when the file is absent or empty).
+
+    Raises:
+        ValueError: naming the file, when it is not valid YAML.
+    """
     if not path.is_file():
         return default
     try:
@@ -206,7 +211,8 @@ def _read_yaml(path: Path, default: Any) -> Any:
     return default if value is None else value
 
 
-def _dig(node: Any, keys: tuple[str, ...]) -> Any:
+def dig(node: Any, keys: tuple[str, ...]) -> Any:
+    """`node[k1][k2]...`, or None where a key is missing or a level is not a mapping."""
     for key in keys:
         if not isinstance(node, dict) or key not in node:
             return None

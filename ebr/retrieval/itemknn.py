@@ -14,9 +14,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ebr.data.schema import InteractionData, Split
-from ebr.evaluation.task import EvalTask
 from ebr.retrieval.protocol import FitContext
-from ebr.retrieval.ranking import SCORE_BLOCK, interaction_matrix, rank_corpus, top_k_columns
+from ebr.retrieval.ranking import (
+    SCORE_BLOCK,
+    ExhaustiveRanking,
+    interaction_matrix,
+    top_k_columns,
+)
 from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
@@ -24,7 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_NEIGHBOURS = (20, 50, 100, 200, 400)
 
 
-class ItemKNN:
+class ItemKNN(ExhaustiveRanking):
     """Item-kNN retriever.
 
     Args:
@@ -88,15 +92,6 @@ class ItemKNN:
         if self._matrix is None or self._weights is None:
             raise RuntimeError("ItemKNN.score called before fit")
         return (self._matrix[np.asarray(users, dtype=np.int64)] @ self._weights).toarray()
-
-    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
-        """Top-k corpus pins by score, the user's excluded pins removed.
-
-        Args:
-            task: users, corpus and exclusions.
-            k: results per user.
-        """
-        return rank_corpus(self.score, task, k)
 
     def own_metrics(self) -> dict[str, float]:
         """tune/neighbours, and with `tune` the validation recall@50 of every count tried."""

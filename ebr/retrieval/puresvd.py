@@ -14,9 +14,8 @@ import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
 from ebr.data.schema import InteractionData, Split
-from ebr.evaluation.task import EvalTask
 from ebr.retrieval.protocol import FitContext
-from ebr.retrieval.ranking import interaction_matrix, rank_corpus
+from ebr.retrieval.ranking import ExhaustiveRanking, interaction_matrix
 from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RANKS = (16, 32, 64, 128, 256)
 
 
-class PureSVD:
+class PureSVD(ExhaustiveRanking):
     """PureSVD retriever.
 
     Args:
@@ -108,15 +107,6 @@ class PureSVD:
         if self._user_factors is None or self._item_factors is None:
             raise RuntimeError("PureSVD.score called before fit")
         return self._user_factors[np.asarray(users, dtype=np.int64)] @ self._item_factors.T
-
-    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
-        """Top-k corpus pins by reconstructed score, the user's excluded pins removed.
-
-        Args:
-            task: users, corpus and exclusions.
-            k: results per user.
-        """
-        return rank_corpus(self.score, task, k)
 
     def own_metrics(self) -> dict[str, float]:
         """tune/rank, and with `tune` the validation recall@50 of every rank tried."""
