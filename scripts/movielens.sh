@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Reproduces experiments/movielens.md on MovieLens latest-small: the classical-baseline sweep
-# (conf/experiment/movielens_baselines.yaml: popularity, PureSVD, item-kNN x seeds 0-4) and the
-# two-tower sweep (conf/experiment/movielens.yaml: MLP, MaskNet, DHEN at CPU widths x seeds 0-4), on
-# both cores (joblib launcher), then ebr-report on each. Re-running resumes: jobs whose metrics.json
-# exists are skipped. About 15 minutes on 2 cores.
+# Reproduces experiments/movielens.md on MovieLens latest-small under the refit protocol (tune on
+# validation, refit on train+val, score test): the classical-baseline sweep
+# (conf/experiment/movielens_baselines.yaml: popularity, PureSVD, item-kNN, EASE^R x seeds 0-4) and
+# the two-tower sweep (conf/experiment/movielens.yaml: MLP, MaskNet, DHEN at CPU widths x seeds 0-4),
+# on both cores (joblib launcher), then ebr-report on each. Re-running resumes: jobs whose
+# metrics.json exists are skipped. About 20-25 minutes on 2 cores.
 #
 # Usage: bash scripts/movielens.sh [--jobs N]
 #   --jobs N   parallel jobs per sweep (default 2, one per core)
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
       jobs="$2"
       shift 2
       ;;
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
     *) echo "movielens.sh: unknown option '$1' (expected --jobs N)" >&2; exit 2 ;;
   esac
 done
