@@ -51,31 +51,38 @@ class ItemKNN(ExhaustiveRanking):
         self._weights: sp.csr_matrix | None = None
 
     def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
-        """Fit on `split.train`; with `tune`, first pick `neighbours` on `split.val`.
+        """Fit on `split.train`; with `tune`, first pick `neighbours` on the tuning window's `val`.
 
         Args:
             data: the data set (only its table sizes are read).
             split: the split (`split.test` is never read).
-            context: the job's corpus (tuning retrieves from it).
+            context: the job's corpus and tuning window (`context.tuning_window(split)`).
         """
-        n_pins = data.pins.n_rows
-        matrix = interaction_matrix(split, data.users.n_rows, n_pins)
-        candidates = self.grid if self.tune else (self.neighbours,)
+        n_users, n_pins = data.users.n_rows, data.pins.n_rows
+        if not self.tune:
+            self._set(*_fitted(interaction_matrix(split, n_users, n_pins), self.neighbours))
+            return
+        tuning = context.tuning_window(split)
+        matrix = interaction_matrix(tuning.split, n_users, n_pins)
+        candidates = self.grid
         # neighbour lists are computed once, for the largest count, and cut for the smaller ones
         targets, neighbours, similarity = neighbour_lists(matrix, max(candidates))
-        if not self.tune:
-            self._set(matrix, _weights(targets, neighbours, similarity, self.neighbours, n_pins))
-            return
 
         def fit_candidate(count: int) -> ItemKNN:
             model = ItemKNN(neighbours=count)
             model._set(matrix, _weights(targets, neighbours, similarity, count, n_pins))
             return model
 
-        best, self.validation, model = tune_on_validation(split, context.corpus, candidates, fit_candidate)
+        best, self.validation, model = tune_on_validation(
+            tuning.split, tuning.corpus, candidates, fit_candidate
+        )
         log.info("ItemKNN: validation recall@50 by neighbours %s; chose %d", self.validation, best)
         self.neighbours = best
-        self._set(model._matrix, model._weights)
+        if tuning.split is split:
+            self._set(model._matrix, model._weights)
+        else:
+            # refit protocol: the count chosen on train -> val, neighbours recomputed on train+val
+            self._set(*_fitted(interaction_matrix(split, n_users, n_pins), best))
 
     def _set(self, matrix: sp.csr_matrix | None, weights: sp.csr_matrix | None) -> None:
         self._matrix, self._weights = matrix, weights
@@ -131,6 +138,11 @@ def neighbour_lists(matrix: sp.csr_matrix, count: int) -> tuple[np.ndarray, np.n
         neighbours[rows] = np.where(values > 0, columns, -1)
         similarity[rows] = np.where(values > 0, values, 0.0)
     return targets, neighbours, similarity
+
+
+def _fitted(matrix: sp.csr_matrix, count: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(matrix, W) of an item-kNN with `count` neighbours per pin fitted on `matrix`."""
+    return matrix, _weights(*neighbour_lists(matrix, count), count, matrix.shape[1])
 
 
 def _weights(

@@ -56,17 +56,19 @@ class PureSVD(ExhaustiveRanking):
         self._item_factors: np.ndarray | None = None
 
     def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
-        """Fit on `split.train`; with `tune`, first pick the rank on `split.val`.
+        """Fit on `split.train`; with `tune`, first pick the rank on the tuning window's `val`.
 
         Args:
             data: the data set (only its table sizes are read).
             split: the split (`split.test` is never read).
-            context: the job's corpus (tuning retrieves from it).
+            context: the job's corpus and tuning window (`context.tuning_window(split)`).
         """
-        matrix = interaction_matrix(split, data.users.n_rows, data.pins.n_rows)
+        n_users, n_pins = data.users.n_rows, data.pins.n_rows
         if not self.tune:
-            self._fit_matrix(matrix, self.rank)
+            self._fit_matrix(interaction_matrix(split, n_users, n_pins), self.rank)
             return
+        tuning = context.tuning_window(split)
+        matrix = interaction_matrix(tuning.split, n_users, n_pins)
         limit = _rank_bound(matrix)
         candidates = [r for r in self.grid if r < limit]
         if not candidates:
@@ -77,11 +79,17 @@ class PureSVD(ExhaustiveRanking):
             model._fit_matrix(matrix, rank)
             return model
 
-        best, self.validation, model = tune_on_validation(split, context.corpus, candidates, fit_candidate)
+        best, self.validation, model = tune_on_validation(
+            tuning.split, tuning.corpus, candidates, fit_candidate
+        )
         log.info("PureSVD: validation recall@50 by rank %s; chose rank %d", self.validation, best)
-        # the chosen model was fitted on split.train exactly as a refit would be, so keep it
         self.rank = best
-        self._user_factors, self._item_factors = model._user_factors, model._item_factors
+        if tuning.split is split:
+            # the chosen model was fitted on split.train exactly as a refit would be, so keep it
+            self._user_factors, self._item_factors = model._user_factors, model._item_factors
+        else:
+            # refit protocol: the rank chosen on train -> val, fitted again on train+val
+            self._fit_matrix(interaction_matrix(split, n_users, n_pins), best)
 
     def _fit_matrix(self, matrix: sp.csr_matrix, rank: int) -> None:
         limit = _rank_bound(matrix)
