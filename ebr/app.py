@@ -45,7 +45,11 @@ class SweepTally(Callback):
         SweepTally.last = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        tally = tally_sweep(config.hydra.sweep.dir, self.started)
+        try:
+            tally = tally_sweep(config.hydra.sweep.dir, self.started)
+        except Exception as exc:
+            # Hydra does not stop for a callback's error: record it as a failed tally instead
+            tally = Tally({"no outcome": 1}, [f"the sweep's tally failed: {type(exc).__name__}: {exc}"])
         SweepTally.last = tally
         lines = [tally.summary(), *(f"  {problem}" for problem in tally.problems)]
         (log.info if tally.ok else log.error)("\n".join(lines))

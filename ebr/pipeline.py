@@ -23,6 +23,7 @@ from ebr.evaluation.simulation import SimulationConfig
 from ebr.evaluation.task import EvalTask, build_eval_task, build_simulation_task
 from ebr.retrieval.popularity import Popularity
 from ebr.retrieval.protocol import FitContext, Retriever
+from ebr.retrieval.refit import fit_windows
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
 from ebr.serving.corpus import training_window_corpus
 
@@ -51,6 +52,11 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     pl.seed_everything(cfg.seed, workers=True)
     data: InteractionData = hydra.utils.instantiate(cfg.data)
     split: Split = hydra.utils.instantiate(cfg.split)(data)
+    # -- refit protocol (eval.refit, ebr/retrieval/refit.py): from here on `split` is the split fitted
+    # and scored (train+val -> test under refit); tuning baselines choose on `windows.tuning`
+    windows = fit_windows(hydra.utils.instantiate(cfg.split), data, split, cfg.eval.window, cfg.eval.refit)
+    split = windows.split
+    # -- end of the refit protocol
     if cfg.features.history:
         data = with_history(data, split, cfg.features.history_length)
     corpus = training_window_corpus(split)
@@ -64,7 +70,9 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
         population = build_simulation_task(
             split, corpus, simulation.users, simulation.seed, cfg.eval.window, cfg.eval.exclude_train
         )
-    context = FitContext(corpus=corpus, run_dir=Path(run_dir), loggers=loggers.lightning, seed=cfg.seed)
+    context = FitContext(
+        corpus=corpus, run_dir=Path(run_dir), loggers=loggers.lightning, seed=cfg.seed, tuning=windows.tuning
+    )
 
     retriever: Retriever = hydra.utils.instantiate(cfg.model)
     retriever.fit(data, split, context)
@@ -89,6 +97,7 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     metrics.update({f"{POPULARITY_PREFIX}{key}": value for key, value in popular.items()})
     metrics.update(task_counts(task))
     metrics.update(split_counts(split))
+    metrics.update(windows.metrics())
     return JobResult(metrics, info={"data_name": data.name, "data_source": data.source})
 
 

@@ -2,8 +2,10 @@
 # Reproduces every paper ablation that exists: for each experiment NAME below, runs the sweep of
 # conf/experiment/NAME.yaml and of its knob-off control conf/experiment/NAME_control.yaml on both cores
 # (joblib launcher), writes each sweep's report (ebr-report), then experiments/README.md (the suite).
-# Re-running resumes: jobs whose metrics.json exists are skipped by ebr-train. After changing the
-# code, pass --force (or remove multirun/reproduce/) or the old runs' numbers are reported again.
+# Re-running resumes: a finished job whose recorded config (run.json) equals the requested one is
+# skipped, one with another config is refused (the sweep then exits non-zero, naming the keys).
+# The record covers the config, not the code: after changing the code, pass --force (or remove
+# multirun/reproduce/) or the old runs' numbers are reported again.
 #
 # Usage: bash scripts/reproduce.sh [--quick] [--force]
 #   --quick   2 seeds on the tiny world (data=synthetic_tiny seed=0,1), to check the machinery; its
@@ -28,7 +30,7 @@ for arg in "$@"; do
       readme=$root/README.md
       ;;
     --force) force=(force=true) ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown option '$arg' (expected --quick or --force)" >&2; exit 2 ;;
   esac
 done

@@ -148,3 +148,30 @@ def test_with_default_experiment_respects_a_chosen_one():
     assert with_default_experiment(["seed=1"], "crossing") == ["experiment=crossing", "seed=1"]
     chosen = ["experiment=crossing_isolated", "seed=1"]
     assert with_default_experiment(chosen, "crossing") == chosen
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refit"),
+    [
+        ([], False),  # the synthetic world keeps fitting on train only
+        (["data=movielens"], True),
+        (["data=movielens", "eval=default"], False),
+        (["data=events_file"], False),
+        (["experiment=movielens"], True),
+        (["experiment=movielens_baselines"], True),
+        (["experiment=movielens", "eval.refit=false"], False),
+    ],
+)
+def test_refit_is_on_for_movielens_only(hydra_conf, overrides, refit):
+    cfg = compose("train", overrides=overrides)
+    assert cfg.eval.refit is refit
+    # the rest of the evaluation config is the same either way
+    default = compose("train", overrides=[])
+    assert {k: v for k, v in cfg.eval.items() if k != "refit"} == {
+        k: v for k, v in default.eval.items() if k != "refit"
+    }
+
+
+def test_movielens_baselines_sweep_every_classical_baseline(hydra_conf):
+    cfg = compose("train", overrides=["experiment=movielens_baselines"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params.model.split(",") == ["popularity", "puresvd", "itemknn", "ease"]

@@ -25,6 +25,14 @@ Users with fewer engagements are left out entirely (counted too). There is no si
 time: user A's test may precede user B's train. `reference_time` is the earliest test
 timestamp, only a conventional value for time-dependent consumers (e.g. a time-decayed corpus).
 
+**Refit** (`refit=True`, either protocol): the split a model is refitted on once its
+hyperparameters are chosen on the validation window. The same cut with the validation window
+merged into train: `train` holds every row before test (for the per-user split, validation rows
+whose pin has no engagement in the unmerged train included), `val` is empty, and `test` and the
+cold counts refer to the merged window, so a test label on a pin first engaged in validation is
+kept. `test` never precedes a merged-train row: per user for the per-user split, globally for the
+global one.
+
 Either split logs a warning when its training window holds under `MIN_TRAIN_SHARE` of the
 engagements: a sign that the split does not suit the data (e.g. the global split's last weeks of
 a decades-long log).
@@ -51,6 +59,7 @@ def global_temporal_split(
     val_days: float = 3.0,
     train_days: float | None = 21.0,
     pretrain_days: float | None = None,
+    refit: bool = False,
 ) -> Split:
     """Cut the data's engagements (clicks and repins) into consecutive time windows.
 
@@ -62,6 +71,8 @@ def global_temporal_split(
             everything before validation (and leaves pretrain empty).
         pretrain_days: length of the pretraining window just before train; None takes
             everything before train.
+        refit: merge the validation window into train (train runs from the train window's start
+            to the test window's; val is empty); the windows' bounds are the same as without it.
 
     Returns:
         A Split whose `reference_time` (serving time) is the start of the test window, and whose
@@ -101,7 +112,13 @@ def global_temporal_split(
         mask = (timestamps >= start) & (timestamps < stop)
         return events[mask].reset_index(drop=True)
 
-    train, val, test = window(train_start, val_start), window(val_start, test_start), window(test_start, end)
+    # with refit the validation window is part of training; every boundary stays where it was
+    train_stop = test_start if refit else val_start
+    train, val, test = (
+        window(train_start, train_stop),
+        window(train_stop, test_start),
+        window(test_start, end),
+    )
     if test.empty:
         raise ValueError(f"{data.source}: the test window ({test_days} days) holds no engagements")
     split = Split(
@@ -112,7 +129,7 @@ def global_temporal_split(
         reference_time=test_start,
         cold=_unseen_in_train(train, {"val": val, "test": test}, data),
     )
-    span_days, window_days = (end - first) / SECONDS_PER_DAY, (val_start - train_start) / SECONDS_PER_DAY
+    span_days, window_days = (end - first) / SECONDS_PER_DAY, (train_stop - train_start) / SECONDS_PER_DAY
     _warn_if_train_window_small(
         split,
         len(events),
@@ -127,6 +144,7 @@ def per_user_temporal_split(
     min_engagements: int = 5,
     test_fraction: float = 0.2,
     val_fraction: float = 0.2,
+    refit: bool = False,
 ) -> Split:
     """Split every eligible user's engagements into train / val / test by their own time order.
 
@@ -135,6 +153,9 @@ def per_user_temporal_split(
         min_engagements: users with fewer engagements are dropped (at least 2).
         test_fraction: fraction of a user's engagements held out as test, in (0, 1).
         val_fraction: fraction of the remaining train part held out as validation, in [0, 1).
+        refit: keep the whole train part (train and validation rows) as `train` and leave `val`
+            empty; test rows are the same as without it, and labels are dropped as cold only when
+            their pin has no engagement in the whole train part. Equal to `val_fraction=0`.
 
     Returns:
         A Split with `pretrain` empty, `train` / `val` / `test` engagement rows (events schema,
@@ -167,7 +188,7 @@ def per_user_temporal_split(
 
     n_test = np.minimum(np.maximum(1, _round_half_up(test_fraction * n)), n - 1)
     train_part = n - n_test
-    if val_fraction > 0:
+    if val_fraction > 0 and not refit:
         n_val = np.minimum(np.maximum(1, _round_half_up(val_fraction * train_part)), train_part - 1)
     else:
         n_val = np.zeros_like(n)
@@ -191,7 +212,7 @@ def per_user_temporal_split(
         warm = warm_pins[window["pin"].to_numpy()]
         windows[name] = window[warm].reset_index(drop=True)
         cold[f"{name}_cold"] = int(np.sum(~warm))
-        if name == "val" and val_fraction == 0:
+        if name == "val" and (val_fraction == 0 or refit):
             cold["val_users_no_warm"] = 0
             continue
         has_warm = np.isin(eligible_users, windows[name]["user"].to_numpy())

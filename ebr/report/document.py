@@ -1,8 +1,9 @@
 """The report of a sweep as a typed object: what ``report.json`` holds and every writer reads.
 
-`Report.to_json` gives the ``report.json`` document (schema `SCHEMA`); `Report.from_json` reads one
-back, naming the file and the key of anything malformed, so the Markdown, the plot, the wandb
-summary and the suite all read the same checked object.
+`Report.to_json` gives the ``report.json`` document (schema `SCHEMA`);
+`ebr.report.json_reader.read_report` reads one back, naming the file and the key of anything
+malformed, so the Markdown, the plot, the wandb summary and the suite all read the same checked
+object.
 """
 
 from __future__ import annotations
@@ -329,23 +330,6 @@ class Report:
     def dumps(self) -> str:
         """``report.json``'s text; a NaN is refused (it would be a bug, never a number to write)."""
         return json.dumps(self.to_json(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-
-    @classmethod
-    def from_json(cls, data: Any, source: str = REPORT_JSON) -> Report:
-        """Read a ``report.json`` document back.
-
-        Args:
-            data: the parsed JSON.
-            source: the file it came from, named in error messages.
-
-        Raises:
-            ReportFormatError: another schema (an older ebr-report, or not a report), or a key
-                missing or of the wrong type (the message names `source` and the key).
-        """
-        # the checking reader is a module of its own (it imports this one)
-        from ebr.report.json_reader import read_report
-
-        return read_report(data, source)
 
 
 def _interval(ci: tuple[float, float] | None) -> list[float] | None:

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ebr.report.document import DataRead
-from ebr.runs import CONFIG_FILE, HYDRA_FILE, RECORD_FILE, read_record
+from ebr.runs import CONFIG_FILE, HYDRA_FILE, RECORD_FILE, dig, read_record, read_yaml
 
 RECORDED, CONFIGURED = "run.json", "config"
 
@@ -196,18 +195,12 @@ def read_job_data(path: Path, label: str, config: DictConfig | None) -> JobData 
 
 def _data_choice(path: Path, label: str) -> str | None:
     """The ``data`` config group option the job ran with (``hydra.runtime.choices.data``)."""
-    file = path / HYDRA_FILE
-    if not file.is_file():
-        return None
     try:
-        node = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+        node = read_yaml(path / HYDRA_FILE, default={})
+    except ValueError as exc:
         raise SweepError(f"{label}/{HYDRA_FILE}: not valid YAML ({exc})") from exc
-    for key in ("hydra", "runtime", "choices", "data"):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return None if node is None else str(node)
+    choice = dig(node, ("hydra", "runtime", "choices", "data"))
+    return None if choice is None else str(choice)
 
 
 def data_read(jobs: list[tuple[str, JobData | None]], notes: list[str]) -> list[DataRead]:

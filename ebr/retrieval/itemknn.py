@@ -14,9 +14,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ebr.data.schema import InteractionData, Split
-from ebr.evaluation.task import EvalTask
 from ebr.retrieval.protocol import FitContext
-from ebr.retrieval.ranking import SCORE_BLOCK, interaction_matrix, rank_corpus, top_k_columns
+from ebr.retrieval.ranking import (
+    SCORE_BLOCK,
+    ExhaustiveRanking,
+    interaction_matrix,
+    top_k_columns,
+)
 from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
@@ -24,7 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_NEIGHBOURS = (20, 50, 100, 200, 400)
 
 
-class ItemKNN:
+class ItemKNN(ExhaustiveRanking):
     """Item-kNN retriever.
 
     Args:
@@ -47,31 +51,38 @@ class ItemKNN:
         self._weights: sp.csr_matrix | None = None
 
     def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
-        """Fit on `split.train`; with `tune`, first pick `neighbours` on `split.val`.
+        """Fit on `split.train`; with `tune`, first pick `neighbours` on the tuning window's `val`.
 
         Args:
             data: the data set (only its table sizes are read).
             split: the split (`split.test` is never read).
-            context: the job's corpus (tuning retrieves from it).
+            context: the job's corpus and tuning window (`context.tuning_window(split)`).
         """
-        n_pins = data.pins.n_rows
-        matrix = interaction_matrix(split, data.users.n_rows, n_pins)
-        candidates = self.grid if self.tune else (self.neighbours,)
+        n_users, n_pins = data.users.n_rows, data.pins.n_rows
+        if not self.tune:
+            self._set(*_fitted(interaction_matrix(split, n_users, n_pins), self.neighbours))
+            return
+        tuning = context.tuning_window(split)
+        matrix = interaction_matrix(tuning.split, n_users, n_pins)
+        candidates = self.grid
         # neighbour lists are computed once, for the largest count, and cut for the smaller ones
         targets, neighbours, similarity = neighbour_lists(matrix, max(candidates))
-        if not self.tune:
-            self._set(matrix, _weights(targets, neighbours, similarity, self.neighbours, n_pins))
-            return
 
         def fit_candidate(count: int) -> ItemKNN:
             model = ItemKNN(neighbours=count)
             model._set(matrix, _weights(targets, neighbours, similarity, count, n_pins))
             return model
 
-        best, self.validation, model = tune_on_validation(split, context.corpus, candidates, fit_candidate)
+        best, self.validation, model = tune_on_validation(
+            tuning.split, tuning.corpus, candidates, fit_candidate
+        )
         log.info("ItemKNN: validation recall@50 by neighbours %s; chose %d", self.validation, best)
         self.neighbours = best
-        self._set(model._matrix, model._weights)
+        if tuning.split is split:
+            self._set(model._matrix, model._weights)
+        else:
+            # refit protocol: the count chosen on train -> val, neighbours recomputed on train+val
+            self._set(*_fitted(interaction_matrix(split, n_users, n_pins), best))
 
     def _set(self, matrix: sp.csr_matrix | None, weights: sp.csr_matrix | None) -> None:
         self._matrix, self._weights = matrix, weights
@@ -88,15 +99,6 @@ class ItemKNN:
         if self._matrix is None or self._weights is None:
             raise RuntimeError("ItemKNN.score called before fit")
         return (self._matrix[np.asarray(users, dtype=np.int64)] @ self._weights).toarray()
-
-    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
-        """Top-k corpus pins by score, the user's excluded pins removed.
-
-        Args:
-            task: users, corpus and exclusions.
-            k: results per user.
-        """
-        return rank_corpus(self.score, task, k)
 
     def own_metrics(self) -> dict[str, float]:
         """tune/neighbours, and with `tune` the validation recall@50 of every count tried."""
@@ -136,6 +138,11 @@ def neighbour_lists(matrix: sp.csr_matrix, count: int) -> tuple[np.ndarray, np.n
         neighbours[rows] = np.where(values > 0, columns, -1)
         similarity[rows] = np.where(values > 0, values, 0.0)
     return targets, neighbours, similarity
+
+
+def _fitted(matrix: sp.csr_matrix, count: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(matrix, W) of an item-kNN with `count` neighbours per pin fitted on `matrix`."""
+    return matrix, _weights(*neighbour_lists(matrix, count), count, matrix.shape[1])
 
 
 def _weights(

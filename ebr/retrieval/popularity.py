@@ -1,7 +1,13 @@
 """Popularity as a Retriever: the corpus's most engaged train pins, minus each user's own.
 
 The counts are `ebr.serving.score_terms.TrainingEngagements`, the same counter the served
-popularity prior reads. Ties go to the lower pin id.
+popularity prior reads: every click and repin row of `split.train` counts (a user engaging twice
+with a pin counts twice); under the refit protocol `split.train` is train+val.
+
+Ties: pins with equal counts are ranked by ascending pin id (the lower id first). Pin ids are the
+loaders' re-indexing (MovieLens: the order of the original movie ids), so the rule is
+deterministic and independent of the order of the events, and a job's ranking never depends on
+its seed.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from ebr.serving.score_terms import TrainingEngagements
 
 class Popularity:
     """Most-popular retriever (no hyperparameters; `tune` is accepted for a uniform config).
+
+    Ranks corpus pins by train engagement count, descending, ties to the lower pin id.
 
     Args:
         tune: ignored: popularity has nothing to tune.
@@ -49,7 +57,7 @@ class Popularity:
         return corpus[np.lexsort((corpus, -counts))]
 
     def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
-        """Top-k most engaged corpus pins per user, the user's excluded pins removed.
+        """Top-k most engaged corpus pins per user (ties: lower pin id), excluded pins removed.
 
         Args:
             task: users, corpus and exclusions.

@@ -13,6 +13,20 @@ from ebr.evaluation.task import EvalTask
 
 
 @dataclass(frozen=True)
+class TuningWindow:
+    """Where a tuning retriever chooses its hyperparameters: each candidate is fitted on
+    `split.train` and scored on `split.val` over `corpus`.
+
+    Args:
+        split: the split tuned on (under the refit protocol, the cut before validation was merged).
+        corpus: the pins the validation task retrieves from (`split.train`'s engaged pins).
+    """
+
+    split: Split
+    corpus: np.ndarray
+
+
+@dataclass(frozen=True)
 class FitContext:
     """What a job gives a retriever besides the data.
 
@@ -23,12 +37,25 @@ class FitContext:
         loggers: Lightning loggers for training curves (empty when nothing is logged, e.g. on
             ranks other than 0).
         seed: the job's training seed.
+        tuning: where hyperparameters are chosen when that is not the fitted split itself: under
+            the refit protocol `fit` receives train+val as `split.train`, and tuning still runs
+            train -> val on this window, after which the chosen value is refitted on `split`.
+            None: tune on the fitted split (`split.train` -> `split.val` over `corpus`).
     """
 
     corpus: np.ndarray
     run_dir: Path
     loggers: list[Any] = field(default_factory=list)
     seed: int = 0
+    tuning: TuningWindow | None = None
+
+    def tuning_window(self, split: Split) -> TuningWindow:
+        """The window to tune on when fitting `split`: `tuning`, or else `split` over `corpus`.
+
+        Args:
+            split: the split being fitted.
+        """
+        return self.tuning if self.tuning is not None else TuningWindow(split, self.corpus)
 
 
 @runtime_checkable
@@ -36,12 +63,14 @@ class Retriever(Protocol):
     """A model that retrieves pins for the users of an evaluation task."""
 
     def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
-        """Fit on `split.train` (and, when tuning, choose hyperparameters on `split.val`).
+        """Fit on `split.train`; when tuning, first choose hyperparameters on
+        `context.tuning_window(split)` (its `split.val`).
 
         Args:
             data: the data set (feature tables; `data.events` must not be read past the split).
-            split: the time split; `split.test` must never be read.
-            context: the job's corpus, run directory and loggers.
+            split: the time split; `split.test` must never be read. Under the refit protocol
+                `split.train` is train+val and `split.val` is empty.
+            context: the job's corpus, run directory, loggers and tuning window.
         """
         ...
 

@@ -14,9 +14,8 @@ import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
 from ebr.data.schema import InteractionData, Split
-from ebr.evaluation.task import EvalTask
 from ebr.retrieval.protocol import FitContext
-from ebr.retrieval.ranking import interaction_matrix, rank_corpus
+from ebr.retrieval.ranking import ExhaustiveRanking, interaction_matrix
 from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RANKS = (16, 32, 64, 128, 256)
 
 
-class PureSVD:
+class PureSVD(ExhaustiveRanking):
     """PureSVD retriever.
 
     Args:
@@ -57,17 +56,19 @@ class PureSVD:
         self._item_factors: np.ndarray | None = None
 
     def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
-        """Fit on `split.train`; with `tune`, first pick the rank on `split.val`.
+        """Fit on `split.train`; with `tune`, first pick the rank on the tuning window's `val`.
 
         Args:
             data: the data set (only its table sizes are read).
             split: the split (`split.test` is never read).
-            context: the job's corpus (tuning retrieves from it).
+            context: the job's corpus and tuning window (`context.tuning_window(split)`).
         """
-        matrix = interaction_matrix(split, data.users.n_rows, data.pins.n_rows)
+        n_users, n_pins = data.users.n_rows, data.pins.n_rows
         if not self.tune:
-            self._fit_matrix(matrix, self.rank)
+            self._fit_matrix(interaction_matrix(split, n_users, n_pins), self.rank)
             return
+        tuning = context.tuning_window(split)
+        matrix = interaction_matrix(tuning.split, n_users, n_pins)
         limit = _rank_bound(matrix)
         candidates = [r for r in self.grid if r < limit]
         if not candidates:
@@ -78,11 +79,17 @@ class PureSVD:
             model._fit_matrix(matrix, rank)
             return model
 
-        best, self.validation, model = tune_on_validation(split, context.corpus, candidates, fit_candidate)
+        best, self.validation, model = tune_on_validation(
+            tuning.split, tuning.corpus, candidates, fit_candidate
+        )
         log.info("PureSVD: validation recall@50 by rank %s; chose rank %d", self.validation, best)
-        # the chosen model was fitted on split.train exactly as a refit would be, so keep it
         self.rank = best
-        self._user_factors, self._item_factors = model._user_factors, model._item_factors
+        if tuning.split is split:
+            # the chosen model was fitted on split.train exactly as a refit would be, so keep it
+            self._user_factors, self._item_factors = model._user_factors, model._item_factors
+        else:
+            # refit protocol: the rank chosen on train -> val, fitted again on train+val
+            self._fit_matrix(interaction_matrix(split, n_users, n_pins), best)
 
     def _fit_matrix(self, matrix: sp.csr_matrix, rank: int) -> None:
         limit = _rank_bound(matrix)
@@ -108,15 +115,6 @@ class PureSVD:
         if self._user_factors is None or self._item_factors is None:
             raise RuntimeError("PureSVD.score called before fit")
         return self._user_factors[np.asarray(users, dtype=np.int64)] @ self._item_factors.T
-
-    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
-        """Top-k corpus pins by reconstructed score, the user's excluded pins removed.
-
-        Args:
-            task: users, corpus and exclusions.
-            k: results per user.
-        """
-        return rank_corpus(self.score, task, k)
 
     def own_metrics(self) -> dict[str, float]:
         """tune/rank, and with `tune` the validation recall@50 of every rank tried."""

@@ -93,3 +93,22 @@ def rank_corpus(score_users: Callable[[np.ndarray], np.ndarray], task: EvalTask,
         valid = np.isfinite(np.take_along_axis(scores, columns, axis=1))
         result[start:stop, : columns.shape[1]] = np.where(valid, picked, -1)
     return result
+
+
+class ExhaustiveRanking:
+    """What a baseline with dense scores over every pin id shares: retrieval ranks the corpus by them.
+
+    Subclasses define `score(users) -> (len(users), n_pins)`.
+    """
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
+        """Top-k corpus pins by score, the user's excluded pins removed (ties to the lower pin id).
+
+        Args:
+            task: users, corpus and exclusions.
+            k: results per user.
+        """
+        return rank_corpus(self.score, task, k)

@@ -1,7 +1,9 @@
 """Choosing a baseline's hyperparameter on the validation window, and reporting the choice.
 
 Only `split.train` and `split.val` are read: each candidate is fitted on train and scored by
-recall@50 on the validation window (`build_eval_task(split, corpus, window="val")`).
+recall@50 on the validation window (`build_eval_task(split, corpus, window="val")`). A baseline
+passes its `FitContext.tuning_window(...)` here; under the refit protocol that is the unmerged
+cut, and the baseline then refits the chosen value on train+val itself.
 """
 
 from __future__ import annotations

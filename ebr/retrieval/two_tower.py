@@ -99,6 +99,10 @@ class TwoTowerRetriever:
     def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         """Train on `split.train` (validation loss on `split.val`) and save `model.pt`.
 
+        Under the refit protocol `split.train` is train+val and `split.val` is empty, so no
+        validation loss is computed (`final_val_loss` is absent): validation rows are training
+        rows then. `context.tuning` is not read: the hyperparameters are config.
+
         Args:
             data: the data set.
             split: the split (`split.test` is never read).

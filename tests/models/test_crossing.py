@@ -409,3 +409,16 @@ def test_command_line_members_build_the_documented_linear_reference() -> None:
     x = torch.randn(B, D)
     expected = _layer_norm_per_token(x @ linear.linear.weight.T + linear.linear.bias + x, layer.norm)
     torch.testing.assert_close(module(x), expected)
+
+
+@pytest.mark.parametrize("num_fields", [5, 6])
+def test_mlp_wide_matches_masknet_parameter_count(num_fields: int) -> None:
+    def parameters(name: str) -> tuple[int, int]:
+        factory = hydra.utils.instantiate(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
+        module = factory(num_fields=num_fields, field_dim=32)
+        return sum(p.numel() for p in module.parameters()), module.output_dim
+
+    (wide, wide_out), (masknet, masknet_out) = parameters("mlp_wide"), parameters("masknet")
+    assert abs(wide - masknet) / masknet < 0.02
+    assert wide_out == masknet_out
+    assert parameters("mlp")[0] < masknet / 5  # the plain baseline is far smaller: the control matters

@@ -1,4 +1,4 @@
-"""The typed report: to_json / from_json round trip, checked reading, and writers reading the object."""
+"""The typed report: to_json / read_report round trip, checked reading, and writers reading the object."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from report_fixtures import CROSSING_REPORT
 
 from ebr.report.cli import build_parser, make_report
 from ebr.report.document import SCHEMA, Report, ReportFormatError
-from ebr.report.json_reader import load_report
+from ebr.report.json_reader import load_report, read_report
 from ebr.report.plots import deltas_png
 from ebr.report.render import render_markdown, write_report
 from ebr.report.suite import main as suite_main
@@ -42,7 +42,7 @@ def gappy(make_sweep) -> Path:
 def test_round_trip_through_json_text_and_file(gappy, make_sweep) -> None:
     no_baseline = make_sweep({("mlp", 0): {"m": 1.0}, ("dhen", 0): {"m": 2.0}}, report=None)
     for report in (_report(gappy), _report(no_baseline)):
-        again = Report.from_json(json.loads(report.dumps()))
+        again = read_report(json.loads(report.dumps()))
         assert again == report
         assert again.to_json() == report.to_json()
     report = _report(gappy)
@@ -74,7 +74,7 @@ def test_old_or_foreign_schema_names_the_file(gappy, tmp_path, capsys) -> None:
     assert str(old) in err
     assert SCHEMA in err
     with pytest.raises(ReportFormatError, match="not an ebr report"):
-        Report.from_json([1, 2], "x.json")
+        read_report([1, 2], "x.json")
 
 
 @pytest.mark.parametrize(
@@ -103,10 +103,10 @@ def test_malformed_document_names_the_key(gappy, edit, message) -> None:
     report = _report(gappy, "--baseline", "model/crossing=mlp")
     document = report.to_json()
     document["data"] = [{"name": "d", "source": None, "recorded_in": "config", "jobs": ["0"]}]
-    assert Report.from_json(json.loads(json.dumps(document)), "x.json").data[0].name == "d"
+    assert read_report(json.loads(json.dumps(document)), "x.json").data[0].name == "d"
     edit(document)
     with pytest.raises(ReportFormatError, match=message):
-        Report.from_json(document, "x.json")
+        read_report(document, "x.json")
 
 
 def test_writers_read_the_object_not_the_sweep(gappy) -> None:
@@ -140,4 +140,4 @@ def test_writers_read_the_object_not_the_sweep(gappy) -> None:
     assert png != deltas_png(report)
 
     # a report read back from report.json renders exactly like the object it came from
-    assert render_markdown(Report.from_json(edited.to_json())) == md
+    assert render_markdown(read_report(edited.to_json())) == md

@@ -239,3 +239,22 @@ def test_own_metrics_report_the_tuned_value_and_its_grid() -> None:
     }
     assert metrics["tune/recall@50[rank=2]"] == pytest.approx(model.validation["2"])
     assert Popularity().own_metrics() == {}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_popularity_ties_go_to_the_lower_pin_id_whatever_the_event_order(seed: int) -> None:
+    # pin 4 is engaged three times; 7, 2, 5 twice each; 9 and 0 once
+    pins = np.array([7, 2, 5, 7, 2, 5, 9, 0, 4, 4, 4])
+    order = np.random.default_rng(seed).permutation(len(pins))
+    train = frame(np.arange(len(pins))[order], pins[order])
+    split = Split(train.iloc[:0], train, train.iloc[:0], train.iloc[:0], 0)
+    model = Popularity()
+    fit(model, split, 20, 10)
+    corpus = training_window_corpus(split)
+    np.testing.assert_array_equal(model.order(corpus), [4, 2, 5, 7, 0, 9])
+    # user 15 excludes nothing and gets that order; user 1 excludes pin 2, which the next tie fills
+    exclude = Csr.from_pairs(np.array([0]), np.array([2]), 2)
+    task = EvalTask(np.array([1, 15]), Csr.from_pairs(np.arange(2), np.array([0, 0]), 2), exclude, corpus, 0)
+    retrieved = model.retrieve(task, 4)
+    assert retrieved[1].tolist() == [4, 2, 5, 7]
+    assert retrieved[0].tolist() == [4, 5, 7, 0]

@@ -1,0 +1,108 @@
+"""Run directories, and the one job wrapper every entry point shares.
+
+A run directory holds:
+
+- ``.hydra/`` (``config.yaml``, ``overrides.yaml``, ``hydra.yaml``), written by Hydra at job start;
+- ``run.json``: the resolved config the results came from, its hash, the job's arm and what the
+  job read (`files.read_record`);
+- ``metrics.json``: flat ``{metric: number}``, written last: it marks the job finished;
+- ``error.txt``: the traceback, instead of ``metrics.json``, when the job failed;
+- ``.outcome.json``: what the latest invocation did (finished, skipped, failed, refused), read by
+  the sweep tally.
+
+Modules: `files` (names and atomic writers), `arms` (what a sweep compares), `identity` (the config
+that decides a job's results), `wrapper` (skip, refuse, run, record, rank-0 guard), `tally` (what a
+sweep's jobs did). This package imports nothing else of ebr and no torch: the report reads run
+directories through it.
+"""
+
+from ebr.runs.arms import Arm, arm_from_overrides, parse_override, read_arm
+from ebr.runs.files import (
+    CONFIG_FILE,
+    ERROR_FILE,
+    FAILED,
+    FINISHED,
+    HYDRA_DIR,
+    HYDRA_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    OUTCOME_FILE,
+    OVERRIDES_FILE,
+    RECORD_FILE,
+    REFUSED,
+    RESULT_NEUTRAL_KEYS,
+    SINGLE_ARM,
+    SKIPPED,
+    dig,
+    is_finished,
+    read_metrics,
+    read_record,
+    read_yaml,
+    record_failure,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_metrics,
+    write_text_atomic,
+)
+from ebr.runs.identity import config_differences, config_hash, flatten_config, result_config
+from ebr.runs.tally import Tally, tally_sweep
+from ebr.runs.wrapper import (
+    HEADLINE_METRICS,
+    JobFunction,
+    JobLoggers,
+    JobResult,
+    JobSpec,
+    NoLoggers,
+    StaleRunError,
+    is_rank_zero,
+    process_rank,
+    run_in_directory,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "ERROR_FILE",
+    "FAILED",
+    "FINISHED",
+    "HEADLINE_METRICS",
+    "HYDRA_DIR",
+    "HYDRA_FILE",
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "OUTCOME_FILE",
+    "OVERRIDES_FILE",
+    "RECORD_FILE",
+    "REFUSED",
+    "RESULT_NEUTRAL_KEYS",
+    "SINGLE_ARM",
+    "SKIPPED",
+    "Arm",
+    "JobFunction",
+    "JobLoggers",
+    "JobResult",
+    "JobSpec",
+    "NoLoggers",
+    "StaleRunError",
+    "Tally",
+    "arm_from_overrides",
+    "config_differences",
+    "config_hash",
+    "dig",
+    "flatten_config",
+    "is_finished",
+    "is_rank_zero",
+    "parse_override",
+    "process_rank",
+    "read_arm",
+    "read_metrics",
+    "read_record",
+    "read_yaml",
+    "record_failure",
+    "result_config",
+    "run_in_directory",
+    "tally_sweep",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_metrics",
+    "write_text_atomic",
+]

@@ -1,0 +1,136 @@
+"""The files of a run directory and the atomic writers every part of ebr uses.
+
+Every file is written to a temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METRICS_FILE = "metrics.json"
+ERROR_FILE = "error.txt"
+RECORD_FILE = "run.json"
+OUTCOME_FILE = ".outcome.json"
+MODEL_FILE = "model.pt"
+HYDRA_DIR = ".hydra"
+OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
+CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
+HYDRA_FILE = f"{HYDRA_DIR}/hydra.yaml"
+
+# Config keys that cannot change a job's results: they are left out of its config hash, so
+# changing them never makes a finished job stale.
+RESULT_NEUTRAL_KEYS = (
+    "experiment_name",
+    "force",
+    "hydra",
+    "logger",
+    "paths",
+    "report",
+    "trainer.enable_progress_bar",
+    "trainer.default_root_dir",
+)
+# Outcomes of one invocation of a job.
+FINISHED, SKIPPED, FAILED, REFUSED = "finished", "skipped", "failed", "refused"
+SINGLE_ARM = "single"
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`.
+
+    Args:
+        path: the target file; its directory must exist.
+        data: the content.
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """`write_bytes_atomic` for UTF-8 text."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
+    """`write_bytes_atomic` for JSON (indented, keys in the given order, a final newline)."""
+    return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_metrics(run_dir: Path, metrics: Mapping[str, float]) -> Path:
+    """Write metrics.json (flat name -> number, sorted), refusing NaN or infinite values.
+
+    Args:
+        run_dir: the run directory.
+        metrics: metric name -> value.
+    """
+    bad = sorted(name for name, value in metrics.items() if not math.isfinite(float(value)))
+    if bad:
+        raise ValueError(f"non-finite metric values, {METRICS_FILE} not written: {bad}")
+    clean = {name: float(value) for name, value in sorted(metrics.items())}
+    return write_json_atomic(Path(run_dir) / METRICS_FILE, clean)
+
+
+def read_metrics(run_dir: Path) -> dict[str, float]:
+    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (Path(run_dir) / METRICS_FILE).is_file()
+
+
+def record_failure(run_dir: Path, traceback_text: str) -> Path:
+    return write_text_atomic(Path(run_dir) / ERROR_FILE, traceback_text)
+
+
+def read_yaml(path: Path, default: Any) -> Any:
+    """A YAML file's content (`default` when the file is absent or empty).
+
+    Raises:
+        ValueError: naming the file, when it is not valid YAML.
+    """
+    if not path.is_file():
+        return default
+    try:
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    return default if value is None else value
+
+
+def dig(node: Any, keys: tuple[str, ...]) -> Any:
+    """`node[k1][k2]...`, or None where a key is missing or a level is not a mapping."""
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """The ``run.json`` of a run directory, or None when absent.
+
+    Raises:
+        ValueError: naming the file, when it is not a JSON object with a "config" mapping.
+    """
+    path = Path(run_dir) / RECORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ValueError(f"{path}: expected a JSON object with a 'config' mapping")
+    return record

@@ -1,0 +1,249 @@
+"""The one job wrapper every entry point shares: skip, refuse, run, record, and the rank-0 guard."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ebr.runs.arms import read_arm
+from ebr.runs.files import (
+    ERROR_FILE,
+    FAILED,
+    FINISHED,
+    HYDRA_DIR,
+    METRICS_FILE,
+    OUTCOME_FILE,
+    OVERRIDES_FILE,
+    RECORD_FILE,
+    REFUSED,
+    SINGLE_ARM,
+    SKIPPED,
+    is_finished,
+    read_record,
+    record_failure,
+    write_json_atomic,
+    write_metrics,
+    write_text_atomic,
+)
+from ebr.runs.identity import config_differences, config_hash, result_config
+
+log = logging.getLogger("ebr.runs")
+
+
+def process_rank() -> int:
+    """This process's global rank under torchrun (``RANK``), 0 otherwise."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_rank_zero() -> bool:
+    return process_rank() == 0
+
+
+class JobLoggers(Protocol):
+    """What a job's loggers do for the wrapper (built from the ``logger`` config group)."""
+
+    @property
+    def lightning(self) -> list[Any]:
+        """The Lightning loggers the trainer writes training curves to."""
+        ...
+
+    def log_config(self, config: dict[str, Any]) -> None: ...
+
+    def log_final(self, metrics: Mapping[str, float]) -> None: ...
+
+    def finish(self, success: bool) -> None: ...
+
+
+class NoLoggers:
+    """Loggers of a rank other than 0, and of a job run with ``logger=none``: nothing is logged."""
+
+    lightning: list[Any] = []  # noqa: RUF012  (never mutated: a class-wide empty list)
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        return None
+
+    def log_final(self, metrics: Mapping[str, float]) -> None:
+        return None
+
+    def finish(self, success: bool) -> None:
+        return None
+
+
+class StaleRunError(RuntimeError):
+    """A finished job was asked to run with another config (the message names the differing keys)."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One invocation of a job, as the entry point hands it to `run_in_directory`.
+
+    Args:
+        run_dir: the job's directory (Hydra's output directory).
+        config: the job's resolved config as plain Python (what the loggers record).
+        identity: the config that decides the results, as plain Python: the config with every
+            value resolved except references to other keys (those keys are recorded themselves);
+            `config` when None. Keys in `RESULT_NEUTRAL_KEYS` are left out of it here.
+        force: re-run even when the directory holds the results of the same config.
+        multirun: part of a sweep: a failure is recorded and the sweep goes on.
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    identity: dict[str, Any] | None = None
+    force: bool = False
+    multirun: bool = False
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a job computed.
+
+    Args:
+        metrics: flat metric name -> number (``metrics.json``).
+        info: what the report needs to know besides, e.g. {"data_name", "data_source"} (the data
+            set actually read); written into ``run.json``.
+    """
+
+    metrics: dict[str, float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+JobFunction = Callable[[JobLoggers], JobResult]
+# shown on the console when a job ends
+HEADLINE_METRICS = ("recall@100", "ndcg@100", "popularity/recall@100", "sim/engaged_sessions", "sim/repins")
+
+
+def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[], JobLoggers]) -> str:
+    """Run a job into its directory: skip, refuse or run it, and record what happened.
+
+    - Finished with the same config (hash of `result_config`): skipped.
+    - Finished with another config: refused (`StaleRunError` naming the differing keys) unless
+      `force`; the ``.hydra/`` files Hydra rewrote for this invocation are put back, so the
+      old results keep the config they came from.
+    - Otherwise run: ``run.json`` then ``metrics.json`` on success, ``error.txt`` on failure.
+
+    Only rank 0 writes files and logs; other ranks run the job with `NoLoggers`.
+
+    Args:
+        spec: the invocation.
+        job: computes the metrics, logging training curves through the loggers it is given; the
+            wrapper logs the final metrics.
+        make_loggers: builds the job's loggers (called on rank 0 only, after the skip check).
+
+    Returns:
+        The outcome: "finished", "skipped" (single runs and sweeps alike); a failed job returns
+        "failed" in a sweep and raises otherwise; a refused one raises `StaleRunError` outside a
+        sweep and returns "refused" in one.
+    """
+    run_dir = spec.run_dir
+    requested = result_config(spec.config if spec.identity is None else spec.identity)
+    rank_zero = is_rank_zero()
+    if is_finished(run_dir) and not spec.force:
+        outcome = _check_finished(run_dir, requested, spec, rank_zero)
+        if outcome is not None:
+            return outcome
+    if rank_zero:
+        (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    loggers: JobLoggers = NoLoggers()
+    started = time.time()
+    try:
+        if rank_zero:
+            loggers = make_loggers()
+            loggers.log_config(spec.config)
+        result = job(loggers)
+        if rank_zero:
+            loggers.log_final(result.metrics)
+            _write_record(run_dir, requested, result.info)
+            write_metrics(run_dir, result.metrics)
+    except Exception as exc:
+        text = traceback.format_exc()
+        if rank_zero:
+            record_failure(run_dir, text)
+            _write_outcome(run_dir, FAILED, started, _first_line(exc))
+            loggers.finish(success=False)
+        log.error("job failed; traceback in %s\n%s", run_dir / ERROR_FILE, text)
+        if spec.multirun:
+            return FAILED
+        raise
+    if rank_zero:
+        loggers.finish(success=True)
+        _write_outcome(run_dir, FINISHED, started)
+        headline = {k: round(result.metrics[k], 4) for k in HEADLINE_METRICS if k in result.metrics}
+        log.info("metrics written to %s; headline: %s", run_dir / METRICS_FILE, headline)
+    return FINISHED
+
+
+def _first_line(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (Hydra wraps the cause in more lines)."""
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+
+
+def _check_finished(run_dir: Path, requested: dict[str, Any], spec: JobSpec, rank_zero: bool) -> str | None:
+    """The outcome for a directory that already holds metrics.json, or None to run the job."""
+    record = read_record(run_dir)
+    if record is None:
+        # finished before run.json existed: its config cannot be checked, so it is not trusted
+        message = (
+            f"{run_dir} holds {METRICS_FILE} without {RECORD_FILE}, so the config its results came "
+            "from is unknown: re-run with force=true (or use another output directory)"
+        )
+        return _refuse(run_dir, message, spec, rank_zero, record)
+    differences = config_differences(record["config"], requested)
+    if not differences:
+        log.info("%s already holds the results of this config: skipping (force=true re-runs it)", run_dir)
+        if rank_zero:
+            _write_outcome(run_dir, SKIPPED, time.time())
+        return SKIPPED
+    shown = "\n  ".join(differences[:20]) + ("\n  ..." if len(differences) > 20 else "")
+    message = (
+        f"{run_dir} holds results of another config; the requested one differs in "
+        f"{len(differences)} key(s):\n  {shown}\n"
+        "Re-run with force=true to replace those results, or choose another hydra.sweep.dir / hydra.run.dir."
+    )
+    return _refuse(run_dir, message, spec, rank_zero, record)
+
+
+def _refuse(
+    run_dir: Path, message: str, spec: JobSpec, rank_zero: bool, record: dict[str, Any] | None
+) -> str:
+    if rank_zero:
+        if record is not None:
+            # Hydra rewrote .hydra/ for this invocation: put back the files the results came from
+            for name, text in record.get("hydra_files", {}).items():
+                write_text_atomic(run_dir / HYDRA_DIR / name, text)
+        _write_outcome(run_dir, REFUSED, time.time(), message.splitlines()[0])
+    log.error("%s", message)
+    if spec.multirun:
+        return REFUSED
+    raise StaleRunError(message)
+
+
+def _write_record(run_dir: Path, requested: dict[str, Any], info: dict[str, Any]) -> None:
+    hydra_files = {}
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        path = run_dir / HYDRA_DIR / name
+        if path.is_file():
+            hydra_files[name] = path.read_text(encoding="utf-8")
+    record = {
+        "config_hash": config_hash(requested),
+        "arm": read_arm(run_dir).label if (run_dir / OVERRIDES_FILE).is_file() else SINGLE_ARM,
+        "config": requested,
+        "info": info,
+        "hydra_files": hydra_files,
+    }
+    write_json_atomic(run_dir / RECORD_FILE, record)
+
+
+def _write_outcome(run_dir: Path, status: str, started: float, message: str = "") -> None:
+    record = {"status": status, "started": started, "ended": time.time(), "message": message}
+    write_json_atomic(run_dir / OUTCOME_FILE, record)
