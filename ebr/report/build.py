@@ -102,6 +102,10 @@ def _summary_notes(
         if all(row.n == 0 for row in rows.values()):
             notes.append(f"No finished run reports {metric}.")
             continue
+        if all(row.n and row.mean == 0.0 and not row.std for row in rows.values()):
+            # a flag or count that is 0 in every run (e.g. eval/refit off) has no delta to explain
+            notes.append(f"{metric} is 0 in every run: no relative deltas.")
+            continue
         for arm, row in rows.items():
             name = short[arm]
             if row.missing_in:

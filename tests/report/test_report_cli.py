@@ -199,3 +199,11 @@ def test_no_finished_run_exits_3_with_the_failures_written(make_sweep, capsys) -
     # one finished run is enough for exit 0
     sweep = make_sweep({("mlp", 0): {"m": 1.0}}, report=CROSSING_REPORT, failed=(("dhen", 0),))
     assert main([str(sweep), "--bootstrap", "0"]) == 0
+
+
+def test_a_metric_that_is_zero_everywhere_gets_one_note(make_sweep) -> None:
+    values = {(arm, s): {"m": 1.0 + s, "flag": 0.0} for arm in ("mlp", "dhen") for s in range(3)}
+    sweep = make_sweep(values, report=CROSSING_REPORT)
+    assert main([str(sweep), "--bootstrap", "0"]) == 0
+    notes = json.loads((sweep / "report.json").read_text())["notes"]
+    assert [note for note in notes if "flag" in note] == ["flag is 0 in every run: no relative deltas."]
