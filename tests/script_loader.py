@@ -15,5 +15,7 @@ def load_script(filename: str) -> ModuleType:
     """The module defined by scripts/<filename> (executed on each call; the scripts keep no state)."""
     spec = importlib.util.spec_from_file_location(Path(filename).stem, SCRIPTS / filename)
     module = importlib.util.module_from_spec(spec)
+    # registered before it runs: a dataclass defined in the script looks its module up there
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
