@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 
 from ebr.data.history import with_history
 from ebr.data.schema import InteractionData, Split
-from ebr.evaluation.protocol import evaluate_ranking, task_counts
+from ebr.evaluation.protocol import evaluate_online, evaluate_ranking, task_counts
 from ebr.evaluation.simulation import SimulationConfig
-from ebr.evaluation.task import build_eval_task
+from ebr.evaluation.task import EvalTask, build_eval_task, build_simulation_task
 from ebr.retrieval.popularity import Popularity
 from ebr.retrieval.protocol import FitContext, Retriever
 from ebr.retrieval.refit import fit_windows
@@ -64,8 +64,12 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     task = build_eval_task(split, corpus, window=cfg.eval.window, exclude_train=cfg.eval.exclude_train)
     ks = list(cfg.eval.ks)
     simulation = simulation_config(cfg, data)
-    # the simulated funnel may look deeper into the candidate list than the largest K
-    depth = max(max(ks), simulation.candidates if simulation is not None else 0)
+    population = None
+    if simulation is not None:
+        # the simulated users are a fixed sample of the window's active users, the same for every arm
+        population = build_simulation_task(
+            split, corpus, simulation.users, simulation.seed, cfg.eval.window, cfg.eval.exclude_train
+        )
     context = FitContext(
         corpus=corpus, run_dir=Path(run_dir), loggers=loggers.lightning, seed=cfg.seed, tuning=windows.tuning
     )
@@ -76,24 +80,38 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
         return JobResult({})
 
     started = time.perf_counter()
-    retrieved = retriever.retrieve(task, depth)
-    metrics = evaluate_ranking(task, retrieved, ks, truth=data.truth, simulation=simulation)
+    metrics = evaluate_ranking(task, retriever.retrieve(task, max(ks)), ks)
+    # the retriever's own metrics (e.g. its index's recall) are those of the evaluation task's queries
+    own = retriever.own_metrics()
+    metrics.update(_online(retriever, population, data, simulation))
     seconds = time.perf_counter() - started
     metrics["eval/seconds"] = seconds
     metrics["eval/users_per_second"] = len(task.user_ids) / max(seconds, 1e-9)
-    metrics.update(retriever.own_metrics())
+    metrics.update(own)
 
     # the reference row every report compares against: the most engaged pins, on the same task
     reference = Popularity()
     reference.fit(data, split, context)
-    popular = reference.retrieve(task, depth)
-    metrics.update(
-        evaluate_ranking(task, popular, ks, truth=data.truth, simulation=simulation, prefix=POPULARITY_PREFIX)
-    )
+    popular = evaluate_ranking(task, reference.retrieve(task, max(ks)), ks)
+    popular.update(_online(reference, population, data, simulation))
+    metrics.update({f"{POPULARITY_PREFIX}{key}": value for key, value in popular.items()})
     metrics.update(task_counts(task))
     metrics.update(split_counts(split))
     metrics.update(windows.metrics())
     return JobResult(metrics, info={"data_name": data.name, "data_source": data.source})
+
+
+def _online(
+    retriever: Retriever,
+    population: EvalTask | None,
+    data: InteractionData,
+    simulation: SimulationConfig | None,
+) -> dict[str, float]:
+    """The simulated online metrics of a fitted retriever (none for data without a truth)."""
+    if population is None or simulation is None or data.truth is None:
+        return {}
+    retrieved = retriever.retrieve(population, simulation.candidates)
+    return evaluate_online(data.truth, population, retrieved, simulation)
 
 
 def split_counts(split: Split) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from ebr.data.schema import FeatureTable
 from ebr.data.world.config import WorldConfig
 from ebr.data.world.entities import UserEntities, draw_pins, draw_users
 from ebr.data.world.generate import pin_table, user_table
-from ebr.data.world.truth import build_truth
+from ebr.data.world.taste import build_truth, mix_weights
 from ebr.models.tower import Tower, TowerSpec
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -60,11 +60,10 @@ ARMS = {
 }
 
 
-def interaction_part(world: WorldConfig, on: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """The knob's multiplicative part c·m/|m| from the knob-on and knob-off vectors (see truth._mix)."""
-    c_int = world.feature_interaction * world.interaction_ratio
-    c_rand = world.idiosyncrasy * world.idiosyncrasy_ratio
-    return on * np.sqrt(1 + c_int**2 + c_rand**2) - off * np.sqrt(1 + c_rand**2)
+def interaction_part(world: WorldConfig, on: np.ndarray, off: np.ndarray, users: bool = True) -> np.ndarray:
+    """The knob's multiplicative part c·m/|m| from the knob-on and knob-off vectors (see taste._mix)."""
+    off_world = dataclasses.replace(world, feature_interaction=0.0)
+    return on * mix_weights(world, users)[3] - off * mix_weights(off_world, users)[3]
 
 
 def user_interaction_forms(world: WorldConfig, users: UserEntities, seed: int) -> dict[str, np.ndarray]:
@@ -187,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---" * (len(crossings) + 2) + "|")
     for side, features in SIDES.items():
         on_vectors, off_vectors = vectors[side]
-        targets = {"interaction": interaction_part(world, on_vectors, off_vectors), "knob off": off_vectors}
+        part = interaction_part(world, on_vectors, off_vectors, users=side == "user")
+        targets = {"interaction": part, "knob off": off_vectors}
         for target_name, target in targets.items():
             cells = []
             for crossing in crossings.values():

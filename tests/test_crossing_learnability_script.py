@@ -9,7 +9,7 @@ from sklearn.metrics import r2_score
 
 from ebr.data.world import WorldConfig
 from ebr.data.world.entities import draw_pins, draw_users
-from ebr.data.world.truth import build_truth
+from ebr.data.world.taste import build_truth
 
 
 def test_held_out_r2_is_variance_weighted_r2() -> None:
@@ -31,7 +31,7 @@ def test_interaction_part_is_the_knobs_term_of_the_mix() -> None:
     part = module.interaction_part(world, on.user_vectors.astype(np.float64), off.user_vectors)
     rms = np.sqrt(np.mean(np.sum(part**2, axis=1)))
     assert rms == pytest.approx(0.9, rel=1e-4)
-    zero = module.interaction_part(off_world, off.pin_vectors, off.pin_vectors)
+    zero = module.interaction_part(off_world, off.pin_vectors, off.pin_vectors, users=False)
     np.testing.assert_allclose(zero, 0.0, atol=1e-6)
 
 

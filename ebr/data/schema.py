@@ -174,19 +174,32 @@ class Split:
 
 
 class GroundTruth(Protocol):
-    """The true engagement model of a simulated world (used by simulated online metrics)."""
+    """The true engagement model of a simulated world (used by simulated online metrics).
+
+    `users` and `pins` broadcast against each other, e.g. users (M, 1) with pins (M, K).
+    """
+
+    @property
+    def label_noise(self) -> float:
+        """Std of the per-impression logit noise with which the world's engagements are drawn."""
+        ...
 
     def engagement_probabilities(
-        self, users: np.ndarray, pins: np.ndarray, timestamp: float
+        self, users: np.ndarray, pins: np.ndarray, timestamp: float, noise: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(p_click, p_repin) of showing `pins` to `users` at `timestamp` (seconds).
+        """(p_click, p_repin | click) of showing `pins` to `users` at `timestamp` (seconds).
 
-        `users` and `pins` broadcast against each other, e.g. users (M, 1) with pins (M, K).
+        With `noise` (standard normal draws broadcasting with the pairs) the probabilities of one
+        impression whose logit carries `label_noise * noise`, as the world's logs are drawn.
         """
         ...
 
     def true_score(self, users: np.ndarray, pins: np.ndarray, timestamp: float) -> np.ndarray:
-        """The world's engagement logit; what a perfect ranker would sort by. Broadcasts like above."""
+        """The world's engagement logit; what a perfect ranker would sort by."""
+        ...
+
+    def near_duplicate_groups(self, pins: np.ndarray) -> np.ndarray:
+        """An id per pin shared by near-duplicates (showing two in one session is redundant)."""
         ...
 
 

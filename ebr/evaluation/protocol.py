@@ -2,7 +2,9 @@
 
 Retrieval itself (the two-tower model through its serving index, or a baseline by exhaustive
 scoring) happens in ebr.retrieval; this module only scores what was retrieved, so every model is
-measured by the same code.
+measured by the same code. Offline metrics score the evaluation task's users (`build_eval_task`);
+the simulated online metrics of a job score a population of their own, the same for every arm
+(`build_simulation_task`, `evaluate_online`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ebr.data.schema import GroundTruth
-from ebr.evaluation.metrics import check_ks, retrieval_metrics
+from ebr.evaluation.metrics import check_ks, check_retrieved, retrieval_metrics
 from ebr.evaluation.simulation import SimulationConfig, simulate_online
 from ebr.evaluation.task import EvalTask
 
@@ -43,19 +45,50 @@ def evaluate_ranking(
         retrieved: (M, C) ranked pin ids, -1 padded; C >= max(ks) and, for the simulation,
             C >= simulation.candidates.
         ks: metric cut-offs.
-        truth: the synthetic world's engagement model; None (real data) skips the simulation.
+        truth: the synthetic world's engagement model; None skips the simulation. With it, the
+            task's own users are simulated (a quick diagnostic; jobs simulate a population that
+            does not depend on the arm, through `evaluate_online`).
         simulation: funnel parameters (defaults when None and truth is given).
         prefix: namespace for the keys, e.g. "popularity" gives "popularity/recall@100".
 
     Returns:
-        {"recall@K", "ndcg@K", "hr@K", and with truth "sim/engaged_sessions", "sim/clicks",
-        "sim/repins"}, each key prefixed.
+        {"recall@K", "ndcg@K", "hr@K", and with truth the keys of `simulate_online`}, each key
+        prefixed.
     """
     ks = check_ks(ks)
     metrics = retrieval_metrics(retrieved, task.relevant, ks)
     if truth is not None:
         config = simulation if simulation is not None else SimulationConfig()
         metrics.update(simulate_online(truth, task.user_ids, retrieved, float(task.timestamp), config))
+    return _prefixed(metrics, prefix)
+
+
+def evaluate_online(
+    truth: GroundTruth,
+    population: EvalTask,
+    retrieved: np.ndarray,
+    simulation: SimulationConfig,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Simulated online metrics of what a retriever returned for the simulated population.
+
+    Args:
+        truth: the synthetic world's engagement model.
+        population: the simulated users (`build_simulation_task`); row i of `retrieved` is for
+            population.user_ids[i].
+        retrieved: (M, C) ranked pin ids, -1 padded, C >= simulation.candidates.
+        simulation: funnel parameters.
+        prefix: namespace for the keys, e.g. "popularity".
+
+    Returns:
+        The keys of `simulate_online`, prefixed.
+    """
+    retrieved = check_retrieved(retrieved, len(population.user_ids), simulation.candidates)
+    metrics = simulate_online(truth, population.user_ids, retrieved, float(population.timestamp), simulation)
+    return _prefixed(metrics, prefix)
+
+
+def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     namespace = prefix.rstrip("/")
     if not namespace:
         return metrics

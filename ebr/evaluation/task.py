@@ -11,10 +11,13 @@ import numpy as np
 
 from ebr.data.csr import Csr
 from ebr.data.schema import DataValidationError, Split, engaged_pairs
+from ebr.evaluation.hashing import hash_mix
 
-__all__ = ["WINDOWS", "Csr", "EvalTask", "build_eval_task", "check_corpus"]
+__all__ = ["WINDOWS", "Csr", "EvalTask", "build_eval_task", "build_simulation_task", "check_corpus"]
 
 WINDOWS = ("test", "val")
+# the hash stream of the simulated population's sample
+_POPULATION_STREAM = 7
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,8 @@ class EvalTask:
 
     Args:
         user_ids: sorted ids of the evaluated users.
-        relevant: per evaluated user, the distinct window-engaged pins that can be retrieved.
+        relevant: per evaluated user, the distinct window-engaged pins that can be retrieved (never
+            empty in `build_eval_task`'s tasks; may be empty in `build_simulation_task`'s).
         exclude: per evaluated user, their train-window engaged corpus pins (None: no exclusion).
         corpus: sorted pin ids that may be retrieved.
         timestamp: serving time in seconds.
@@ -84,21 +88,8 @@ def build_eval_task(
         corpus), "repeat_items" (distinct pairs already engaged in train, with exclude_train) and
         "repeat_only_users" (users whose corpus engagements are all repeats).
     """
-    if window not in WINDOWS:
-        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+    users, pins, timestamp = _window(split, window)
     corpus = check_corpus(corpus)
-    frame = split.test if window == "test" else split.val
-    name = f"split.{window}"
-    users, pins = engaged_pairs(frame, name)
-    if len(users) == 0:
-        raise DataValidationError(f"{name}: no click/repin events to evaluate on")
-    if window == "test":
-        timestamp = int(split.reference_time)
-    else:
-        if "timestamp" not in frame.columns:
-            raise DataValidationError(f"{name}: missing column 'timestamp'")
-        timestamp = int(frame["timestamp"].min())
-
     window_users = np.unique(users)
     pair_user, pair_pin = _unique_pairs(users, pins)
     in_corpus = np.isin(pair_pin, corpus)
@@ -126,6 +117,75 @@ def build_eval_task(
         "repeat_only_users": len(corpus_users) - len(user_ids),
     }
     return EvalTask(user_ids, relevant, exclude, corpus, timestamp, cold)
+
+
+def build_simulation_task(
+    split: Split,
+    corpus: np.ndarray,
+    users: int,
+    seed: int = 0,
+    window: str = "test",
+    exclude_train: bool = True,
+) -> EvalTask:
+    """The simulated online population: a fixed seeded sample of the window's active users.
+
+    Unlike `build_eval_task`, who is simulated does not depend on the corpus or on `exclude_train`,
+    so every arm of a comparison is simulated on the same users; a user with nothing retrievable
+    is simulated with whatever the arm retrieves. The sample keeps the users of smallest hash of
+    (seed, user id), so it is the same for any retriever, and a smaller sample is a subset of a
+    larger one.
+
+    Args:
+        split: the time split.
+        corpus: sorted pin ids that may be retrieved.
+        users: at most this many users are sampled (all of them when the window has fewer).
+        seed: the sample's seed.
+        window: "test" or "val", as in `build_eval_task`.
+        exclude_train: exclude each user's train-window engaged corpus pins from retrieval.
+
+    Returns:
+        The task; `relevant` holds each user's retrievable window engagements (possibly none) and
+        `cold` counts "window_users" (users with window engagements), "sampled_users" and
+        "nothing_relevant" (sampled users with no retrievable window engagement).
+    """
+    if isinstance(users, bool) or not isinstance(users, int | np.integer) or users < 1:
+        raise ValueError(f"users must be a positive integer, got {users!r}")
+    window_user, window_pin, timestamp = _window(split, window)
+    corpus = check_corpus(corpus)
+    active = np.unique(window_user)
+    if len(active) > users:
+        keys = hash_mix(hash_mix(np.uint64(seed), _POPULATION_STREAM), active.astype(np.uint64))
+        active = np.sort(active[np.argsort(keys, kind="stable")[:users]])
+    exclude = None
+    if exclude_train:
+        train_users, train_pins = engaged_pairs(split.train, "split.train")
+        exclude = _rows_for(active, train_users, train_pins, corpus)
+    relevant = _rows_for(active, *_unique_pairs(window_user, window_pin), corpus)
+    if exclude is not None:
+        keep = ~exclude.contains_pairs(relevant.row_of_value(), relevant.values)
+        relevant = Csr.from_pairs(relevant.row_of_value()[keep], relevant.values[keep], len(active))
+    cold = {
+        "window_users": len(np.unique(window_user)),
+        "sampled_users": len(active),
+        "nothing_relevant": int(np.sum(relevant.lengths() == 0)),
+    }
+    return EvalTask(active, relevant, exclude, corpus, timestamp, cold)
+
+
+def _window(split: Split, window: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(users, pins) of the window's engagements and the window's serving time."""
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+    frame = split.test if window == "test" else split.val
+    name = f"split.{window}"
+    users, pins = engaged_pairs(frame, name)
+    if len(users) == 0:
+        raise DataValidationError(f"{name}: no click/repin events to evaluate on")
+    if window == "test":
+        return users, pins, int(split.reference_time)
+    if "timestamp" not in frame.columns:
+        raise DataValidationError(f"{name}: missing column 'timestamp'")
+    return users, pins, int(frame["timestamp"].min())
 
 
 def _unique_pairs(users: np.ndarray, pins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

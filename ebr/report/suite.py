@@ -162,6 +162,33 @@ def _page_cell(row: TechniqueRow, out_dir: Path) -> str:
     return f"[{Path(page).stem}]({Path(link).as_posix()})"
 
 
+def verdict_of(technique: str, page: str | Path | None) -> str:
+    """The verdict the technique's page states: the paragraph that starts ``**Verdict, TECHNIQUE:**``.
+
+    Written by a person after reading the sweeps, so it lives on the page next to its evidence; the
+    suite only repeats it, and says so when the page has none.
+
+    Args:
+        technique: the row's technique name (``report.technique``).
+        page: the page's path relative to the repository root (the directory the suite runs from).
+    """
+    if not page:
+        return "no page"
+    path = Path(page)
+    if not path.is_file():
+        return f"page {page} not found"
+    marker = f"**Verdict, {technique}:**"
+    paragraph: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if paragraph:
+            if not line.strip():
+                break
+            paragraph.append(line.strip())
+        elif line.startswith(marker):
+            paragraph.append(line[len(marker) :].strip())
+    return " ".join(paragraph) if paragraph else f"not stated on {page} (no line starting {marker})"
+
+
 def _display_path(path: str) -> str:
     """`path` relative to the working directory when inside it, so the README holds no machine paths."""
     absolute = Path(path).resolve()
@@ -194,10 +221,11 @@ def render_readme(rows: list[TechniqueRow], out: Path) -> str:
         "An interval excluding 0 is a measured effect.",
         "- **control**: the same sweep with the world's knob for this phenomenon off; the gain should vanish "
         "(interval covering 0).",
+        "- **verdict**: what the evidence supports, as the technique's page states it.",
         "",
-        "| technique | paper (reported) | ebr: measured Δ [95% CI] | control Δ (knob off) | seeds | date "
-        "| commit | page |",
-        "|---|---|---|---|---|---|---|---|",
+        "| technique | paper (reported) | ebr: measured Δ [95% CI] | control Δ (knob off) | verdict | seeds "
+        "| date | commit | page |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         reports = [r for r in (row.ablation, row.control) if r is not None]
@@ -209,6 +237,7 @@ def render_readme(rows: list[TechniqueRow], out: Path) -> str:
             _paper_cell(row.ablation or row.control),
             measured_cell(row.ablation, metrics),
             measured_cell(row.control, metrics),
+            verdict_of(row.technique, None if primary is None else primary.meta.page),
             "<br>".join([_runs_cell(row.ablation, "ablation"), _runs_cell(row.control, "control")]),
             "<br>".join(dates),
             _commit_cell(reports),

@@ -45,13 +45,22 @@ def test_readme_pairs_ablation_with_control(make_sweep, tmp_path, monkeypatch) -
 
     monkeypatch.chdir(tmp_path)
     out = Path("experiments") / "README.md"
+    out.parent.mkdir()
+    verdict = "MaskNet beats the MLP, | but the control keeps the gain."
+    Path(CROSSING_REPORT["page"]).write_text(
+        f"# Crossing\n\n**Verdict, Other technique:** not this one.\n\n"
+        f"**Verdict, {CROSSING_REPORT['technique']}:** MaskNet beats the MLP, |\nbut the control keeps "
+        "the gain.\n\nLater paragraph.\n"
+    )
     assert main(["--out", str(out), str(control), str(ablation)]) == 0
     text = out.read_text()
 
     rows = [line for line in text.splitlines() if line.startswith("| Feature crossing")]
     assert len(rows) == 1  # one row per technique
     cells = [c.strip() for c in rows[0].strip("|").split(" | ")]
-    technique, paper, measured, control_cell, seeds, date, commit, page = cells
+    technique, paper, measured, control_cell, verdict_cell, seeds, date, commit, page = cells
+    # the page's paragraph for this technique, its pipe escaped for the table
+    assert verdict_cell == verdict.replace("|", "\\|")
     assert technique == CROSSING_REPORT["technique"]
     assert CROSSING_REPORT["paper"]["masknet"] in paper
     for arm, factors in ablation_factors.items():
@@ -79,11 +88,15 @@ def test_readme_pairs_ablation_with_control(make_sweep, tmp_path, monkeypatch) -
     assert f"`{control.name}`" in text
 
 
-def test_lone_ablation_and_bad_inputs(make_sweep, tmp_path, capsys) -> None:
+def test_lone_ablation_and_bad_inputs(make_sweep, tmp_path, capsys, monkeypatch) -> None:
     ablation = _sweep(make_sweep, "crossing", False, {"masknet": [1.1, 1.2, 1.3]})
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "README.md"
     write_readme(out, [ablation / "report.json"])
-    assert "| no sweep |" in out.read_text()  # the control column says the control is absent
+    text = out.read_text()
+    assert "| no sweep |" in text  # the control column says the control is absent
+    # the fixture's page does not exist under the test's working directory: the verdict says so
+    assert f"page {CROSSING_REPORT['page']} not found" in text
 
     report = load_report(ablation)
     with pytest.raises(SuiteError, match="two ablation reports"):

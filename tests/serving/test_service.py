@@ -57,9 +57,14 @@ def _brute_retrieval(task: EvalTask, users: np.ndarray, pins: np.ndarray, k: int
 
 
 class _Truth:
-    """p_click rises with the pin id; the ranker's true score is the pin id."""
+    """p_click rises with the pin id; the ranker's true score is the pin id; no label noise."""
 
-    def engagement_probabilities(self, users, pins, timestamp):
+    label_noise = 0.0
+
+    def near_duplicate_groups(self, pins):
+        return np.asarray(pins)
+
+    def engagement_probabilities(self, users, pins, timestamp, noise=None):
         pins = np.broadcast_to(pins, np.broadcast_shapes(np.shape(users), np.shape(pins)))
         return pins / (pins.max() + 1.0), np.full(pins.shape, 0.3)
 

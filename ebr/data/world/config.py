@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 # Bumped whenever the generator's output for a given config changes, so stale caches are not reused.
-GENERATOR_VERSION = 1
+# 2: per-interest user taste, the personalised logging policy, the truth's taste decomposition.
+GENERATOR_VERSION = 2
 
 # Fields that must be integers >= the given minimum.
 _INT_MINIMUM: dict[str, int] = {
@@ -37,6 +38,7 @@ _INT_MINIMUM: dict[str, int] = {
     "max_user_interests": 1,
     "max_duplicate_cluster_size": 2,
     "impression_gap_seconds": 2,
+    "policy_shortlist": 1,
 }
 # Fields that are fractions in [0, 1].
 _FRACTIONS = (
@@ -87,6 +89,11 @@ class WorldConfig:
         near_duplicates: fraction of pins that belong to near-duplicate clusters sharing a coarse signature.
         multi_interest: mean number of extra interests per user, relative to `extra_interests_mean`
             (0: exactly one interest each).
+        interest_taste: how much a user's own taste differs between their interests (0: one own taste
+            for every interest, so a single user vector expresses the truth).
+        policy_personalization: how strongly the logging policy's pick among its shortlist follows the
+            user's own (idiosyncratic) taste term of the logit (0: not at all; logs then reflect only
+            interests, quality and trends).
         extra_interests_mean: mean number of interests beyond the first at multi_interest = 1.
         max_user_interests: cap on the number of interests of a user.
         interest_weight_concentration: Gamma shape of the users' interest weights (small: very unequal).
@@ -103,6 +110,8 @@ class WorldConfig:
         repin_offset: added to the click logit to get the repin logit (P(repin | click)).
         exploration_rate: fraction of impressions the logging policy fills with a uniformly random pin.
         policy_quality_weight: how strongly the logging policy favours high-quality pins (exp(w * quality)).
+        policy_shortlist: pins the logging policy draws per impression (by interest, quality and trend)
+            before picking one by the user's own taste.
         new_pin_fraction: with trends on, the fraction of pins created during the horizon.
         history_days: pre-existing pins are created uniformly within this many days before day 0.
         trend_rise_days: time constant of a pin's rise after creation.
@@ -111,7 +120,8 @@ class WorldConfig:
         trend_floor: popularity level a pin decays to, relative to its peak.
         duplicate_cluster_mean: mean size of a near-duplicate cluster (sizes 2..max, shifted geometric).
         max_duplicate_cluster_size: largest near-duplicate cluster.
-        duplicate_delay_days: mean delay of a duplicate's creation after the cluster's original.
+        duplicate_delay_days: mean delay of a duplicate's creation after the cluster's original (with trends
+            on); the members of a cluster differ in freshness by it (0: created together, equally fresh).
     """
 
     seed: int = 0
@@ -136,6 +146,8 @@ class WorldConfig:
     trend_strength: float = 1.0
     near_duplicates: float = 0.2
     multi_interest: float = 1.0
+    interest_taste: float = 2.0
+    policy_personalization: float = 2.0
     # interests
     extra_interests_mean: float = 2.0
     max_user_interests: int = 6
@@ -154,6 +166,7 @@ class WorldConfig:
     # logging policy
     exploration_rate: float = 0.05
     policy_quality_weight: float = 1.0
+    policy_shortlist: int = 4
     # pin life cycle
     new_pin_fraction: float = 0.5
     history_days: float = 30.0
@@ -289,6 +302,7 @@ STREAMS: dict[str, int] = {
     "duplicates": 6,
     "taste": 7,
     "events": 8,
+    "interest_taste": 9,
 }
 
 

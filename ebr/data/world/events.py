@@ -12,7 +12,7 @@ from ebr.data.csr import Ragged, rows_of_values
 from ebr.data.schema import CLICK, IMPRESSION, NO_INTEREST, REPIN, SECONDS_PER_DAY
 from ebr.data.world.config import WorldConfig, stream
 from ebr.data.world.entities import PinEntities, UserEntities
-from ebr.data.world.truth import SyntheticTruth, sigmoid
+from ebr.data.world.truth import SyntheticTruth
 
 EVENT_DTYPES = {
     "user": np.int64,
@@ -25,17 +25,18 @@ EVENT_DTYPES = {
 
 def _sample_from_rows(
     rows: Ragged, entry_weights: np.ndarray, row: np.ndarray, uniform: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one value per query from its row of `rows` (e.g. pins by interest), proportionally to weights.
 
     Args:
         rows: the candidates of each row.
         entry_weights: non-negative weight of each entry of `rows.values`.
-        row: the row of each query.
-        uniform: one U[0, 1) draw per query.
+        row: the row of each query (any shape).
+        uniform: one U[0, 1) draw per query (the shape of `row`).
 
     Returns:
-        (value, ok) where ok is False for queries whose row has no positive weight.
+        (value, entry, ok): the drawn value, its index into `rows.values`, and False for queries
+        whose row has no positive weight (their value and entry are placeholders).
     """
     cumulative = np.concatenate([[0.0], np.cumsum(entry_weights, dtype=np.float64)])
     base = cumulative[rows.offsets[row]]
@@ -44,9 +45,8 @@ def _sample_from_rows(
     # rounding can push a draw past the row: fall back to its last positive-weight entry
     positive_index = np.where(entry_weights > 0, np.arange(len(entry_weights)), -1)
     last_positive = np.maximum.accumulate(np.concatenate([[-1], positive_index]))[rows.offsets[row + 1]]
-    entry = np.minimum(entry, last_positive)
-    ok = total > 0
-    return rows.values[np.where(ok, entry, 0)], ok
+    entry = np.where(total > 0, np.minimum(entry, last_positive), 0)
+    return rows.values[entry], entry, total > 0
 
 
 def simulate_events(
@@ -58,7 +58,8 @@ def simulate_events(
         config: the world config.
         users: the users' attributes (activity and interest weights drive the sessions and the policy).
         pins: the pins' attributes (interest tags and cluster sizes drive the policy).
-        truth: the true engagement model; clicks and repins are drawn from it plus label noise.
+        truth: the true engagement model; clicks and repins are drawn from it plus label noise, and
+            the policy's shortlist pick follows the users' own taste in it.
 
     Returns:
         Events in the canonical schema (user, pin, timestamp, event, interest) with canonical dtypes.
@@ -119,18 +120,32 @@ def _simulate_day(
         day_start + (np.repeat(start, per_session) + np.tile(np.arange(per_session) * gap, len(start)))[:n]
     )
 
-    # logging policy: source interest from the user's weights, then a pin tagged with it
-    source, _ = _sample_from_rows(interests_by_user, users.interest_weights, user, rng.random(n))
-    pin, ok = _sample_from_rows(pins_by_interest, pin_weight[pins_by_interest.values], source, rng.random(n))
+    # logging policy: source interest from the user's weights, then a shortlist of pins tagged with it
+    # (by quality and trend), of which a past ranker that knew part of the user's own taste picks one
+    source, source_entry, _ = _sample_from_rows(
+        interests_by_user, users.interest_weights, user, rng.random(n)
+    )
+    shortlist = config.policy_shortlist
+    listed, _, ok = _sample_from_rows(
+        pins_by_interest,
+        pin_weight[pins_by_interest.values],
+        np.repeat(source, shortlist),
+        rng.random(n * shortlist),
+    )
+    listed, ok = listed.reshape(n, shortlist), ok.reshape(n, shortlist)[:, 0]
+    pick = rng.gumbel(size=(n, shortlist))
+    if config.policy_personalization > 0:
+        pick += config.policy_personalization * _own_taste_logit(truth, user, source_entry, listed)
+    pin = listed[np.arange(n), np.argmax(pick, axis=1)]
     explore = (rng.random(n) < config.exploration_rate) | ~ok
     random_pin = existing[rng.integers(0, max(len(existing), 1), size=n)]
     pin = np.where(explore, random_pin, pin)
     interest = np.where(explore, NO_INTEREST, source)
 
-    logit, _ = truth.logits(user, pin, timestamp)
-    logit += config.label_noise * rng.standard_normal(n)
-    click = rng.random(n) < sigmoid(logit)
-    repin = click & (rng.random(n) < sigmoid(logit + config.repin_offset))
+    # the same noise model as every consumer of the truth: logit + label_noise * N(0, 1)
+    p_click, p_repin = truth.engagement_probabilities(user, pin, timestamp, noise=rng.standard_normal(n))
+    click = rng.random(n) < p_click
+    repin = click & (rng.random(n) < p_repin)
     # a click follows its impression, a repin its click, within the impression gap
     click_time = timestamp + rng.integers(0, gap // 2, size=n)
     repin_time = click_time + rng.integers(0, gap // 2, size=n)
@@ -150,3 +165,18 @@ def _simulate_day(
     # stable: at equal seconds an impression precedes its click and a click its repin
     order = np.argsort(out["timestamp"], kind="stable")
     return {name: values[order] for name, values in out.items()}
+
+
+def _own_taste_logit(
+    truth: SyntheticTruth, users: np.ndarray, entries: np.ndarray, pins: np.ndarray
+) -> np.ndarray:
+    """affinity_scale * <own taste of each user for the source interest, z_p> for (n, m) pins.
+
+    Args:
+        truth: the world's truth.
+        users: (n,) user ids.
+        entries: (n,) the users' interest entries the pins were drawn for.
+        pins: (n, m) shortlisted pin ids.
+    """
+    own = truth.user_own_taste[users] + truth.user_interest_taste[entries]
+    return truth.affinity_scale * np.einsum("nl,nml->nm", own, truth.pin_vectors[pins])

@@ -9,7 +9,7 @@ from ebr.data.schema import CategoricalFeature, FeatureTable, InteractionData, v
 from ebr.data.world.config import WorldConfig
 from ebr.data.world.entities import PinEntities, UserEntities, draw_pins, draw_users
 from ebr.data.world.events import simulate_events
-from ebr.data.world.truth import build_truth
+from ebr.data.world.taste import build_truth
 
 WORLD_NAME = "synthetic"
 

@@ -1,12 +1,14 @@
 """The world's truth: the hidden taste vectors of users and pins and the true engagement model.
 
-engagement logit(u, p, t) = base_logit + affinity_scale * <z_u, z_p> + interest_match_weight * w_u(p)
+engagement logit(u, p, t) = base_logit + affinity_scale * <z_u(p), z_p> + interest_match_weight * w_u(p)
                             + quality_p + trend_strength * log trend_p(t)
 
-where w_u(p) is the user's weight on the pin's interest (the larger over the pin's tags) and trend_p(t)
+where w_u(p) is the user's weight on the pin's interest (the larger over the pin's tags), z_u(p) the
+user's taste for that interest (their general taste for a pin outside their interests) and trend_p(t)
 is 0 before the pin's creation, rises within `trend_rise_days` and decays over its lifetime to
-`trend_floor`. p_click = sigmoid(logit); p_repin = sigmoid(logit + repin_offset) is P(repin | click).
-Taste vectors are built in `build_truth`; see docs/world.md for the scales.
+`trend_floor`. p_click = sigmoid(logit + label_noise * e); p_repin = sigmoid(that + repin_offset) is
+P(repin | click), with e the impression's standard normal noise (0 for the expected-score model).
+The taste vectors are drawn in `ebr.data.world.taste`; see docs/world.md for the scales.
 """
 
 from __future__ import annotations
@@ -18,14 +20,7 @@ import numpy as np
 
 from ebr.data.csr import Ragged
 from ebr.data.schema import SECONDS_PER_DAY
-from ebr.data.world.config import WorldConfig, stream
-from ebr.data.world.entities import PinEntities, UserEntities
 
-# Weight of the demographic / category-and-format embeddings next to the interest embeddings in the
-# additive taste part (interests dominate taste, as on Pinterest).
-DEMOGRAPHIC_WEIGHT = 0.5
-# Weight of a pin's second interest tag in its additive taste part.
-SECOND_TAG_WEIGHT = 0.5
 # true_score of a pin that does not exist yet (its probabilities are exactly 0); finite so that
 # arithmetic on scores never produces NaN.
 UNCREATED_LOGIT = -30.0
@@ -43,6 +38,7 @@ _SCALARS = (
     "trend_rise_days",
     "trend_floor",
     "repin_offset",
+    "label_noise",
 )
 
 
@@ -55,32 +51,48 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 class SyntheticTruth:
     """The true engagement model of a synthetic world (implements `ebr.data.schema.GroundTruth`).
 
+    The taste arrays are stored decomposed, so an analysis can remove one part (e.g. a ranker that
+    does not know the users' own taste is `dataclasses.replace(truth, user_vectors=truth.user_vectors
+    - truth.user_own_taste, user_interest_taste=0 * truth.user_interest_taste)`).
+
     Args:
-        user_vectors: float32 (n_users, L) true user taste z_u.
+        user_vectors: float32 (n_users, L) general taste z_u: the interest-weighted average of the
+            user's per-interest tastes, used for pins outside the user's interests.
+        user_own_taste: float32 (n_users, L) the idiosyncratic (not feature-determined) part of
+            `user_vectors`.
+        user_interest_taste: float32 (n_entries, L), aligned with `user_interest_values`: the user's
+            taste for that interest minus `user_vectors` (all 0 when `interest_taste` is 0).
         pin_vectors: float32 (n_pins, L) true pin taste z_p.
+        pin_own_taste: float32 (n_pins, L) the idiosyncratic part of `pin_vectors`.
         pin_quality: float32 (n_pins,) per-pin quality logit.
         pin_created_at: int64 (n_pins,) creation time in seconds.
         pin_lifetime_days: float32 (n_pins,) popularity lifetime.
         pin_interests: int64 (n_pins, 2) primary and second interest tag (-1: none).
+        pin_signature: int64 (n_pins,) coarse image signature, shared by near-duplicates.
         user_interest_offsets: int64 (n_users + 1,) CSR offsets of the users' interests.
         user_interest_values: int64 interest ids.
         user_interest_weights: float32 interest weights.
         n_interests: size of the interest vocabulary.
         base_logit: intercept of the logit.
-        affinity_scale: multiplier of <z_u, z_p>.
+        affinity_scale: multiplier of <z_u(p), z_p>.
         interest_match_weight: multiplier of the user's weight on the pin's interest.
         trend_strength: exponent of the popularity trend (0: flat).
         trend_rise_days: rise time constant after creation.
         trend_floor: level the trend decays to.
         repin_offset: repin logit minus click logit.
+        label_noise: std of the per-impression logit noise of engagements.
     """
 
     user_vectors: np.ndarray
+    user_own_taste: np.ndarray
+    user_interest_taste: np.ndarray
     pin_vectors: np.ndarray
+    pin_own_taste: np.ndarray
     pin_quality: np.ndarray
     pin_created_at: np.ndarray
     pin_lifetime_days: np.ndarray
     pin_interests: np.ndarray
+    pin_signature: np.ndarray
     user_interest_offsets: np.ndarray
     user_interest_values: np.ndarray
     user_interest_weights: np.ndarray
@@ -92,15 +104,24 @@ class SyntheticTruth:
     trend_rise_days: float
     trend_floor: float
     repin_offset: float
+    label_noise: float
     _keys: np.ndarray = field(init=False, repr=False)
-    _key_weights: np.ndarray = field(init=False, repr=False)
+    _key_entries: np.ndarray = field(init=False, repr=False)
+    _per_interest: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         interests = Ragged(self.user_interest_offsets, self.user_interest_values)
         keys = interests.row_of_value() * self.n_interests + self.user_interest_values
         order = np.argsort(keys, kind="stable")
         object.__setattr__(self, "_keys", keys[order])
-        object.__setattr__(self, "_key_weights", self.user_interest_weights[order])
+        object.__setattr__(self, "_key_entries", order.astype(np.int64))
+        # most worlds of a sweep's control arms have no per-interest taste: skip its gathers there
+        object.__setattr__(self, "_per_interest", bool(np.any(self.user_interest_taste)))
+        if len(self.user_interest_taste) != len(self.user_interest_values):
+            raise ValueError(
+                f"SyntheticTruth.user_interest_taste has {len(self.user_interest_taste)} rows for"
+                f" {len(self.user_interest_values)} user interests"
+            )
 
     @property
     def n_users(self) -> int:
@@ -112,8 +133,10 @@ class SyntheticTruth:
         """Number of pins."""
         return len(self.pin_vectors)
 
-    def interest_weight(self, users: np.ndarray, interests: np.ndarray) -> np.ndarray:
-        """The users' weights on the given interests (0 for interests a user does not have, or -1).
+    def interest_entry(self, users: np.ndarray, interests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(weight, entry) of the users' given interests; weight 0 and entry -1 where a user lacks one.
+
+        `entry` indexes `user_interest_values` (and `user_interest_taste`).
 
         Args:
             users: int user ids; broadcasts against `interests`.
@@ -123,7 +146,30 @@ class SyntheticTruth:
         query = users * self.n_interests + interests
         index = np.minimum(np.searchsorted(self._keys, query), len(self._keys) - 1)
         found = (self._keys[index] == query) & (interests >= 0)
-        return np.where(found, self._key_weights[index], 0.0)
+        entry = np.where(found, self._key_entries[index], -1)
+        weight = np.where(found, self.user_interest_weights[np.maximum(entry, 0)], 0.0)
+        return weight, entry
+
+    def interest_weight(self, users: np.ndarray, interests: np.ndarray) -> np.ndarray:
+        """The users' weights on the given interests (0 for interests a user does not have, or -1).
+
+        Args:
+            users: int user ids; broadcasts against `interests`.
+            interests: int interest ids (-1 allowed, meaning none).
+        """
+        return self.interest_entry(users, interests)[0]
+
+    def pin_match(self, users: np.ndarray, pins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(w_u(p), entry) per user-pin pair: the pin's tag the user weighs most (entry -1: neither).
+
+        Args:
+            users: int user ids; broadcasts against `pins`.
+            pins: int pin ids.
+        """
+        w0, e0 = self.interest_entry(users, self.pin_interests[pins, 0])
+        w1, e1 = self.interest_entry(users, self.pin_interests[pins, 1])
+        second = w1 > w0
+        return np.where(second, w1, w0), np.where(second, e1, e0)
 
     def log_trend(self, pins: np.ndarray, timestamp: np.ndarray | float) -> np.ndarray:
         """log trend_p(t) for pins that exist at t (age >= 0); undefined (garbage) for the others.
@@ -164,11 +210,12 @@ class SyntheticTruth:
         return logit.reshape(shape), exists.reshape(shape)
 
     def _logit_flat(self, users: np.ndarray, pins: np.ndarray, times: np.ndarray) -> np.ndarray:
-        affinity = np.einsum("ij,ij->i", self.user_vectors[users], self.pin_vectors[pins]).astype(np.float64)
-        match = np.maximum(
-            self.interest_weight(users, self.pin_interests[pins, 0]),
-            self.interest_weight(users, self.pin_interests[pins, 1]),
-        )
+        match, entry = self.pin_match(users, pins)
+        taste = self.user_vectors[users]
+        if self._per_interest:
+            deviation = self.user_interest_taste[np.maximum(entry, 0)]
+            taste = taste + np.where((entry >= 0)[:, None], deviation, 0.0)
+        affinity = np.einsum("ij,ij->i", taste, self.pin_vectors[pins]).astype(np.float64)
         logit = self.base_logit + self.affinity_scale * affinity + self.interest_match_weight * match
         logit += self.pin_quality[pins]
         if self.trend_strength > 0:
@@ -186,18 +233,27 @@ class SyntheticTruth:
             )
 
     def engagement_probabilities(
-        self, users: np.ndarray, pins: np.ndarray, timestamp: np.ndarray | float
+        self,
+        users: np.ndarray,
+        pins: np.ndarray,
+        timestamp: np.ndarray | float,
+        noise: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(p_click, p_repin | click) of showing `pins` to `users` at `timestamp`; 0 for uncreated pins.
 
-        The unconditional repin probability is p_click * p_repin.
+        Without `noise` these are the probabilities of the expected score; with it, those of one
+        impression whose logit carries `label_noise * noise` (how the logs are drawn). The
+        unconditional repin probability is p_click * p_repin.
 
         Args:
             users: int user ids, broadcasting against `pins` (e.g. (M, 1) with (M, K)).
             pins: int pin ids.
             timestamp: seconds; a scalar or an array broadcasting with users and pins.
+            noise: standard normal draws per impression, broadcasting with users and pins.
         """
         logit, exists = self.logits(users, pins, timestamp)
+        if noise is not None:
+            logit = logit + self.label_noise * np.asarray(noise, dtype=np.float64)
         p_click = np.where(exists, sigmoid(logit), 0.0)
         p_repin = np.where(exists, sigmoid(logit + self.repin_offset), 0.0)
         return p_click, p_repin
@@ -211,6 +267,60 @@ class SyntheticTruth:
             timestamp: seconds; a scalar or an array broadcasting with users and pins.
         """
         return self.logits(users, pins, timestamp)[0]
+
+    def score_matrix(self, users: np.ndarray, pins: np.ndarray, timestamp: float) -> np.ndarray:
+        """(len(users), len(pins)) true scores of every user with every pin, through matrix products.
+
+        Equal to `true_score(users[:, None], pins[None, :], timestamp)` up to float rounding, and much
+        faster for whole blocks (e.g. ranking a corpus).
+
+        Args:
+            users: 1-D int user ids.
+            pins: 1-D int pin ids.
+            timestamp: seconds (a scalar).
+        """
+        users, pins = np.asarray(users, np.int64), np.asarray(pins, np.int64)
+        if users.ndim != 1 or pins.ndim != 1:
+            raise ValueError(f"score_matrix: users and pins must be 1-D, got {users.shape} and {pins.shape}")
+        self._check_ids(users, pins)
+        pin_vectors = self.pin_vectors[pins].astype(np.float64)
+        affinity = self.user_vectors[users].astype(np.float64) @ pin_vectors.T
+        # each user's interests as dense rows: weight and (local) entry per interest id
+        counts = np.diff(self.user_interest_offsets)[users]
+        rows = np.repeat(np.arange(len(users)), counts)
+        first = self.user_interest_offsets[users] - (np.cumsum(counts) - counts)
+        entries = np.repeat(first, counts) + np.arange(len(rows))
+        weight = np.zeros((len(users), self.n_interests + 1))  # the last column: no tag
+        local = np.full((len(users), self.n_interests + 1), -1, dtype=np.int64)
+        weight[rows, self.user_interest_values[entries]] = self.user_interest_weights[entries]
+        local[rows, self.user_interest_values[entries]] = np.arange(len(rows))
+        tags = np.where(self.pin_interests[pins] >= 0, self.pin_interests[pins], self.n_interests)
+        w0, w1 = weight[:, tags[:, 0]], weight[:, tags[:, 1]]
+        second = w1 > w0
+        match = np.where(second, w1, w0)
+        if self._per_interest:
+            entry = np.where(second, local[:, tags[:, 1]], local[:, tags[:, 0]])
+            deviation = self.user_interest_taste[entries].astype(np.float64) @ pin_vectors.T
+            matched = entry >= 0
+            affinity[matched] += deviation[entry[matched], np.nonzero(matched)[1]]
+        logit = self.base_logit + self.affinity_scale * affinity + self.interest_match_weight * match
+        logit += self.pin_quality[pins].astype(np.float64)
+        exists = self.pin_created_at[pins] <= timestamp
+        if self.trend_strength > 0:
+            logit += self.trend_strength * self.log_trend(pins, timestamp)
+        logit[:, ~exists] = UNCREATED_LOGIT
+        return logit
+
+    def near_duplicate_groups(self, pins: np.ndarray) -> np.ndarray:
+        """The near-duplicate group (coarse image signature) of each pin.
+
+        Args:
+            pins: int pin ids, any shape.
+        """
+        pins = np.asarray(pins, np.int64)
+        if pins.size and (pins.min() < 0 or pins.max() >= self.n_pins):
+            raise IndexError(f"SyntheticTruth: pin ids must be in [0, {self.n_pins})")
+        return self.pin_signature[pins]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """All parameters as named arrays (scalars as 0-d arrays), e.g. for np.savez."""
@@ -231,91 +341,3 @@ class SyntheticTruth:
         for n in _SCALARS:
             values[n] = values[n].item()
         return cls(**values)
-
-
-def _rms(x: np.ndarray) -> float:
-    value = float(np.sqrt(np.mean(np.sum(x * x, axis=1))))
-    return value if value > 0 else 1.0
-
-
-def _mix(
-    additive: np.ndarray, interaction: np.ndarray, random: np.ndarray, config: WorldConfig
-) -> np.ndarray:
-    """Normalised mix of the three taste parts; the knobs change its composition, not its scale."""
-    c_int = config.feature_interaction * config.interaction_ratio
-    c_rand = config.idiosyncrasy * config.idiosyncrasy_ratio
-    mixed = (
-        additive / _rms(additive) + c_int * interaction / _rms(interaction) + c_rand * random / _rms(random)
-    )
-    return mixed / np.sqrt(1.0 + c_int**2 + c_rand**2)
-
-
-def build_truth(config: WorldConfig, users: UserEntities, pins: PinEntities) -> SyntheticTruth:
-    """Draw the latent taste parameters and assemble the world's true engagement model.
-
-    Args:
-        config: the world config.
-        users: the users' observable attributes.
-        pins: the pins' observable attributes.
-    """
-    rng = stream(config.seed, "taste")
-    dim, n_int = config.latent_dim, config.n_interests
-
-    def table(rows: int) -> np.ndarray:  # rows of rms norm ~1
-        return rng.standard_normal((rows, dim)) / np.sqrt(dim)
-
-    e_int, e_country, e_age, e_gender = (
-        table(n) for n in (n_int, config.n_countries, config.n_age_buckets, config.n_genders)
-    )
-    f_cat, f_fmt = table(config.n_pin_categories), table(config.n_formats)
-    g_country, g_age, g_int = (
-        rng.standard_normal((n, dim)) for n in (config.n_countries, config.n_age_buckets, n_int)
-    )
-    h_cat, h_fmt, h_int = (
-        rng.standard_normal((n, dim)) for n in (config.n_pin_categories, config.n_formats, n_int)
-    )
-    user_random, pin_random, jitter = table(config.n_users), table(config.n_pins), table(config.n_pins)
-    quality_raw = rng.standard_normal(config.n_pins)
-
-    # users: weight-averaged interest embeddings + demographics; product of country x age x top interest
-    weighted = users.interest_weights[:, None].astype(np.float64) * e_int[users.interest_values]
-    interest_part = np.add.reduceat(weighted, users.interest_offsets[:-1], axis=0)
-    demographics = e_country[users.country] + e_age[users.age_bucket] + e_gender[users.gender]
-    user_interaction = g_country[users.country] * g_age[users.age_bucket] * g_int[users.top_interest]
-    user_vectors = _mix(
-        interest_part + DEMOGRAPHIC_WEIGHT * demographics, user_interaction, user_random, config
-    )
-
-    # pins: the same interest embeddings, so matching interests align; near-duplicates share their
-    # original's features (copied in entities) and random parts, plus a tiny per-pin jitter
-    has_second = pins.second_interest >= 0
-    second = np.where(has_second[:, None], e_int[np.maximum(pins.second_interest, 0)], 0.0)
-    pin_additive = e_int[pins.interest] + SECOND_TAG_WEIGHT * second
-    pin_additive += DEMOGRAPHIC_WEIGHT * (f_cat[pins.category] + f_fmt[pins.format])
-    pin_interaction = h_cat[pins.category] * h_fmt[pins.format] * h_int[pins.interest]
-    pin_vectors = _mix(pin_additive, pin_interaction, pin_random[pins.origin], config)
-    in_cluster = (pins.cluster_size > 1)[:, None]
-    pin_vectors = pin_vectors + np.where(
-        in_cluster, config.idiosyncrasy * config.duplicate_jitter * jitter, 0.0
-    )
-    quality = config.idiosyncrasy * config.pin_quality_std * quality_raw[pins.origin]
-
-    return SyntheticTruth(
-        user_vectors=user_vectors.astype(np.float32),
-        pin_vectors=pin_vectors.astype(np.float32),
-        pin_quality=quality.astype(np.float32),
-        pin_created_at=pins.created_at,
-        pin_lifetime_days=pins.lifetime_days.astype(np.float32),
-        pin_interests=np.stack([pins.interest, pins.second_interest], axis=1),
-        user_interest_offsets=users.interest_offsets,
-        user_interest_values=users.interest_values,
-        user_interest_weights=users.interest_weights,
-        n_interests=n_int,
-        base_logit=config.base_logit,
-        affinity_scale=config.affinity_scale,
-        interest_match_weight=config.interest_match_weight,
-        trend_strength=config.trend_strength,
-        trend_rise_days=config.trend_rise_days,
-        trend_floor=config.trend_floor,
-        repin_offset=config.repin_offset,
-    )
