@@ -89,7 +89,8 @@ def test_the_contrastive_loss_falls_over_epochs(trained) -> None:
     # vectors assigned to the wrong ids (rows shuffled) do
     user_rows = np.searchsorted(result.ids["user"], users)
     pin_rows = np.searchsorted(result.ids["pin"], pins)
-    assert (result.ids["user"][user_rows] == users).all() and (result.ids["pin"][pin_rows] == pins).all()
+    assert (result.ids["user"][user_rows] == users).all()
+    assert (result.ids["pin"][pin_rows] == pins).all()
     user, pin = _normalized(result.tables["user"]), _normalized(result.tables["pin"])
     order = np.random.default_rng(1).permutation(len(users))
     trained_loss = _in_batch_loss(user[user_rows[order]], pin[pin_rows[order]], result.scale)

@@ -63,7 +63,8 @@ def test_no_qualifying_snapshot_is_an_error_listing_every_snapshot_and_window(sn
         select_snapshot(snapshot_set, "latest_no_overlap", 15 * DAY, DATA)
     message = str(error.value)
     for name, window in (("snapshot-a", "[2, 16)"), ("snapshot-d", "[23, 37)")):
-        assert name in message and window in message, message
+        assert name in message, message
+        assert window in message, message
 
 
 def test_an_empty_directory_qualifies_nothing(tmp_path: Path) -> None:
@@ -76,7 +77,8 @@ def test_a_snapshot_of_another_data_set_is_refused_naming_both(tmp_path: Path) -
     _snapshot(tmp_path, "snapshot-b", 9, 23, data="synthetic:other")
     with pytest.raises(SnapshotSelectionError) as error:
         select_snapshot(tmp_path, "latest", 30 * DAY, DATA)
-    assert "synthetic:other" in str(error.value) and DATA in str(error.value)
+    assert "synthetic:other" in str(error.value)
+    assert DATA in str(error.value)
     # the older snapshot is of this data set and would be chosen under its policy
     assert select_snapshot(tmp_path, "latest_no_overlap", 20 * DAY, DATA).path.name == "snapshot-a"
 

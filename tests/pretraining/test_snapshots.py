@@ -37,8 +37,10 @@ def test_a_snapshot_round_trips_tables_mapping_and_manifest(tmp_path: Path) -> N
     assert loaded.rows("user", np.array([7, 5, 3, 12, 2])).tolist() == [2, 1, -1, -1, 0]
     assert loaded.rows("pin", np.array([40, 1])).tolist() == [2, -1]
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["rows"] == {"user": 4, "pin": 3} and manifest["embedding_dim"] == 6
-    assert manifest["config"] == {"pretrain": {"x": 1}} and manifest["data_source"] == DATA
+    assert manifest["rows"] == {"user": 4, "pin": 3}
+    assert manifest["embedding_dim"] == 6
+    assert manifest["config"] == {"pretrain": {"x": 1}}
+    assert manifest["data_source"] == DATA
     assert loaded.manifest == manifest
 
 
