@@ -18,6 +18,7 @@ from typing import Any
 
 import hydra
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
@@ -58,7 +59,7 @@ class TrainedTables:
     seconds: float
 
 
-def window_pairs(events: Any, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+def window_pairs(events: pd.DataFrame, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
     """(user, pin) data ids of the engagement events (event >= CLICK) with start <= timestamp < end.
 
     Args:
