@@ -6,6 +6,9 @@ defaults, so a mistyped key or a value of the wrong type fails before any work, 
 prints the whole composed config. Config groups that build objects (`data`, `model`, ...) are
 checked by their targets' constructors instead.
 
+`ebr-pretrain` has its own top, `EbrPretrainSchema` (`ebr_pretrain_schema`, first in
+`conf/pretrain.yaml`), sharing the loss and optimizer schemas below under `pretrain`.
+
 The `train` node holds the two-tower model's optimisation as objects to build: the loss and the
 two optimizers are nested `_target_` nodes, so the training module receives objects; the scalar
 knobs researchers sweep (`train.dense_lr`, `train.sparse_lr`, `train.logq`, ...) stay one key each.
