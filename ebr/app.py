@@ -1,4 +1,4 @@
-"""The Hydra application shell every ebr entry point shares (`ebr-train` today, `ebr-pretrain` next).
+"""The Hydra application shell every ebr entry point shares (`ebr-train`, `ebr-pretrain`).
 
 An entry point is a config name plus a job function `(cfg, run_dir, loggers) -> JobResult`;
 `run_app` hands the job to the wrapper in ebr.runs (skip, refuse, record, rank-0 guard) and

@@ -6,6 +6,9 @@ defaults, so a mistyped key or a value of the wrong type fails before any work, 
 prints the whole composed config. Config groups that build objects (`data`, `model`, ...) are
 checked by their targets' constructors instead.
 
+`ebr-pretrain` has its own top, `EbrPretrainSchema` (`ebr_pretrain_schema`, first in
+`conf/pretrain.yaml`), sharing the loss and optimizer schemas below under `pretrain`.
+
 The `train` node holds the two-tower model's optimisation as objects to build: the loss and the
 two optimizers are nested `_target_` nodes, so the training module receives objects; the scalar
 knobs researchers sweep (`train.dense_lr`, `train.sparse_lr`, `train.logq`, ...) stay one key each.
@@ -152,9 +155,67 @@ class EbrSchema:
     logger: Any = None
 
 
+@dataclass
+class SnapshotScheduleSchema:
+    """Which pre-training snapshots `ebr-pretrain` writes (the rule: docs/pretraining.md).
+
+    Args:
+        every_days: cadence: snapshot windows end at train_start, train_start - every_days, ...
+        window_days: each snapshot's trailing window length.
+        end: `train_start` (every window ends at or before the retrieval training window starts)
+            or `train_end` (one more, newest snapshot whose window ends where training ends).
+        max_snapshots: keep at most this many, newest first (null: as many as the data allows).
+        dir: where the snapshot set goes (null: `snapshots/` in the run directory).
+    """
+
+    every_days: float = 7.0
+    window_days: float = 14.0
+    end: str = "train_start"
+    max_snapshots: int | None = None
+    dir: str | None = None
+
+
+@dataclass
+class PretrainSchema:
+    """Contrastive pre-training of the user and pin ID tables (ebr.pretraining).
+
+    `logq` is `exact` (counts of the snapshot's window), `sketch` or `none`; `sharding` the torchrec
+    plan of both tables (`table_wise`, `column_wise`, `data_parallel` on CPU).
+    """
+
+    embedding_dim: int = 32
+    batch_size: int = 512
+    dense_lr: float = 1e-2
+    sparse_lr: float = 0.1
+    logq: str = "exact"
+    sharding: str = "table_wise"
+    loss: LossSchema = field(default_factory=LossSchema)
+    dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
+    sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)
+    snapshot: SnapshotScheduleSchema = field(default_factory=SnapshotScheduleSchema)
+
+
+@dataclass
+class EbrPretrainSchema:
+    """The top level of `conf/pretrain.yaml` (the keys are those of `EbrSchema` where they are shared)."""
+
+    experiment_name: str = "pretrain"
+    seed: int = 0
+    force: bool = False
+    num_threads: int = 1
+    pretrain: PretrainSchema = field(default_factory=PretrainSchema)
+    paths: PathsSchema = field(default_factory=PathsSchema)
+    report: Any = None
+    data: Any = None
+    split: Any = None
+    trainer: Any = None
+    logger: Any = None
+
+
 def register_schemas() -> None:
     """Register the schemas every ebr Hydra app composes with (idempotent)."""
     ConfigStore.instance().store(name="ebr_schema", node=EbrSchema)
+    ConfigStore.instance().store(name="ebr_pretrain_schema", node=EbrPretrainSchema)
     register_world_schema()
 
 

@@ -1,6 +1,7 @@
 """The package dependencies point one way, so a wrong import fails CI.
 
 data <- models <- training, serving <- evaluation <- retrieval <- pipeline <- train (the entry point);
+data <- models <- training <- pretraining <- pretrain (the pre-training entry point);
 ebr.runs and ebr.report import nothing of ebr but ebr.runs.
 """
 
@@ -27,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"data", "models", "training", "serving", "evaluation", "retrieval", "runs"},
     "app": {"config", "override_check", "runs"},
     "train": {"app", "runs", "pipeline"},
+    "pretraining": {"data", "models", "training", "runs"},
+    "pretrain": {"app", "runs", "pretraining"},
     "report": {"runs"},
 }
 

@@ -163,6 +163,8 @@ class Split:
     `test` holds labels strictly after every training timestamp; `val` never overlaps `test`.
     `reference_time` is the serving time: the start of the test window (seconds).
     `cold` counts what evaluation could not score (e.g. test items never seen in train).
+    `windows` holds each window's time bounds `name -> (start, stop)` in seconds, stop excluded,
+    when the split has global windows (the global temporal split; empty for the per-user one).
     """
 
     pretrain: pd.DataFrame
@@ -171,6 +173,7 @@ class Split:
     test: pd.DataFrame
     reference_time: int
     cold: dict[str, int] = field(default_factory=dict)
+    windows: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class GroundTruth(Protocol):

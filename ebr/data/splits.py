@@ -75,7 +75,8 @@ def global_temporal_split(
             to the test window's; val is empty); the windows' bounds are the same as without it.
 
     Returns:
-        A Split whose `reference_time` (serving time) is the start of the test window, and whose
+        A Split whose `reference_time` (serving time) is the start of the test window, whose
+        `windows` are the four windows' (start, stop) bounds, and whose
         `cold` counts, for `val` and `test`: `<window>_cold` (engagements on a pin with no train
         engagement: the training-window corpus cannot rank them; they stay in the window),
         `<window>_users_no_warm` (window users with no engagement on such a warm pin),
@@ -128,6 +129,14 @@ def global_temporal_split(
         test=test,
         reference_time=test_start,
         cold=_unseen_in_train(train, {"val": val, "test": test}, data),
+        # the bounds themselves, not the first and last timestamps: pre-training lays its
+        # snapshot windows against them (ebr.pretraining)
+        windows={
+            "pretrain": (pretrain_start, train_start),
+            "train": (train_start, train_stop),
+            "val": (train_stop, test_start),
+            "test": (test_start, end),
+        },
     )
     span_days, window_days = (end - first) / SECONDS_PER_DAY, (train_stop - train_start) / SECONDS_PER_DAY
     _warn_if_train_window_small(

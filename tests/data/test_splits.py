@@ -195,6 +195,24 @@ def test_global_split_windows_are_ordered_and_disjoint():
     assert split.pretrain["timestamp"].max() < train_start
 
 
+def test_global_split_records_each_windows_bounds():
+    data = timed_data(4)
+    split = global_temporal_split(data, test_days=5, val_days=3, train_days=10, pretrain_days=12)
+    end = int(data.events["timestamp"].max()) + 1
+    day = SECONDS_PER_DAY
+    assert split.windows == {
+        "pretrain": (end - 30 * day, end - 18 * day),
+        "train": (end - 18 * day, end - 8 * day),
+        "val": (end - 8 * day, end - 5 * day),
+        "test": (end - 5 * day, end),
+    }
+    for name, (start, stop) in split.windows.items():
+        frame = getattr(split, name)
+        assert frame["timestamp"].min() >= start
+        assert frame["timestamp"].max() < stop
+    assert per_user_temporal_split(data).windows == {}, "the per-user split has no global windows"
+
+
 def test_global_split_rejects_impossible_windows():
     data = timed_data(5, days=10)
     with pytest.raises(ValueError, match="training window is empty"):

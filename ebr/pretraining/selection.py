@@ -1,0 +1,194 @@
+"""Which snapshots to write and which one a retrieval job reads: pure rules, no torch.
+
+Two rules live here so that the retrieval side can import them without the trainer:
+
+- `snapshot_windows`: the windows `ebr-pretrain` trains a snapshot on (cadence, length, end);
+- `select_snapshot`: the snapshot a retrieval job uses (`latest`, `latest_no_overlap`).
+
+A snapshot is a directory whose `manifest.json` is complete (written last, and the directory is
+renamed into place only after it: ebr.pretraining.snapshots); anything else under the snapshot
+directory (a temporary `.tmp-*` directory of a killed run, a stray file) is never selected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ebr.data.schema import SECONDS_PER_DAY
+
+MANIFEST_FILE = "manifest.json"
+TABLES_FILE = "tables.pt"
+IDS_FILE = "ids.pt"
+SNAPSHOT_PREFIX = "snapshot-"
+FORMAT_VERSION = 1
+SNAPSHOT_ENDS = ("train_start", "train_end")
+POLICIES = ("latest", "latest_no_overlap")
+# keys a manifest must hold to count as complete
+_REQUIRED = ("format", "window", "data_source", "embedding_dim", "rows", "files")
+
+
+class SnapshotSelectionError(ValueError):
+    """No snapshot qualifies, or the chosen one comes from another data set (the message says why)."""
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One complete snapshot as its manifest describes it.
+
+    Args:
+        path: the snapshot's directory.
+        start: its training window's first second.
+        end: its training window's end (excluded), in seconds.
+        data_source: the data set it was trained on (`InteractionData.source`).
+        manifest: the whole manifest.
+    """
+
+    path: Path
+    start: int
+    end: int
+    data_source: str
+    manifest: dict[str, Any]
+
+    def describe(self) -> str:
+        return (
+            f"{self.path.name}: window [{self.start}, {self.end}) s = days "
+            f"[{self.start / SECONDS_PER_DAY:g}, {self.end / SECONDS_PER_DAY:g}), data {self.data_source}"
+        )
+
+
+def snapshot_windows(
+    pretrain_start: int,
+    train_start: int,
+    train_end: int,
+    every_days: float,
+    window_days: float,
+    end: str = "train_start",
+    max_snapshots: int | None = None,
+) -> list[tuple[int, int]]:
+    """The (start, end) windows, in seconds and newest first, that snapshots are trained on.
+
+    Window k ends at `train_start - k * every_days` and covers the `window_days` before its end;
+    windows are laid back while the whole window lies at or after `pretrain_start` (the start of the
+    split's pretraining window: `split.pretrain_days` before training, or the first event). With
+    `end="train_end"` one more, newest window ends at `train_end` (it overlaps the retrieval
+    training window: the ablation of the no-overlap policy needs both kinds). `max_snapshots` keeps
+    the newest ones.
+
+    Args:
+        pretrain_start: the earliest second a window may cover.
+        train_start: the retrieval training window's start.
+        train_end: the retrieval training window's end (excluded).
+        every_days: cadence of the window ends (> 0).
+        window_days: each window's length (> 0).
+        end: "train_start" or "train_end".
+        max_snapshots: at most this many windows (None: all that fit).
+
+    Raises:
+        ValueError: for bad parameters, or when not one window fits in the data.
+    """
+    if every_days <= 0 or window_days <= 0:
+        raise ValueError(
+            f"pretrain.snapshot.every_days and window_days must be > 0, got {every_days}, {window_days}"
+        )
+    if end not in SNAPSHOT_ENDS:
+        raise ValueError(f"pretrain.snapshot.end={end!r} is not one of {list(SNAPSHOT_ENDS)}")
+    if max_snapshots is not None and max_snapshots < 1:
+        raise ValueError(f"pretrain.snapshot.max_snapshots must be >= 1 or null, got {max_snapshots}")
+    length, step = round(window_days * SECONDS_PER_DAY), round(every_days * SECONDS_PER_DAY)
+    windows = []
+    if end == "train_end" and train_end - length >= pretrain_start:
+        windows.append((train_end - length, train_end))
+    stop = train_start
+    while stop - length >= pretrain_start:
+        windows.append((stop - length, stop))
+        stop -= step
+    if not windows:
+        raise ValueError(
+            f"no {window_days:g}-day snapshot window fits between the pretraining window's start "
+            f"(day {pretrain_start / SECONDS_PER_DAY:g}) and the training window's start (day "
+            f"{train_start / SECONDS_PER_DAY:g}): shorten pretrain.snapshot.window_days, or lengthen "
+            "the data / split.pretrain_days"
+        )
+    return windows[:max_snapshots] if max_snapshots is not None else windows
+
+
+def read_snapshot(path: Path) -> SnapshotInfo | None:
+    """The snapshot in `path` when it is one: a `snapshot-*` directory with a complete manifest.
+
+    Args:
+        path: a directory entry of a snapshot directory.
+    """
+    if not path.name.startswith(SNAPSHOT_PREFIX) or not path.is_dir():
+        return None  # temporary (".tmp-...") and discarded (".trash-...") directories start with a dot
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or any(key not in manifest for key in _REQUIRED):
+        return None
+    files = manifest["files"]
+    if not isinstance(files, dict) or not all((path / str(name)).is_file() for name in files.values()):
+        return None
+    window = manifest["window"]
+    return SnapshotInfo(
+        path, int(window["start"]), int(window["end"]), str(manifest["data_source"]), manifest
+    )
+
+
+def list_snapshots(snapshot_dir: str | Path) -> list[SnapshotInfo]:
+    """Every complete snapshot under `snapshot_dir`, oldest window end first.
+
+    Args:
+        snapshot_dir: the directory `ebr-pretrain` wrote its snapshot set to.
+    """
+    root = Path(snapshot_dir)
+    if not root.is_dir():
+        return []
+    found = [info for entry in root.iterdir() if (info := read_snapshot(entry)) is not None]
+    return sorted(found, key=lambda info: (info.end, info.start, info.path.name))
+
+
+def select_snapshot(snapshot_dir: str | Path, policy: str, train_start: int, data_hash: str) -> SnapshotInfo:
+    """The snapshot a retrieval job trained from `train_start` on uses.
+
+    - `latest`: the snapshot whose window ends last (ties: the one starting last, then by name).
+    - `latest_no_overlap`: the same among snapshots whose window ends at or before `train_start`,
+      so its tables have seen nothing of the retrieval training window.
+
+    The chosen snapshot must come from the same data set: its manifest's `data_source` must equal
+    `data_hash` (a snapshot's row mapping is in the data set's own row ids, meaningless elsewhere).
+
+    Args:
+        snapshot_dir: the snapshot set's directory.
+        policy: "latest" or "latest_no_overlap".
+        train_start: the retrieval training window's first second.
+        data_hash: the retrieval job's data identity, `InteractionData.source` (the
+            `info.data_source` of run.json; "synthetic:<world config hash>" for the synthetic world).
+
+    Raises:
+        SnapshotSelectionError: listing the snapshots and their windows when none qualifies, or
+            naming both data sets when the chosen snapshot comes from another one.
+        ValueError: for an unknown policy.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"snapshot policy {policy!r} is not one of {list(POLICIES)}")
+    snapshots = list_snapshots(snapshot_dir)
+    eligible = snapshots if policy == "latest" else [s for s in snapshots if s.end <= train_start]
+    if not eligible:
+        listed = "\n  ".join(s.describe() for s in snapshots) or "(no complete snapshot)"
+        raise SnapshotSelectionError(
+            f"no snapshot in {snapshot_dir} qualifies under policy {policy!r} for a training window "
+            f"starting at {train_start} s (day {train_start / SECONDS_PER_DAY:g}); "
+            f"the snapshots:\n  {listed}"
+        )
+    chosen = eligible[-1]
+    if chosen.data_source != data_hash:
+        raise SnapshotSelectionError(
+            f"{chosen.path} was trained on data {chosen.data_source!r}, but this job reads "
+            f"{data_hash!r}: a snapshot's rows are another data set's ids; pre-train on this data set "
+            "(ebr-pretrain with the same data config) or point at its snapshot directory"
+        )
+    return chosen

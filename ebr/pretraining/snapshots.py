@@ -1,0 +1,174 @@
+"""The snapshot format: save a set of pre-trained ID tables atomically, load one back.
+
+A snapshot is a directory `snapshot-<start>-<end>` (window bounds in seconds) holding
+
+- `tables.pt`: `{"user": (n_users, d), "pin": (n_pins, d)}` float32 tensors, the raw table rows
+  (the model L2-normalises them before scoring; `manifest["normalized"]`);
+- `ids.pt`: `{"user": (n_users,), "pin": (n_pins,)}` int64 tensors: row i of a table is the
+  entity whose data row id (the `user` / `pin` of the events) is `ids[i]`, sorted ascending;
+- `manifest.json`: window, dimensions, row counts, the data set's identity, training figures and
+  the pre-training config, written last.
+
+Both tensor files load with `torch.load(path, weights_only=True)`. The directory is written as a
+temporary `.tmp-*` sibling and renamed into place when complete, so a killed run never leaves a
+directory that looks like a snapshot (`selection.read_snapshot` ignores anything else).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ebr.pretraining.selection import (
+    FORMAT_VERSION,
+    IDS_FILE,
+    MANIFEST_FILE,
+    SNAPSHOT_PREFIX,
+    TABLES_FILE,
+    SnapshotInfo,
+    read_snapshot,
+)
+from ebr.runs import write_bytes_atomic, write_json_atomic
+
+SIDES = ("user", "pin")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A loaded snapshot.
+
+    Args:
+        tables: side ("user", "pin") -> (rows, d) float32 table.
+        ids: side -> (rows,) int64 data row ids, ascending: row i of the table is id ids[i].
+        manifest: the snapshot's manifest.
+    """
+
+    tables: dict[str, torch.Tensor]
+    ids: dict[str, torch.Tensor]
+    manifest: dict[str, Any]
+
+    def rows(self, side: str, ids: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The table row of each data id of `side`, -1 where the snapshot has none.
+
+        Args:
+            side: "user" or "pin".
+            ids: data row ids.
+        """
+        known = self.ids[side].numpy()
+        wanted = np.asarray(ids, dtype=np.int64)
+        if not len(known):
+            return np.full(wanted.shape, -1, dtype=np.int64)
+        position = np.searchsorted(known, wanted).clip(max=len(known) - 1)
+        return np.where(known[position] == wanted, position, -1)
+
+
+def snapshot_name(start: int, end: int) -> str:
+    """The directory name of the snapshot of window [start, end) (seconds, zero-padded to sort)."""
+    return f"{SNAPSHOT_PREFIX}{start:011d}-{end:011d}"
+
+
+def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, buffer)
+    return buffer.getvalue()
+
+
+def save_snapshot(
+    snapshot_dir: str | Path,
+    tables: dict[str, torch.Tensor],
+    ids: dict[str, np.ndarray],
+    manifest: dict[str, Any],
+) -> Path:
+    """Write a snapshot under `snapshot_dir` atomically; a snapshot of the same window is replaced.
+
+    Args:
+        snapshot_dir: the snapshot set's directory (created when absent).
+        tables: side -> (rows, d) table.
+        ids: side -> (rows,) ascending data row ids of the table rows.
+        manifest: must hold `window` {"start", "end"}, `data_source`; `format`, `embedding_dim`,
+            `rows` and `files` are filled in here.
+
+    Returns:
+        The snapshot's directory.
+    """
+    for side in SIDES:
+        side_ids = np.asarray(ids[side], dtype=np.int64)
+        if len(side_ids) != tables[side].shape[0]:
+            raise ValueError(f"{side}: {len(side_ids)} ids for a table of {tables[side].shape[0]} rows")
+        if len(side_ids) > 1 and not np.all(np.diff(side_ids) > 0):
+            raise ValueError(f"{side}: ids must be strictly ascending (one row per id)")
+    root = Path(snapshot_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    window = manifest["window"]
+    final = root / snapshot_name(int(window["start"]), int(window["end"]))
+    full = {
+        **manifest,
+        "format": FORMAT_VERSION,
+        "embedding_dim": int(tables["user"].shape[1]),
+        "rows": {side: int(tables[side].shape[0]) for side in SIDES},
+        "files": {"tables": TABLES_FILE, "ids": IDS_FILE},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    try:
+        write_bytes_atomic(tmp / TABLES_FILE, _tensor_bytes({s: tables[s].float() for s in SIDES}))
+        write_bytes_atomic(
+            tmp / IDS_FILE, _tensor_bytes({s: torch.from_numpy(np.asarray(ids[s], np.int64)) for s in SIDES})
+        )
+        write_json_atomic(tmp / MANIFEST_FILE, full)  # last: a manifest means the files are whole
+        _publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`, first moving an existing `final` aside (a re-run replaces it)."""
+    if final.exists():
+        trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex}")
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.rename(tmp, final)
+
+
+def discard_snapshots(snapshot_dir: str | Path) -> int:
+    """Remove every snapshot under `snapshot_dir` (a re-run's set replaces the old one); returns how many."""
+    root = Path(snapshot_dir)
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for entry in root.iterdir():
+        if entry.name.startswith((SNAPSHOT_PREFIX, ".tmp-", ".trash-")) and entry.is_dir():
+            # renamed first, so a reader never sees a snapshot half removed
+            trash = entry.with_name(f".trash-{entry.name.lstrip('.')}-{uuid.uuid4().hex}")
+            os.rename(entry, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+            removed += entry.name.startswith(SNAPSHOT_PREFIX)
+    return removed
+
+
+def load_snapshot(path: str | Path | SnapshotInfo) -> Snapshot:
+    """Load a complete snapshot (plain tensors, `weights_only=True`).
+
+    Args:
+        path: the snapshot's directory, or its `SnapshotInfo` from `select_snapshot`.
+
+    Raises:
+        FileNotFoundError: when the directory is not a complete snapshot.
+    """
+    directory = path.path if isinstance(path, SnapshotInfo) else Path(path)
+    info = read_snapshot(directory)
+    if info is None:
+        raise FileNotFoundError(f"{directory} is not a complete snapshot (no valid {MANIFEST_FILE})")
+    files = info.manifest["files"]
+    tables = torch.load(directory / files["tables"], weights_only=True)
+    ids = torch.load(directory / files["ids"], weights_only=True)
+    return Snapshot(tables=dict(tables), ids=dict(ids), manifest=info.manifest)
