@@ -17,8 +17,10 @@ with the knob on and in its control world with the knob off (same seed), over se
 
 Metrics: recall@100 and NDCG@100 of the test window's logged engagements (signature-level for the
 remapping rows; for the corpus rows against every training-window corpus pin, so a smaller corpus
-shows its ceiling) and the simulated online metrics on the fixed population. A gain is known minus
-unknown; its 95% interval is the t interval of the seed-paired gains.
+shows its ceiling) and the simulated online metrics on the fixed population; the corpus rows also
+print `corpus_ceiling`, the share of relevant test (user, pin) pairs whose pin (remapping rows: whose
+signature) the policy's corpus holds. A gain is known minus unknown; its 95% interval is the t
+interval of the seed-paired gains.
 
 Usage:
     python scripts/headroom.py                                 # data=synthetic_small, 5 world seeds
@@ -39,6 +41,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 from headroom_rankers import (
+    CEILING,
     World,
     conditional_variants,
     corpus_variants,
@@ -184,14 +187,16 @@ def print_tables(results: dict, base: WorldConfig, seeds: list[int]) -> None:
                 f"| {name} | {knob} | {metric} | {known:.2f} | {unknown:.2f} | {_cell(gains['on'], scale)}"
                 f" | {_cell(gains['off'], scale)} |"
             )
-    print("\nEvery variant (knob on, mean over seeds):\n")
-    print("| row | variant | " + " | ".join(METRICS) + " |")
-    print("|---" * (len(METRICS) + 2) + "|")
+    columns = [*METRICS, CEILING]
+    print("\nEvery variant (knob on, mean over seeds; corpus_ceiling: corpus rows only):\n")
+    print("| row | variant | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
     for name, by_state in results.items():
         on = by_state["on"]
         for variant in next(iter(on.values())):
-            cells = [np.mean([on[s][variant][m] for s in seeds]) for m in METRICS]
-            print(f"| {name} | {variant} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+            cells = [np.mean([on[s][variant].get(m, np.nan) for s in seeds]) for m in columns]
+            shown = ["" if np.isnan(c) else f"{c:.4f}" for c in cells]
+            print(f"| {name} | {variant} | " + " | ".join(shown) + " |")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,8 @@ from ebr.evaluation.simulation import SimulationConfig
 from ebr.evaluation.task import EvalTask
 
 DEPTH = 100
+# the corpus rows also report the share of relevant pairs their corpus holds
+CEILING = "corpus_ceiling"
 _USER_CHUNK = 512
 # relative rms of the noise that turns a taste vector into a "learned" one (conditional_degraded)
 DEGRADATION = 0.5
@@ -306,6 +308,13 @@ def _as_signatures(retrieved: np.ndarray, signature: np.ndarray) -> np.ndarray:
     return out
 
 
+def corpus_ceiling(relevant: Csr, pool: np.ndarray) -> float:
+    """Share of the relevant (user, id) pairs whose id is in `pool`: what no ranker over it can exceed."""
+    if len(relevant.values) == 0:
+        return float("nan")
+    return float(np.isin(relevant.values, pool).mean())
+
+
 def _remapped(world: World, name: str, policy: str | None) -> dict[str, float]:
     """The ideal ranker over the corpus remapped by `policy` (None: as is); recall per signature."""
     key = f"remapping/{name}"
@@ -314,7 +323,9 @@ def _remapped(world: World, name: str, policy: str | None) -> dict[str, float]:
         pool = world.corpus if policy is None else np.unique(representatives(world, policy)[world.corpus])
         metrics = evaluate(world, lambda task: top_k(world.truth, task, pool))
         retrieved = _as_signatures(top_k(world.truth, world.task, pool), signature)
-        metrics.update(retrieval_metrics(retrieved, _signature_relevant(world, signature), [DEPTH]))
+        by_signature = _signature_relevant(world, signature)
+        metrics.update(retrieval_metrics(retrieved, by_signature, [DEPTH]))
+        metrics[CEILING] = corpus_ceiling(by_signature, np.unique(signature[pool]))
         world.measured[key] = metrics
     return world.measured[key]
 
@@ -351,6 +362,7 @@ def corpus_variants(kind: str) -> Callable[[World], Variants]:
         for name, half_life in policies.items():
             pool = decayed_corpus(world, half_life)
             out[name] = evaluate(world, lambda task, p=pool: top_k(truth, task, p))
+            out[name] = {**out[name], CEILING: corpus_ceiling(world.task.relevant, pool)}
         return out
 
     return variants

@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from script_loader import load_script
 
+from ebr.data.csr import Csr
 from ebr.data.schema import CLICK
 from ebr.data.splits import global_temporal_split
 from ebr.data.world import WorldConfig, generate_world
@@ -133,3 +134,16 @@ def test_the_funnel_rewards_the_truths_top_100_over_a_features_only_top_100() ->
         per_user = difference.mean(axis=1)
         standard_error = per_user.std(ddof=1) / np.sqrt(len(per_user))
         assert per_user.mean() > 3 * standard_error, metric
+
+
+def test_corpus_ceiling_is_the_share_of_relevant_pairs_in_the_pool(results) -> None:
+    rankers = load_script("headroom_rankers.py")
+    relevant = Csr.from_pairs(np.array([0, 0, 1, 2, 2, 2]), np.array([5, 7, 7, 1, 2, 9]), 3)
+    pool = np.array([2, 7, 8])
+    in_pool = [v in set(pool.tolist()) for v in [5, 7, 7, 1, 2, 9]]
+    assert rankers.corpus_ceiling(relevant, pool) == pytest.approx(sum(in_pool) / len(in_pool))
+    for seed in SEEDS:
+        on = results["remapping"]["on"][seed]
+        # the unremapped corpus is the task's own: every relevant signature is in it
+        assert on["no remapping"][rankers.CEILING] == pytest.approx(1.0)
+        assert 0.0 < on["freshest"][rankers.CEILING] <= 1.0
