@@ -5,31 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import torch
-from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+from torch.distributed.launcher.api import elastic_launch
+from two_ranks import two_local_ranks
 
 from ebr.data.world import WorldConfig
 from ebr.pretraining.selection import list_snapshots
 
 WORLD = {"n_users": 300, "n_pins": 150, "n_interests": 12, "n_days": 40}
-
-
-def _two_ranks() -> LaunchConfig:
-    """Two local processes; port 0 lets the c10d rendezvous pick a free port, so runs never collide."""
-    return LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=2,
-        run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-        monitor_interval=0.5,
-        start_method="spawn",
-    )
 
 
 def test_two_ranks_write_one_snapshot_set(tmp_path: Path) -> None:
@@ -48,7 +33,7 @@ def test_two_ranks_write_one_snapshot_set(tmp_path: Path) -> None:
         "logger=csv",
         f"hydra.run.dir={run_dir}",
     ]
-    elastic_launch(_two_ranks(), entrypoint=sys.executable)(*args)
+    elastic_launch(two_local_ranks(), entrypoint=sys.executable)(*args)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["pretrain/world_size"] == 2.0, "the job must have trained as one two-rank group"
     snapshots = list_snapshots(run_dir / "snapshots")

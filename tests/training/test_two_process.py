@@ -1,11 +1,10 @@
 """Two CPU processes through elastic_launch: tables sharded across ranks, trained, gathered, served."""
 
-import uuid
-
 import numpy as np
 import torch
 from tiny_model import tiny_model_config
-from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+from torch.distributed.launcher.api import elastic_launch
+from two_ranks import two_local_ranks
 
 MODEL_CONFIG = tiny_model_config(16, 8, 8)
 
@@ -78,23 +77,8 @@ def _worker(sharding: str) -> dict:
     return {"placement": placement, "sharded": sharded_user, "plain": plain_user}
 
 
-def _two_ranks() -> LaunchConfig:
-    """Two local processes; port 0 lets the c10d rendezvous pick a free port, so runs never collide."""
-    return LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=2,
-        run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-        monitor_interval=0.5,
-        start_method="spawn",
-    )
-
-
 def _launch(sharding: str, tmp_path) -> dict:
-    return elastic_launch(_two_ranks(), entrypoint=_worker)(sharding)
+    return elastic_launch(two_local_ranks(), entrypoint=_worker)(sharding)
 
 
 def test_table_wise_tables_live_on_both_ranks_and_the_gathered_model_serves_identically(tmp_path):
@@ -122,7 +106,7 @@ def test_ebr_train_itself_on_two_gloo_ranks_writes_one_set_of_results(tmp_path):
         "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}",
     ]
-    elastic_launch(_two_ranks(), entrypoint=sys.executable)(*args)
+    elastic_launch(two_local_ranks(), entrypoint=sys.executable)(*args)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train/world_size"] == 2.0, "the job must have trained as one two-rank group"
     assert 0.0 < metrics["recall@100"] <= 1.0
