@@ -157,3 +157,37 @@ def test_none_removes_the_id_features(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "id_coverage/user" not in metrics
     assert json.loads((run_dir / "run.json").read_text())["info"]["id_embedding"] == {"mode": "none"}
+
+
+def test_two_ranks_train_around_a_replicated_frozen_table(snapshots, tmp_path):
+    """torchrun-style: the frozen tables are outside the sharding plan on both ranks, and stay the
+    snapshot's rows through a two-rank job."""
+    run_dir = tmp_path / "two_ranks"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "ebr.train",
+            *WORLD,
+            *_pretrained(snapshots, "latest_no_overlap"),
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train/world_size"] == 2.0
+    assert "id_coverage/user" in metrics
+    path = Path(json.loads((run_dir / "run.json").read_text())["info"]["id_embedding"]["snapshot"]["path"])
+    tables = torch.load(path / "tables.pt", weights_only=True)
+    state = torch.load(run_dir / "model.pt", weights_only=False)["state_dict"]
+    assert torch.equal(state["user_tower.id_ebc.embedding_bags.user__user_id.weight"], tables["user"])
+    assert torch.equal(state["pin_tower.id_ebc.embedding_bags.pin__pin_id.weight"], tables["pin"])
