@@ -133,7 +133,13 @@ class Tower(nn.Module):
         self.output_dim = output_dim
 
     def _id_tables(self, spec: TowerSpec, embedding_dim: int, freeze: bool) -> EmbeddingBagCollection:
-        """The separate ID table, its raw id -> row mapping and its learned unknown row."""
+        """The separate ID table, its raw id -> row mapping and its learned unknown row.
+
+        Args:
+            spec: the tower spec (with `id_feature`, `id_rows`).
+            embedding_dim: the table width.
+            freeze: set `requires_grad=False` on the table.
+        """
         if spec.id_feature not in spec.sparse:
             raise ValueError(f"{spec.name} tower: ID feature {spec.id_feature!r} is not one of its features")
         if spec.id_rows < 1:
@@ -164,7 +170,11 @@ class Tower(nn.Module):
 
     def id_field(self, sparse: KeyedJaggedTensor) -> torch.Tensor:
         """The (batch, embedding_dim) ID vectors: the snapshot row, or the unknown row; dropped
-        (zeros) with probability `id_dropout` per example in training mode only."""
+        (zeros) with probability `id_dropout` per example in training mode only.
+
+        Args:
+            sparse: the tower's categorical input (the ID feature: one raw id per row).
+        """
         feature = sparse[self.spec.id_feature]
         lengths = feature.lengths()
         if not bool((lengths == 1).all()):

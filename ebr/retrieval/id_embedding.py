@@ -68,12 +68,21 @@ class IdEmbeddingConfig:
 
     @staticmethod
     def of(node: Mapping[str, Any] | None) -> IdEmbeddingConfig:
-        """Build from the config node (None: scratch)."""
+        """Build from the config node.
+
+        Args:
+            node: the `model.id_embedding` node as a plain mapping (None: scratch).
+        """
         return IdEmbeddingConfig(**dict(node or {}))
 
 
 def select_id_features(features: dict[str, list[str]], config: IdEmbeddingConfig) -> dict[str, list[str]]:
-    """The towers' features under `config`: without the ID features for `none`, as they are else."""
+    """The towers' features under `config`: without the ID features for `none`, as they are else.
+
+    Args:
+        features: the resolved feature lists (`resolve_features`).
+        config: the `model.id_embedding` settings.
+    """
     if config.mode != "none":
         return features
     ids = set(ID_FEATURES.values())
@@ -130,6 +139,9 @@ class PretrainedIds:
         `id_coverage/pin`: share of the serving corpus's pins whose id is in the snapshot.
 
         Both read what serving knows (who asks, what is indexed), never the test labels.
+
+        Args:
+            task: the evaluation task (its users and corpus).
         """
 
         def share(side: str, ids: np.ndarray) -> float:
@@ -198,7 +210,12 @@ def init_id_tables(model: nn.Module, pretrained: PretrainedIds) -> nn.Module:
 
 
 def check_dim(pretrained: PretrainedIds, embedding_dim: int) -> None:
-    """Refuse a snapshot whose width is not the towers' field width."""
+    """Refuse a snapshot whose width is not the towers' field width.
+
+    Args:
+        pretrained: the loaded snapshot.
+        embedding_dim: `model.embedding_dim`.
+    """
     if pretrained.dim != embedding_dim:
         raise ValueError(
             f"snapshot {pretrained.info.path.name} has {pretrained.dim}-wide ID rows but "

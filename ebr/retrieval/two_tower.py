@@ -19,6 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
@@ -153,7 +154,7 @@ class TwoTowerRetriever:
             }
         self._pretrained = pretrained
 
-        def model_factory():
+        def model_factory() -> nn.Module:
             model = build_model(network, user_spec, pin_spec)
             return model if pretrained is None else init_id_tables(model, pretrained)
 
