@@ -56,6 +56,11 @@ class IdEmbeddingConfig:
         if self.mode not in MODES:
             raise ValueError(f"model.id_embedding.mode={self.mode!r} is not one of {list(MODES)}")
         if self.mode != "pretrained":
+            if self.dropout:
+                # a silent no-op would let a sweep "measure" dropout on tables that have none
+                raise ValueError(
+                    f"model.id_embedding.dropout applies to pretrained ID tables only, not {self.mode!r}"
+                )
             return
         if self.snapshot_policy not in POLICIES:
             raise ValueError(

@@ -57,6 +57,8 @@ def test_options_are_checked() -> None:
         IdEmbeddingConfig(mode="pretrained")
     with pytest.raises(ValueError, match="dropout"):
         IdEmbeddingConfig(mode="pretrained", snapshot_dir="x", dropout=1.0)
+    with pytest.raises(ValueError, match="pretrained ID tables only"):
+        IdEmbeddingConfig(mode="scratch", dropout=0.5)
 
 
 def test_none_drops_exactly_the_id_features(world) -> None:
