@@ -98,7 +98,12 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     metrics.update(task_counts(task))
     metrics.update(split_counts(split))
     metrics.update(windows.metrics())
-    return JobResult(metrics, info={"data_name": data.name, "data_source": data.source})
+    info = {"data_name": data.name, "data_source": data.source}
+    # a retriever may say what it read besides the data (e.g. the two-tower's ID snapshot)
+    own_info = getattr(retriever, "own_info", None)
+    if callable(own_info):
+        info.update(own_info())
+    return JobResult(metrics, info=info)
 
 
 def _online(

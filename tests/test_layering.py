@@ -2,6 +2,7 @@
 
 data <- models <- training, serving <- evaluation <- retrieval <- pipeline <- train (the entry point);
 data <- models <- training <- pretraining <- pretrain (the pre-training entry point);
+pretraining <- retrieval (the towers read pre-trained ID snapshots);
 ebr.runs and ebr.report import nothing of ebr but ebr.runs.
 """
 
@@ -24,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"data", "models"},
     "serving": {"data", "models"},
     "evaluation": {"data"},
-    "retrieval": {"data", "models", "training", "serving", "evaluation", "runs"},
+    # the two-tower retriever chooses and reads ID snapshots (ebr.retrieval.id_embedding)
+    "retrieval": {"data", "models", "training", "serving", "evaluation", "runs", "pretraining"},
     "pipeline": {"data", "models", "training", "serving", "evaluation", "retrieval", "runs"},
     "app": {"config", "override_check", "runs"},
     "train": {"app", "runs", "pipeline"},

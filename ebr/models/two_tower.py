@@ -21,6 +21,8 @@ class TwoTowerModel(nn.Module):
         embedding_dim: width of every feature field.
         output_dim: embedding width d.
         dense_hidden: hidden widths of each tower's dense-feature MLP.
+        id_freeze: freeze the towers' separate (pre-trained) ID tables, where their specs have one.
+        id_dropout: per-example probability of dropping the whole ID vector in training.
     """
 
     def __init__(
@@ -32,10 +34,15 @@ class TwoTowerModel(nn.Module):
         embedding_dim: int = 32,
         output_dim: int = 64,
         dense_hidden: Sequence[int] = (64,),
+        id_freeze: bool = False,
+        id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.user_tower = Tower(user_spec, crossing, embedding_dim, output_dim, dense_hidden)
-        self.pin_tower = Tower(pin_spec, pin_crossing or crossing, embedding_dim, output_dim, dense_hidden)
+        ids = {"id_freeze": id_freeze, "id_dropout": id_dropout}
+        self.user_tower = Tower(user_spec, crossing, embedding_dim, output_dim, dense_hidden, **ids)
+        self.pin_tower = Tower(
+            pin_spec, pin_crossing or crossing, embedding_dim, output_dim, dense_hidden, **ids
+        )
         self.output_dim = output_dim
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -8,6 +8,7 @@ request time.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
@@ -25,6 +27,15 @@ from ebr.evaluation.task import EvalTask
 from ebr.models.artifact import build_model, save_artifact
 from ebr.models.features import resolve_features, tower_specs
 from ebr.models.frequency import frequency_estimator
+from ebr.retrieval.id_embedding import (
+    ID_FEATURES,
+    IdEmbeddingConfig,
+    PretrainedIds,
+    check_dim,
+    init_id_tables,
+    load_pretrained_ids,
+    select_id_features,
+)
 from ebr.retrieval.protocol import FitContext
 from ebr.runs import MODEL_FILE, is_rank_zero
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
@@ -59,6 +70,7 @@ class TwoTowerRetriever:
         index: the faiss index config (`index` group).
         serving: the `serving` node (score terms, batch size).
         ann_recall_queries: users on which the index's recall against exact search is measured.
+        id_embedding: the `model/id_embedding` node (ebr.retrieval.id_embedding; None: scratch).
     """
 
     def __init__(
@@ -74,6 +86,7 @@ class TwoTowerRetriever:
         index: Mapping[str, Any],
         serving: Mapping[str, Any],
         ann_recall_queries: int = 10_000,
+        id_embedding: Mapping[str, Any] | None = None,
     ) -> None:
         self.network_config = {
             "_target_": NETWORK_TARGET,
@@ -91,6 +104,8 @@ class TwoTowerRetriever:
         self.score_terms = [hydra.utils.instantiate(term) for term in serving["score_terms"].values()]
         self.serving_batch_size = int(serving["batch_size"])
         self.ann_recall_queries = ann_recall_queries
+        self.id_embedding = IdEmbeddingConfig.of(_plain(id_embedding))
+        self._pretrained: PretrainedIds | None = None
         self.artifact: Path | None = None
         self._data: InteractionData | None = None
         self._engagements: TrainingEngagements | None = None
@@ -118,8 +133,31 @@ class TwoTowerRetriever:
         self._engagements = TrainingEngagements.from_split(split)
 
     def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
-        features = resolve_features(self.features, data)
+        features = select_id_features(resolve_features(self.features, data), self.id_embedding)
         user_spec, pin_spec = tower_specs(data, features)
+        network = self.network_config
+        pretrained = None
+        if self.id_embedding.mode == "pretrained":
+            pretrained = load_pretrained_ids(self.id_embedding, data, split, features)
+            check_dim(pretrained, int(network["embedding_dim"]))
+            user_spec, pin_spec = (
+                dataclasses.replace(
+                    spec, id_feature=ID_FEATURES[side], id_rows=len(pretrained.snapshot.ids[side])
+                )
+                for side, spec in (("user", user_spec), ("pin", pin_spec))
+            )
+            # only a pre-trained model's config gains these keys: scratch saves today's model.pt
+            network = {
+                **network,
+                "id_freeze": self.id_embedding.freeze,
+                "id_dropout": self.id_embedding.dropout,
+            }
+        self._pretrained = pretrained
+
+        def model_factory() -> nn.Module:
+            model = build_model(network, user_spec, pin_spec)
+            return model if pretrained is None else init_id_tables(model, pretrained)
+
         train = self.train
         datamodule = TwoTowerDataModule(
             data,
@@ -133,9 +171,8 @@ class TwoTowerRetriever:
             num_negatives=train["num_negatives"],
             negative_pool=context.corpus,
         )
-        network = self.network_config
         module = TwoTowerModule(
-            model_factory=lambda: build_model(network, user_spec, pin_spec),
+            model_factory=model_factory,
             loss=hydra.utils.instantiate(train["loss"]),
             frequency=frequency_estimator(train["logq"], split.train["pin"].to_numpy(), data.pins.n_rows),
             negative_pool_size=len(context.corpus),
@@ -160,6 +197,8 @@ class TwoTowerRetriever:
             "train/epochs": float(trainer.current_epoch),
             "train/world_size": float(dist.get_world_size()),
         }
+        if pretrained is not None:
+            self._metrics.update(pretrained.metrics())
         for key in ("train/loss", "val/loss"):
             if key in trainer.callback_metrics:
                 self._metrics[f"final_{key.replace('/', '_')}"] = float(trainer.callback_metrics[key])
@@ -184,8 +223,19 @@ class TwoTowerRetriever:
         queries = service.user_vectors(task.user_ids)
         retrieved = service.search(queries, k, task.exclude)
         self._metrics["ann_recall@100"] = service.ann_recall(queries, self.ann_recall_queries)
+        if self._pretrained is not None and "id_coverage/user" not in self._metrics:
+            # of the first task retrieved for: the evaluation task (the pipeline asks it first)
+            self._metrics.update(self._pretrained.coverage(task))
         return retrieved
 
     def own_metrics(self) -> dict[str, float]:
-        """Training statistics (train/..., final_train_loss, final_val_loss) and ann_recall@100."""
+        """Training statistics (train/..., final_train_loss, final_val_loss) and ann_recall@100;
+        with pre-trained IDs the snapshot's window and `id_coverage/user`, `id_coverage/pin`."""
         return dict(self._metrics)
+
+    def own_info(self) -> dict[str, Any]:
+        """What run.json records besides the metrics: the ID embedding mode and chosen snapshot."""
+        info: dict[str, Any] = {"mode": self.id_embedding.mode}
+        if self._pretrained is not None:
+            info["snapshot"] = self._pretrained.describe()
+        return {"id_embedding": info}

@@ -104,7 +104,12 @@ def shard_model(
     sharding: str = "table_wise",
     sparse_optimizer: FusedTableOptimizer | None = None,
 ) -> DistributedModelParallel:
-    """Fuse a sparse optimizer into every EmbeddingBagCollection and shard them with DMP.
+    """Fuse a sparse optimizer into every trainable EmbeddingBagCollection and shard them with DMP.
+
+    The choice is per collection: a frozen one (every weight `requires_grad=False`, e.g. a frozen
+    pre-trained ID table) gets no fused optimizer (so no optimizer state and no update) and is left
+    out of the sharding plan: it stays a plain module replicated on every rank, which is what a
+    read-only table needs (no gradient to reduce), and a fused kernel would update it in backward.
 
     Args:
         model: a module holding one or more EmbeddingBagCollections.
@@ -116,8 +121,12 @@ def shard_model(
         raise ValueError(f"train.sharding={sharding!r} is not one of {sorted(SHARDING_TYPES)}")
     sparse_optimizer = sparse_optimizer or FusedTableOptimizer()
     constraints = {}
-    for module in model.modules():
+    frozen = []
+    for path, module in model.named_modules():
         if isinstance(module, EmbeddingBagCollection):
+            if not any(p.requires_grad for p in module.parameters()):
+                frozen.append(path)
+                continue
             sparse_optimizer.apply(module)
             for config in module.embedding_bag_configs():
                 constraints[config.name] = ParameterConstraints(
@@ -126,6 +135,8 @@ def shard_model(
     topology = Topology(world_size=dist.get_world_size(), compute_device=device.type)
     planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
     plan = planner.collective_plan(model, sharders=None, pg=dist.GroupMember.WORLD)
+    for path in frozen:
+        plan.plan.pop(path, None)
     return DistributedModelParallel(module=model, device=device, plan=plan)
 
 
