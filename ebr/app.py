@@ -71,6 +71,10 @@ class SweepTally(Callback):
         (log.info if tally.ok else log.error)("\n".join(lines))
 
 
+class TrialFailedError(RuntimeError):
+    """A search trial's job failed or was refused: the sweeper records the trial as failed."""
+
+
 def identity_config(cfg: DictConfig) -> dict[str, Any]:
     """The config as plain Python with references to other keys left out and everything else resolved.
 
@@ -109,11 +113,12 @@ def run_app(cfg: DictConfig, job: JobFunction) -> float | None:
 
     Returns:
         The job's objective when the config sets `optimized_metric` (the hyperparameter search's
-        sweeper reads it: the recorded value for a finished or skipped job, NaN for a failed or
-        refused one, which Optuna records as a failed trial); None otherwise.
+        sweeper reads it: the recorded value for a finished or skipped job); None otherwise.
 
     Raises:
         SearchConfigError: when `optimized_metric` is set but the job would score the test window.
+        TrialFailedError: when `optimized_metric` is set and the job failed or was refused in a
+            sweep (Hydra hands the exception to the sweeper, which records a failed trial).
     """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -134,6 +139,10 @@ def run_app(cfg: DictConfig, job: JobFunction) -> float | None:
     outcome = run_in_directory(spec, lambda loggers: job(cfg, run_dir, loggers), lambda: _loggers(cfg))
     if not metric:
         return None
+    if outcome not in (FINISHED, SKIPPED):
+        # an exception, not NaN: the Optuna sweeper then tells the trial FAIL (its NaN path
+        # raises inside its own error handling and stops the study)
+        raise TrialFailedError(f"trial {outcome}: {run_dir} holds no {metric} (see its error.txt)")
     value = job_objective(run_dir, str(metric))
     log.info("objective %s = %s (%s)", metric, value, outcome)
     return value

@@ -14,9 +14,9 @@
   another's directory.
 
 Each trial is an ordinary `ebr-train` job: `ebr.app.run_app` returns its `optimized_metric`
-(read from the job's `metrics.json`, so a skipped job returns its recorded value) and NaN for a
-failed job, which Optuna records as a failed trial (`max_failure_rate: 1.0` in the presets keeps
-the study going).
+(read from the job's `metrics.json`, so a skipped job returns its recorded value) and raises for
+a failed job, which the sweeper records as a failed trial (`max_failure_rate: 1.0` in the presets
+keeps the study going).
 """
 
 from __future__ import annotations
@@ -133,8 +133,10 @@ class OptunaSearchSweeper(OptunaSweeper):
             study.enqueue_trial(params)
         budget = int(impl.n_trials)
         impl.n_trials = max(0, budget - done)
-        # trial number == job number: a resumed search writes after the directories it already has
-        impl.job_idx = len(study.trials)
+        # trial number == job number, so a resumed search writes after the directories it has:
+        # the next trial asked is the first queued one (queued trials hold their numbers already)
+        waiting = [t.number for t in study.get_trials(deepcopy=False) if t.state.name == "WAITING"]
+        impl.job_idx = min(waiting) if waiting else len(study.trials)
         if done and hasattr(impl.sampler, "reseed_rng"):
             # the same seed would draw the first invocation's random start-up points again
             impl.sampler.reseed_rng()

@@ -256,14 +256,22 @@ def write_best(sweep_dir: Path, out: Path | None, seeds: str = DEFAULT_SEEDS) ->
         seeds: the final runs' seeds.
 
     Returns:
-        0 when the file was written, 3 when no trial finished with a finite objective.
+        0 when the file was written (or, for a sweep of baselines, their grids printed), 3 when no
+        trial finished with a finite objective.
 
     Raises:
-        SearchReadError: when the directory is not a search's.
+        SearchReadError: when the directory is neither a search's nor holds a baseline's grid.
     """
-    search = load_search(sweep_dir)
-    print(format_trials(search))
     grids = format_grids(sweep_dir)
+    try:
+        search = load_search(sweep_dir)
+    except SearchReadError:
+        if not grids:
+            raise
+        # a baseline sweep: its in-job grids are its trials, and the chosen value is already config
+        print(grids)
+        return 0
+    print(format_trials(search))
     if grids:
         print(grids)
     best = search.best()
