@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from ebr.app import sweep_failed
 from ebr.report.best import best_experiment, grid_rows, load_search
+from ebr.report.cli import main as report_main
 from ebr.runs import Tally, job_objective, write_metrics
 from ebr.search import SearchConfigError, check_search_window, finished_trial_count, searched_keys
 
@@ -238,3 +239,15 @@ def test_baseline_grids_are_read_in_the_trials_form(tmp_path):
         tmp_path, {"tune/rank": 32.0, "tune/recall@50[rank=16]": 0.2, "tune/recall@50[rank=32]": 0.3}
     )
     assert grid_rows(tmp_path) == [("rank=16", 0.2, False), ("rank=32", 0.3, True)]
+
+
+def test_report_best_prints_a_baseline_sweeps_grid_and_refuses_other_sweeps(tmp_path, capsys):
+    job = tmp_path / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["model=puresvd"]))
+    assert report_main(["--best", str(tmp_path)]) == 2, "no search and no grid"
+    write_metrics(job, {"tune/rank": 32.0, "tune/recall@50[rank=16]": 0.2, "tune/recall@50[rank=32]": 0.3})
+    assert report_main(["--best", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "* rank=32" in out
+    assert "  rank=16" in out
