@@ -127,11 +127,23 @@ def test_killed_search_resumes_with_the_trials_already_done(tmp_path):
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
-    result = _search(sweep, 2, "train.loss.temperature=-1")
-    assert result.returncode == 1, "a search in which no trial finished fails"
-    assert [t.state.name for t in _study(sweep).trials] == ["FAIL", "FAIL"]
-    assert (sweep / "0" / "error.txt").is_file()
-    assert (sweep / "1" / "error.txt").is_file(), "the first failure did not stop the study"
+    sweep.mkdir()
+    # the first trial is queued with a temperature the loss refuses, the second with a good one
+    study = optuna.create_study(
+        study_name="two_tower_synthetic", storage=f"sqlite:///{sweep}/optuna.db", direction="maximize"
+    )
+    study.enqueue_trial({"train.loss.temperature": -1.0})
+    study.enqueue_trial({"train.loss.temperature": 0.05})
+    result = _search(sweep, 2, "train.loss.temperature=choice(0.05,-1.0)")
+    assert result.returncode == 0, "a failed trial is a result, not a failed search"
+    trials = _study(sweep).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert "temperature" in (sweep / "0" / "error.txt").read_text()
+    assert trials[1].value == _metrics(sweep / "1")["recall@50"]
+    assert "1 finished, 1 failed" in result.stdout + result.stderr
+    # a search in which no trial finishes does fail
+    nothing = _search(tmp_path / "none", 1, "train.loss.temperature=-1")
+    assert nothing.returncode == 1
 
 
 def test_best_trial_file_composes_and_reproduces_the_validation_metric(three_trials, tmp_path):
