@@ -63,6 +63,7 @@ def three_trials(tmp_path_factory) -> Path:
     return sweep
 
 
+@pytest.mark.slow
 def test_three_trial_search_records_each_validation_objective(three_trials):
     trials = _study(three_trials).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
@@ -78,6 +79,7 @@ def test_three_trial_search_records_each_validation_objective(three_trials):
     assert len({t.params["train.sparse_lr"] for t in trials}) == 3
 
 
+@pytest.mark.slow
 def test_search_naming_the_test_window_fails_before_any_trial(tmp_path):
     sweep = tmp_path / "sweep"
     result = _search(sweep, 3, "eval.window=test")
@@ -87,6 +89,7 @@ def test_search_naming_the_test_window_fails_before_any_trial(tmp_path):
     assert not sweep.exists(), "no trial, no study"
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_with_the_trials_already_done(tmp_path):
     sweep = tmp_path / "sweep"
     command = [*TRAIN, *SEARCH, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}"]
@@ -125,6 +128,7 @@ def test_killed_search_resumes_with_the_trials_already_done(tmp_path):
     assert len(_study(sweep).trials) == 4
 
 
+@pytest.mark.slow
 def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
@@ -146,6 +150,7 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
     assert nothing.returncode == 1
 
 
+@pytest.mark.slow
 def test_best_trial_file_composes_and_reproduces_the_validation_metric(three_trials, tmp_path):
     out = tmp_path / "conf" / "experiment" / "tiny_best.yaml"
     report = _run([*REPORT, "--best", str(three_trials), "--out", str(out)])
