@@ -4,7 +4,9 @@ An entry point is a config name plus a job function `(cfg, run_dir, loggers) -> 
 `run_app` hands the job to the wrapper in ebr.runs (skip, refuse, record, rank-0 guard) and
 `main` turns the outcome into the process's exit code. A multirun ends with a tally of what its
 jobs did (`SweepTally`, a Hydra callback in `conf/train.yaml`), and exits non-zero when any job
-failed or was refused.
+failed or was refused. Under a hyperparameter search (`optimized_metric` set, conf/hparams_search/)
+`run_app` returns the job's objective to the sweeper, and failed trials are recorded, not fatal:
+the search exits non-zero only when a job was refused or none finished.
 """
 
 from __future__ import annotations
@@ -24,7 +26,18 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ebr.config import register_schemas
 from ebr.override_check import unknown_key_message
-from ebr.runs import JobLoggers, JobResult, JobSpec, Tally, run_in_directory, tally_sweep
+from ebr.runs import (
+    FINISHED,
+    REFUSED,
+    SKIPPED,
+    JobLoggers,
+    JobResult,
+    JobSpec,
+    Tally,
+    job_objective,
+    run_in_directory,
+    tally_sweep,
+)
 
 log = logging.getLogger("ebr")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -36,6 +49,8 @@ class SweepTally(Callback):
     """Counts what the jobs of a multirun did, prints it, and remembers it for the exit code."""
 
     last: Tally | None = None
+    # whether the last multirun was a hyperparameter search (its failed trials are results)
+    search: bool = False
 
     def __init__(self) -> None:
         self.started = time.time()
@@ -43,6 +58,7 @@ class SweepTally(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
         SweepTally.last = None
+        SweepTally.search = bool(OmegaConf.select(config, "optimized_metric", default=None))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -53,6 +69,10 @@ class SweepTally(Callback):
         SweepTally.last = tally
         lines = [tally.summary(), *(f"  {problem}" for problem in tally.problems)]
         (log.info if tally.ok else log.error)("\n".join(lines))
+
+
+class TrialFailedError(RuntimeError):
+    """A search trial's job failed or was refused: the sweeper records the trial as failed."""
 
 
 def identity_config(cfg: DictConfig) -> dict[str, Any]:
@@ -84,10 +104,31 @@ def _is_key_reference(text: object) -> bool:
     return isinstance(text, str) and text.startswith("${") and text.endswith("}") and ":" not in text
 
 
-def run_app(cfg: DictConfig, job: JobFunction) -> str:
-    """Run one Hydra job of an entry point through the shared wrapper; returns its outcome."""
+def run_app(cfg: DictConfig, job: JobFunction) -> float | None:
+    """Run one Hydra job of an entry point through the shared wrapper.
+
+    Args:
+        cfg: the job's composed config.
+        job: the entry point's job function.
+
+    Returns:
+        The job's objective when the config sets `optimized_metric` (the hyperparameter search's
+        sweeper reads it: the recorded value for a finished or skipped job); None otherwise.
+
+    Raises:
+        SearchConfigError: when `optimized_metric` is set but the job would score the test window.
+        TrialFailedError: when `optimized_metric` is set and the job failed or was refused in a
+            sweep (Hydra hands the exception to the sweeper, which records a failed trial).
+    """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    metric = OmegaConf.select(cfg, "optimized_metric", default=None)
+    if metric:
+        # imported here: plain runs need neither the sweeper plugin nor optuna
+        from ebr.search import WINDOW_KEY, check_search_window
+
+        # before any work: a search's objective is never read from the test window
+        check_search_window(OmegaConf.select(cfg, WINDOW_KEY, default=None))
     spec = JobSpec(
         run_dir=run_dir,
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
@@ -95,7 +136,16 @@ def run_app(cfg: DictConfig, job: JobFunction) -> str:
         force=bool(cfg.force),
         multirun=hydra_cfg.mode == RunMode.MULTIRUN,
     )
-    return run_in_directory(spec, lambda loggers: job(cfg, run_dir, loggers), lambda: _loggers(cfg))
+    outcome = run_in_directory(spec, lambda loggers: job(cfg, run_dir, loggers), lambda: _loggers(cfg))
+    if not metric:
+        return None
+    if outcome not in (FINISHED, SKIPPED):
+        # an exception, not NaN: the Optuna sweeper then tells the trial FAIL (its NaN path
+        # raises inside its own error handling and stops the study)
+        raise TrialFailedError(f"trial {outcome}: {run_dir} holds no {metric} (see its error.txt)")
+    value = job_objective(run_dir, str(metric))
+    log.info("objective %s = %s (%s)", metric, value, outcome)
+    return value
 
 
 def _loggers(cfg: DictConfig) -> JobLoggers:
@@ -118,5 +168,21 @@ def main(config_name: str, hydra_main: Callable[[], Any], argv: Sequence[str] | 
         raise SystemExit(2)
     SweepTally.last = None
     hydra_main()
-    if SweepTally.last is not None and not SweepTally.last.ok:
+    if SweepTally.last is not None and sweep_failed(SweepTally.last, SweepTally.search):
         raise SystemExit(1)
+
+
+def sweep_failed(tally: Tally, search: bool) -> bool:
+    """Whether a multirun's tally makes the process exit non-zero.
+
+    Args:
+        tally: what the invocation's jobs did.
+        search: the multirun was a hyperparameter search: a failed trial is a result Optuna
+            records (a learning rate that diverges), so only a refused job or no finished job fails it.
+    """
+    if tally.ok:
+        return False
+    if not search:
+        return True
+    done = tally.counts.get(FINISHED, 0) + tally.counts.get(SKIPPED, 0)
+    return tally.counts.get(REFUSED, 0) > 0 or done == 0

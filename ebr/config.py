@@ -134,12 +134,16 @@ class EbrSchema:
         num_threads: torch intra-op threads per job; 1 by default because parallel sweep jobs with
             more threads than cores slow each other down by an order of magnitude (measured: 16 ms
             vs 250 ms per forward).
+        optimized_metric: the metric a hyperparameter search optimizes (a `metrics.json` key,
+            e.g. `recall@50`), set by the `hparams_search` presets; the job then returns it to
+            the sweeper and must score `eval.window=val`. Null: no search.
     """
 
     experiment_name: str = "default"
     seed: int = 0
     force: bool = False
     num_threads: int = 1
+    optimized_metric: str | None = None
     features: FeaturesSchema = field(default_factory=FeaturesSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     serving: ServingSchema = field(default_factory=ServingSchema)

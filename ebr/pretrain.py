@@ -25,8 +25,9 @@ def pretrain_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResu
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="pretrain")
-def run(cfg: DictConfig) -> None:
-    run_app(cfg, pretrain_job)
+def run(cfg: DictConfig) -> float | None:
+    # the objective of a hyperparameter search trial (None outside a search), for the sweeper
+    return run_app(cfg, pretrain_job)
 
 
 def main() -> None:

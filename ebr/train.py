@@ -25,8 +25,9 @@ def train_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def run(cfg: DictConfig) -> None:
-    run_app(cfg, train_job)
+def run(cfg: DictConfig) -> float | None:
+    # the objective of a hyperparameter search trial (None outside a search), for the sweeper
+    return run_app(cfg, train_job)
 
 
 def main() -> None:

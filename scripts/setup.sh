@@ -42,6 +42,7 @@ import importlib
 names = [
     "torch", "fbgemm_gpu", "torchrec", "tensordict", "torchmetrics", "pytorch_lightning",
     "hydra", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher",
+    "optuna", "sqlalchemy", "hydra_plugins.hydra_optuna_sweeper", "hydra_plugins.ebr_search",
     "wandb", "faiss", "sklearn", "pyarrow", "numpy", "pandas", "scipy", "matplotlib",
     "pytest", "ebr",
 ]

@@ -16,7 +16,8 @@ def _options() -> list[tuple[str, str]]:
     options = []
     for path in sorted(CONF.rglob("*.yaml")):
         group = path.parent.relative_to(CONF).as_posix()
-        if group == "." or group.split("/")[0] == "experiment":
+        # experiments and search presets are `@package _global_`: tested below
+        if group == "." or group.split("/")[0] in ("experiment", "hparams_search"):
             continue
         options.append((group, path.stem))
     return options
@@ -58,6 +59,27 @@ def test_every_experiment_composes(hydra_conf, experiment):
     assert cfg.experiment_name
     assert cfg.report is not None, f"experiment {experiment} sets no report metadata"
     OmegaConf.to_container(cfg.report, resolve=True)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")))
+def test_every_search_preset_composes_on_the_validation_window(hydra_conf, preset):
+    experiment = ["experiment=movielens"] if "movielens" in preset else []
+    cfg = compose("train", overrides=[*experiment, f"hparams_search={preset}"], return_hydra_config=True)
+    assert cfg.eval.window == "val", "a search never tunes on the test window"
+    assert cfg.optimized_metric == "recall@50"
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.ebr_search.ResumableOptunaSweeper"
+    assert sweeper.storage.startswith("sqlite:///")
+    assert sweeper.storage.endswith("/optuna.db")
+    assert sweeper.study_name == preset
+    assert sweeper.n_trials > 0
+    assert sweeper.max_failure_rate == 1.0
+    searched = set(sweeper.params)
+    assert {"train.sparse_lr", "train.dense_lr", "trainer.max_epochs", "model.embedding_dim"} <= searched
+    assert {"train.num_negatives", "train.logq", "serving.score_terms.popularity_prior.weight"} <= searched
+    if experiment:  # one arm and one seed of experiment=movielens's crossings x seeds
+        assert str(sweeper.params["seed"]) == "0"
+        assert sweeper.params["model/crossing"] == "mlp"
 
 
 def test_mistyped_key_fails_naming_it(hydra_conf):

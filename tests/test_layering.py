@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     # the two-tower retriever chooses and reads ID snapshots (ebr.retrieval.id_embedding)
     "retrieval": {"data", "models", "training", "serving", "evaluation", "runs", "pretraining"},
     "pipeline": {"data", "models", "training", "serving", "evaluation", "retrieval", "runs"},
-    "app": {"config", "override_check", "runs"},
+    "search": set(),
+    "app": {"config", "override_check", "runs", "search"},
     "train": {"app", "runs", "pipeline"},
     "pretraining": {"data", "models", "training", "runs"},
     "pretrain": {"app", "runs", "pretraining"},

@@ -3,6 +3,10 @@
 Arms are the jobs' ``hydra.job.override_dirname`` (their overrides less the exclude keys of
 ``conf/train.yaml``, the wandb job type), paired by seed.
 
+``ebr-report --best SEARCH_DIR [--out FILE]`` instead prints a hyperparameter search's trials and
+writes its best trial as an experiment file (ebr.report.best): exit 0, 2 (not a search) or 3 (no
+trial finished).
+
 Exit codes:
 
 - 0: the report was written and at least one run finished (even if others failed or are missing);
@@ -22,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from ebr.report.best import DEFAULT_SEEDS, SearchReadError, write_best
 from ebr.report.build import build_report
 from ebr.report.document import Report
 from ebr.report.render import write_report
@@ -65,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"paired bootstrap resamples (0 disables; default {DEFAULT_BOOTSTRAP})",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap random seed (default 0)")
+    parser.add_argument(
+        "--best",
+        action="store_true",
+        help="SWEEP_DIR is a hyperparameter search (hparams_search=...): print its trials and the best "
+        "trial's overrides, write them as an experiment file (--out) and print the final runs' command",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="with --best: the experiment file (default SWEEP_DIR/best/experiment/<study>_best.yaml)",
+    )
+    parser.add_argument(
+        "--seeds", default=DEFAULT_SEEDS, help=f"with --best: the final runs' seeds (default {DEFAULT_SEEDS})"
+    )
     return parser
 
 
@@ -281,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         argv: arguments without the program name; defaults to ``sys.argv[1:]``.
     """
     args = build_parser().parse_args(argv)
+    if args.best:
+        try:
+            return write_best(args.sweep_dir, args.out, args.seeds)
+        except (SearchReadError, ValueError) as exc:
+            print(f"ebr-report: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     try:
         return run(args)
     except SweepError as exc:

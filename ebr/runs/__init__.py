@@ -11,9 +11,9 @@ A run directory holds:
   the sweep tally.
 
 Modules: `files` (names and atomic writers), `arms` (what a sweep compares), `identity` (the config
-that decides a job's results), `wrapper` (skip, refuse, run, record, rank-0 guard), `tally` (what a
-sweep's jobs did). This package imports nothing else of ebr and no torch: the report reads run
-directories through it.
+that decides a job's results), `objective` (the metric a search optimizes), `wrapper` (skip,
+refuse, run, record, rank-0 guard), `tally` (what a sweep's jobs did). This package imports
+nothing else of ebr and no torch: the report reads run directories through it.
 """
 
 from ebr.runs.arms import Arm, arm_from_overrides, parse_override, read_arm
@@ -45,6 +45,7 @@ from ebr.runs.files import (
     write_text_atomic,
 )
 from ebr.runs.identity import config_differences, config_hash, flatten_config, result_config
+from ebr.runs.objective import job_objective
 from ebr.runs.tally import Tally, tally_sweep
 from ebr.runs.wrapper import (
     HEADLINE_METRICS,
@@ -91,6 +92,7 @@ __all__ = [
     "flatten_config",
     "is_finished",
     "is_rank_zero",
+    "job_objective",
     "parse_override",
     "process_rank",
     "read_arm",

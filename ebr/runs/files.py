@@ -31,6 +31,7 @@ RESULT_NEUTRAL_KEYS = (
     "force",
     "hydra",
     "logger",
+    "optimized_metric",
     "paths",
     "report",
     "trainer.enable_progress_bar",
