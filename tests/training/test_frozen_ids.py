@@ -11,11 +11,10 @@ import torch
 from tiny_model import tiny_model_config
 
 from ebr.data.batching import FeatureGatherer, make_batch
-from ebr.data.world import WorldConfig, generate_world
 from ebr.models.artifact import build_model
 from ebr.models.features import resolve_features, tower_specs
 from ebr.models.loss import SampledSoftmaxLoss
-from ebr.training.distributed import FusedTableOptimizer, ensure_process_group
+from ebr.training.distributed import FusedTableOptimizer
 from ebr.training.module import TwoTowerModule
 
 ID_TABLES = {
@@ -23,19 +22,6 @@ ID_TABLES = {
     "pin": "pin_tower.id_ebc.embedding_bags.pin__pin_id.weight",
 }
 OTHER_TABLE = "user_tower.ebc.embedding_bags.user__country.weight"
-
-
-@pytest.fixture(scope="module")
-def world():
-    return generate_world(WorldConfig(n_users=300, n_pins=200, n_interests=6, n_days=10))
-
-
-@pytest.fixture(scope="module")
-def process_group(tmp_path_factory):
-    created = ensure_process_group(tmp_path_factory.mktemp("pg"))
-    yield
-    if created and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 def _module(world, freeze: bool, sharding: str = "table_wise"):

@@ -8,27 +8,13 @@ import torch
 from tiny_model import tiny_model_config
 
 from ebr.data.batching import FeatureGatherer, make_batch
-from ebr.data.world import WorldConfig, generate_world
 from ebr.models.artifact import build_model
 from ebr.models.features import resolve_features, tower_specs
 from ebr.models.loss import SampledSoftmaxLoss
-from ebr.training.distributed import FusedTableOptimizer, ensure_process_group
+from ebr.training.distributed import FusedTableOptimizer
 from ebr.training.module import NonFiniteLossError, TwoTowerModule
 
 MODEL_CONFIG = tiny_model_config(32, 8, 16)
-
-
-@pytest.fixture(scope="module")
-def world():
-    return generate_world(WorldConfig(n_users=300, n_pins=200, n_interests=6, n_days=10))
-
-
-@pytest.fixture(scope="module")
-def process_group(tmp_path_factory):
-    created = ensure_process_group(tmp_path_factory.mktemp("pg"))
-    yield
-    if created and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 def _setup(world, sharding="table_wise", loss=None):
