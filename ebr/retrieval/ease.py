@@ -25,9 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ebr.data.schema import InteractionData, Split
-from ebr.evaluation.task import EvalTask
 from ebr.retrieval.protocol import FitContext
-from ebr.retrieval.ranking import interaction_matrix, rank_corpus
+from ebr.retrieval.ranking import ExhaustiveRanking, interaction_matrix
 from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ DEFAULT_LAMBDAS = (50, 100, 200, 500, 1000, 2000, 5000)
 MAX_ITEMS = 10_000
 
 
-class EASE:
+class EASE(ExhaustiveRanking):
     """EASE^R retriever.
 
     Args:
@@ -142,15 +141,6 @@ class EASE:
         scores = np.zeros((rows.shape[0], self._n_pins), dtype=np.float64)
         scores[:, self._items] = rows @ self._weights
         return scores
-
-    def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
-        """Top-k corpus pins by score, the user's excluded pins removed (ties: lower pin id).
-
-        Args:
-            task: users, corpus and exclusions.
-            k: results per user.
-        """
-        return rank_corpus(self.score, task, k)
 
     def own_metrics(self) -> dict[str, float]:
         """tune/lambda, and with `tune` the validation recall@50 of every λ tried."""
