@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig
 
 from ebr.data.history import with_history
@@ -26,6 +24,7 @@ from ebr.retrieval.protocol import FitContext, Retriever
 from ebr.retrieval.refit import fit_windows
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
 from ebr.serving.corpus import training_window_corpus
+from ebr.training.setup import seeded_data_and_split
 
 POPULARITY_PREFIX = "popularity/"
 
@@ -46,12 +45,7 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
         run_dir: the job's directory (the model artifact goes there).
         loggers: where training curves go.
     """
-    if cfg.num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {cfg.num_threads}")
-    torch.set_num_threads(cfg.num_threads)
-    pl.seed_everything(cfg.seed, workers=True)
-    data: InteractionData = hydra.utils.instantiate(cfg.data)
-    split: Split = hydra.utils.instantiate(cfg.split)(data)
+    data, split = seeded_data_and_split(cfg)
     # -- refit protocol (eval.refit, ebr/retrieval/refit.py): from here on `split` is the split fitted
     # and scored (train+val -> test under refit); tuning baselines choose on `windows.tuning`
     windows = fit_windows(hydra.utils.instantiate(cfg.split), data, split, cfg.eval.window, cfg.eval.refit)

@@ -32,6 +32,7 @@ from ebr.pretraining.selection import snapshot_windows
 from ebr.pretraining.snapshots import discard_snapshots, save_snapshot
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
 from ebr.training.distributed import FusedTableOptimizer, ensure_process_group
+from ebr.training.setup import seeded_data_and_split
 
 log = logging.getLogger("ebr.pretraining")
 SNAPSHOT_DIR = "snapshots"
@@ -147,12 +148,7 @@ def run_pretrain(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResu
         run_dir: the job's directory (`snapshots/` goes there unless `pretrain.snapshot.dir` is set).
         loggers: where training curves go.
     """
-    if cfg.num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {cfg.num_threads}")
-    torch.set_num_threads(cfg.num_threads)
-    pl.seed_everything(cfg.seed, workers=True)
-    data: InteractionData = hydra.utils.instantiate(cfg.data)
-    split: Split = hydra.utils.instantiate(cfg.split)(data)
+    data, split = seeded_data_and_split(cfg)
     train_start, train_end = train_window(split)
     schedule = cfg.pretrain.snapshot
     windows = snapshot_windows(
