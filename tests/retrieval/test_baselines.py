@@ -149,6 +149,34 @@ def test_popularity_counts_train_engagements() -> None:
         assert list(retrieved[row]) == order[:5]
 
 
+# more corpus pins than the recall@50 cut-off, so the grid values score differently
+TUNING_USERS, TUNING_PINS = 60, 120
+
+
+def tune_on_test_variants(make: Callable[[], Retriever]) -> tuple[Split, list[Retriever]]:
+    """Tune a fresh `make()` on one split and on two copies with other test labels.
+
+    The copies have random test rows, and no test rows at all: a tuner that never reads the test
+    window chooses the same value with the same validation scores on all three.
+
+    Returns:
+        the original split and the model tuned on each variant (the original first).
+    """
+    split = random_split(4, TUNING_USERS, TUNING_PINS, density=0.05)
+    rng = np.random.default_rng(99)
+    garbage = frame(rng.integers(0, TUNING_USERS, 40), rng.integers(0, TUNING_PINS, 40))
+    variants = [
+        split,
+        Split(split.pretrain, split.train, split.val, garbage, 0),
+        Split(split.pretrain, split.train, split.val, garbage.iloc[:0], 0),
+    ]
+    models = []
+    for variant in variants:
+        models.append(make())
+        fit(models[-1], variant, TUNING_USERS, TUNING_PINS)
+    return split, models
+
+
 @pytest.mark.parametrize(
     ("make", "attribute"),
     [
@@ -157,23 +185,10 @@ def test_popularity_counts_train_engagements() -> None:
     ],
 )
 def test_tuning_never_reads_test(make: Callable[[], Retriever], attribute: str) -> None:
-    # more corpus pins than the recall@50 cut-off, so the grid values score differently
-    n_users, n_pins = 60, 120
-    split = random_split(4, n_users, n_pins, density=0.05)
-    rng = np.random.default_rng(99)
-    garbage = frame(rng.integers(0, n_users, 40), rng.integers(0, n_pins, 40))
-    # a split with other test labels, and one with no test rows at all
-    variants = [
-        split,
-        Split(split.pretrain, split.train, split.val, garbage, 0),
-        Split(split.pretrain, split.train, split.val, garbage.iloc[:0], 0),
-    ]
-    chosen, validation = [], []
-    for variant in variants:
-        model = make()
-        fit(model, variant, n_users, n_pins)
-        chosen.append(getattr(model, attribute))
-        validation.append(model.validation)
+    n_users, n_pins = TUNING_USERS, TUNING_PINS
+    split, models = tune_on_test_variants(make)
+    chosen = [getattr(model, attribute) for model in models]
+    validation = [model.validation for model in models]
     assert chosen[0] == chosen[1] == chosen[2]
     assert validation[0] == validation[1] == validation[2]
     assert len(validation[0]) >= 3

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from test_baselines import dense_train, fit, frame, random_split
+from test_baselines import TUNING_PINS, TUNING_USERS, dense_train, fit, random_split, tune_on_test_variants
 
-from ebr.data.schema import Split
 from ebr.evaluation.task import build_eval_task
 from ebr.retrieval.ease import EASE, closed_form
 from ebr.retrieval.protocol import Retriever
@@ -63,22 +62,12 @@ def test_closed_form_has_a_zero_diagonal_and_leaves_the_gram_matrix() -> None:
 
 
 def test_tuning_never_reads_test_and_picks_the_best_validation_lambda() -> None:
-    n_users, n_pins = 60, 120
-    split = random_split(4, n_users, n_pins, density=0.05)
-    rng = np.random.default_rng(99)
-    garbage = frame(rng.integers(0, n_users, 40), rng.integers(0, n_pins, 40))
-    variants = [
-        split,
-        Split(split.pretrain, split.train, split.val, garbage, 0),
-        Split(split.pretrain, split.train, split.val, garbage.iloc[:0], 0),
-    ]
+    n_users, n_pins = TUNING_USERS, TUNING_PINS
     grid = [0.1, 5, 50, 2000]
-    chosen, validation = [], []
-    for variant in variants:
-        model = EASE(tune=True, grid=grid)
-        fit(model, variant, n_users, n_pins)
-        chosen.append(model.l2)
-        validation.append(model.validation)
+    split, models = tune_on_test_variants(lambda: EASE(tune=True, grid=grid))
+    chosen = [model.l2 for model in models]
+    validation = [model.validation for model in models]
+    model = models[-1]
     assert chosen[0] == chosen[1] == chosen[2]
     assert validation[0] == validation[1] == validation[2]
     assert list(validation[0]) == ["0.1", "5", "50", "2000"]
