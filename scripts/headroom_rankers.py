@@ -361,8 +361,8 @@ def corpus_variants(kind: str) -> Callable[[World], Variants]:
         out = {}
         for name, half_life in policies.items():
             pool = decayed_corpus(world, half_life)
-            out[name] = evaluate(world, lambda task, p=pool: top_k(truth, task, p))
-            out[name] = {**out[name], CEILING: corpus_ceiling(world.task.relevant, pool)}
+            metrics = evaluate(world, lambda task, p=pool: top_k(truth, task, p))
+            out[name] = {**metrics, CEILING: corpus_ceiling(world.task.relevant, pool)}
         return out
 
     return variants
