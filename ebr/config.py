@@ -88,6 +88,9 @@ class TrainSchema:
     logq: str = "sketch"
     num_negatives: int = 0
     sharding: str = "table_wise"
+    # after training, the losses on the training and validation windows with and without the ID
+    # fields (metrics `id_ablation/*`): how much of the fit rests on the IDs; two forward passes
+    id_ablated_loss: bool = False
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)
