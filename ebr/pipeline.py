@@ -23,13 +23,13 @@ from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.corpus_metrics import creation_times, new_pin_share, recall_ceiling
 from ebr.evaluation.protocol import evaluate_online, evaluate_ranking, task_counts
 from ebr.evaluation.simulation import SimulationConfig
-from ebr.evaluation.task import HIT_LEVELS, EvalTask, build_eval_task, build_simulation_task
+from ebr.evaluation.task import HIT_LEVELS, EvalTask, build_eval_task, build_simulation_task, served_from
 from ebr.retrieval.popularity import Popularity
 from ebr.retrieval.protocol import FitContext, Retriever
 from ebr.retrieval.refit import fit_windows
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
 from ebr.serving.checkpoint import check_same_data, resolve_checkpoint
-from ebr.serving.corpus import CorpusPolicy, ServingCorpus, corpus_serving_time
+from ebr.serving.corpus import CorpusPolicy, ServingCorpus, corpus_serving_time, training_window_corpus
 from ebr.serving.signatures import COARSE, feature_level, pin_signatures, remap_split, with_signature_feature
 from ebr.training.setup import seeded_data_and_split
 
@@ -88,8 +88,12 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
         data = with_history(data, split, cfg.features.history_length)
     corpus = served.pins
     exclude_train = cfg.eval.exclude_train
-    # window=val scores the validation window instead, for choosing hyperparameters without test
-    task = build_eval_task(split, corpus, window=window, exclude_train=exclude_train, label_of=label_of)
+    # window=val scores the validation window instead, for choosing hyperparameters without test.
+    # The labels are those of the training-window corpus whatever the policy (the same users and
+    # relevant sets in every arm); retrieval returns only the served corpus's pins.
+    labels = training_window_corpus(split)
+    task = build_eval_task(split, labels, window=window, exclude_train=exclude_train, label_of=label_of)
+    task = served_from(task, corpus)
     ks = list(cfg.eval.ks)
     simulation = simulation_config(cfg, data)
     population = None

@@ -5,6 +5,7 @@ Per-user id lists are `ebr.data.csr.Csr` (re-exported here for callers of this m
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "build_simulation_task",
     "by_label",
     "check_corpus",
+    "served_from",
 ]
 
 WINDOWS = ("test", "val")
@@ -201,6 +203,24 @@ def build_simulation_task(
         "nothing_relevant": int(np.sum(relevant.lengths() == 0)),
     }
     return EvalTask(active, relevant, exclude, corpus, timestamp, cold, label_of)
+
+
+def served_from(task: EvalTask, corpus: np.ndarray) -> EvalTask:
+    """The task with retrieval from `corpus` (a subset of the task's): users and relevance stay.
+
+    So every corpus policy is scored on the same labels (those of the task's own, wider corpus)
+    and a smaller corpus can only lose hits. Exclusions are restricted to the new corpus.
+
+    Args:
+        task: the task, built over the label corpus.
+        corpus: sorted pin ids retrieval may return.
+    """
+    corpus = check_corpus(corpus)
+    exclude = task.exclude
+    if exclude is not None:
+        keep = np.isin(exclude.values, corpus)
+        exclude = Csr.from_pairs(exclude.row_of_value()[keep], exclude.values[keep], exclude.n_rows)
+    return dataclasses.replace(task, corpus=corpus, exclude=exclude)
 
 
 def as_labels(retrieved: np.ndarray, label_of: np.ndarray) -> np.ndarray:

@@ -294,3 +294,18 @@ def test_serving_time_is_the_window_start_or_the_end_of_a_per_user_fit() -> None
     assert corpus_serving_time(split, "val") == int(10.1 * DAY)
     per_user = Split(LOG.iloc[:0], LOG, val, val, 0)
     assert corpus_serving_time(per_user, "test") == 12 * DAY + 1
+
+
+def test_a_served_corpus_keeps_the_tasks_labels_and_restricts_exclusions() -> None:
+    from ebr.evaluation.task import served_from
+
+    # user 0 engaged 0, 1, 2 in train; user 1's test pin 4 is a repeat; user 2 engaged 1
+    test = _events([(0, 3, 10.5, CLICK), (1, 4, 10.5, CLICK), (2, 0, 10.5, CLICK)])
+    split = Split(SIGNATURE_LOG.iloc[:0], SIGNATURE_LOG, test.iloc[:0], test, SERVE)
+    wide = build_eval_task(split, np.arange(5))
+    narrow = served_from(wide, np.array([1, 4]))
+    assert narrow.user_ids.tolist() == wide.user_ids.tolist() == [0, 2]
+    assert narrow.relevant.values.tolist() == wide.relevant.values.tolist() == [3, 0]
+    assert wide.exclude.values.tolist() == [0, 1, 2, 1]
+    assert narrow.exclude.values.tolist() == [1, 1], "only served pins are excluded"
+    assert narrow.corpus.tolist() == [1, 4]
