@@ -140,6 +140,10 @@ class EbrSchema:
         optimized_metric: the metric a hyperparameter search optimizes (a `metrics.json` key,
             e.g. `recall@50`), set by the `hparams_search` presets; the job then returns it to
             the sweeper and must score `eval.window=val`. Null: no search.
+        eval_only: evaluate the saved two-tower model at `ckpt_path` instead of training
+            (docs/serving_corpus.md): e.g. the same model over another `corpus`.
+        ckpt_path: the saved model (`<run dir>/model.pt`, or the run directory) that
+            `eval_only=true` serves; refused without it.
     """
 
     experiment_name: str = "default"
@@ -147,6 +151,8 @@ class EbrSchema:
     force: bool = False
     num_threads: int = 1
     optimized_metric: str | None = None
+    eval_only: bool = False
+    ckpt_path: str | None = None
     features: FeaturesSchema = field(default_factory=FeaturesSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     serving: ServingSchema = field(default_factory=ServingSchema)
@@ -155,6 +161,7 @@ class EbrSchema:
     report: Any = None
     data: Any = None
     split: Any = None
+    corpus: Any = None
     model: Any = None
     index: Any = None
     eval: Any = None

@@ -1,7 +1,10 @@
 """Saving and loading a trained two-tower model, independent of the trainer and of sharding.
 
 The artifact holds the model's Hydra config (a partial missing only the tower specs), the
-tower specs, the feature names each tower reads, and a plain-tensor state dict.
+tower specs, the feature names each tower reads, a plain-tensor state dict and `info`: what it was
+trained on (`data_source`, `data_fingerprint`, the `image_signature` feature's level), so that an
+evaluation-only run can refuse another world. Artifacts written before `info` existed load with
+an empty one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def save_artifact(
     pin_spec: TowerSpec,
     features: dict[str, list[str]],
     state_dict: dict[str, torch.Tensor],
+    info: dict[str, Any] | None = None,
 ) -> None:
     """Write the artifact atomically (temporary name, then rename).
 
@@ -39,6 +43,7 @@ def save_artifact(
         pin_spec: the pin tower's input spec.
         features: {"user_sparse", "user_dense", "pin_sparse", "pin_dense"} feature name lists.
         state_dict: plain tensors (see ebr.training.distributed.dense_state_dict).
+        info: plain values describing what the model was trained on (None: none).
     """
     config = (
         OmegaConf.to_container(model_config, resolve=True)
@@ -52,6 +57,7 @@ def save_artifact(
         "pin_spec": asdict(pin_spec),
         "features": features,
         "state_dict": state_dict,
+        "info": dict(info or {}),
     }
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -69,7 +75,20 @@ def load_artifact(path: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:
     )
     model.load_state_dict(payload["state_dict"])
     model.eval()
+    payload.setdefault("info", {})
     return model, payload
+
+
+def artifact_info(path: str | Path) -> dict[str, Any]:
+    """The artifact's `info` (empty for an artifact written before it existed), without building the model.
+
+    Args:
+        path: the artifact file.
+    """
+    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
+        raise ValueError(f"{path}: not an ebr model artifact")
+    return dict(payload.get("info") or {})
 
 
 def build_model(model_config: DictConfig | dict, user_spec: TowerSpec, pin_spec: TowerSpec) -> TwoTowerModel:

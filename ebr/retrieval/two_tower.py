@@ -133,6 +133,22 @@ class TwoTowerRetriever:
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
 
+    def load(self, artifact: Path, data: InteractionData, split: Split) -> None:
+        """Serve an already saved `model.pt` instead of training (evaluation-only mode).
+
+        The artifact's own network and features are used; this retriever's index, score terms and
+        serving batch size are the job's. No training statistics are reported.
+
+        Args:
+            artifact: the model file (checked by ebr.serving.checkpoint).
+            data: the data set it is served on.
+            split: the fitted split (the score terms' training engagements).
+        """
+        self.artifact = Path(artifact)
+        self._data = data
+        self._engagements = TrainingEngagements.from_split(split)
+        self._metrics = {}
+
     def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         features = select_id_features(resolve_features(self.features, data), self.id_embedding)
         user_spec, pin_spec = tower_specs(data, features)
@@ -192,7 +208,7 @@ class TwoTowerRetriever:
         state = module.export_state_dict()  # a collective when the tables are sharded over ranks
         self.artifact = Path(context.run_dir) / MODEL_FILE
         if is_rank_zero():
-            save_artifact(self.artifact, network, user_spec, pin_spec, features, state)
+            save_artifact(self.artifact, network, user_spec, pin_spec, features, state, context.artifact_info)
             write_json_atomic(Path(context.run_dir) / HISTORY_FILE, history.history())
         examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
         self._metrics = {
