@@ -100,13 +100,16 @@ def curves_png(sweep: Sweep, curves: dict[str, dict[str, Curve]], title: str) ->
             curve = by_name.get(name)
             if curve is None:
                 continue
-            label = f"{sweep.arm_short.get(arm, arm)} (n={curve.n})"
+            short = sweep.arm_short.get(arm, arm)
+            # one differing key: its value alone names the arm, as on the deltas figure
+            label = f"{short.split('=', 1)[-1] if ',' not in short else short} (n={curve.n})"
             ax.plot(curve.epochs, curve.mean, marker="o", color=f"C{i % 10}", label=label)
             ax.fill_between(
                 curve.epochs, curve.mean - curve.std, curve.mean + curve.std, color=f"C{i % 10}", alpha=0.15
             )
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("mean over seeds (band: ± std)", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
