@@ -1,7 +1,13 @@
 """Saving and loading a trained two-tower model, independent of the trainer and of sharding.
 
 The artifact holds the model's Hydra config (a partial missing only the tower specs), the
-tower specs, the feature names each tower reads, and a plain-tensor state dict.
+tower specs, the feature names each tower reads, a plain-tensor state dict, and a manifest:
+the artifact format, the data set it was trained on (`data_name`, `data_source`, its identity)
+and the ID mapping (table rows are the data's dense user / pin ids; `user_rows`, `pin_rows`).
+
+Everything in it is a tensor or plain data (dicts, lists, strings, numbers), so it loads with
+`torch.load(..., weights_only=True)`: nothing is unpickled. A file of another format version is
+refused, naming both versions; a truncated or foreign file gets an `ArtifactError` naming it.
 """
 
 from __future__ import annotations
@@ -18,8 +24,38 @@ from omegaconf import DictConfig, OmegaConf
 from ebr.models.tower import TowerSpec
 from ebr.models.two_tower import TwoTowerModel
 
-# 2: categorical bags are weighted averages (weights in the input); 1 pooled unweighted means
-ARTIFACT_FORMAT = "ebr-two-tower/2"
+# 3: a manifest (data set, ID mapping) and weights_only loading; 2: categorical bags are weighted
+# averages (weights in the input); 1 pooled unweighted means
+ARTIFACT_FORMAT = "ebr-two-tower/3"
+FORMAT_NAME = "ebr-two-tower"
+
+
+class ArtifactError(ValueError):
+    """A model artifact that cannot be used: damaged, foreign, or of another format version."""
+
+
+def load_weights(path: str | Path, what: str = "tensor file") -> Any:
+    """`torch.load(path, weights_only=True)` on CPU, with an error naming the file when it fails.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message (e.g. "ebr model artifact").
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ArtifactError: when it is truncated, not a torch file, or holds more than tensors and plain data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zip/pickle/EOF errors of a cut or foreign file; weights_only refusals
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        raise ArtifactError(
+            f"{path}: cannot be read as an {what} ({path.stat().st_size} bytes;"
+            f" {type(error).__name__}: {reason}); the file is truncated, damaged or not written by ebr"
+        ) from error
 
 
 def save_artifact(
@@ -29,6 +65,7 @@ def save_artifact(
     pin_spec: TowerSpec,
     features: dict[str, list[str]],
     state_dict: dict[str, torch.Tensor],
+    manifest: dict[str, Any] | None = None,
 ) -> None:
     """Write the artifact atomically (temporary name, then rename).
 
@@ -39,6 +76,8 @@ def save_artifact(
         pin_spec: the pin tower's input spec.
         features: {"user_sparse", "user_dense", "pin_sparse", "pin_dense"} feature name lists.
         state_dict: plain tensors (see ebr.training.distributed.dense_state_dict).
+        manifest: what the model was trained on (`data_name`, `data_source`, `user_rows`,
+            `pin_rows`, ...): plain data, stored with the format version.
     """
     config = (
         OmegaConf.to_container(model_config, resolve=True)
@@ -47,6 +86,7 @@ def save_artifact(
     )
     payload = {
         "format": ARTIFACT_FORMAT,
+        "manifest": {"format": ARTIFACT_FORMAT, **(manifest or {})},
         "model_config": config,
         "user_spec": asdict(user_spec),
         "pin_spec": asdict(pin_spec),
@@ -55,21 +95,55 @@ def save_artifact(
     }
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_artifact(path: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:
-    """Rebuild the model in eval mode (plain, unsharded tables) and return it with the payload."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if payload.get("format") != ARTIFACT_FORMAT:
-        raise ValueError(f"{path}: not an ebr model artifact (format {payload.get('format')!r})")
-    model = build_model(
-        payload["model_config"], TowerSpec(**payload["user_spec"]), TowerSpec(**payload["pin_spec"])
-    )
-    model.load_state_dict(payload["state_dict"])
+    """Rebuild the model in eval mode (plain, unsharded tables) and return it with the payload.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ArtifactError: naming the file, when it is damaged, foreign or of another format version.
+    """
+    payload = load_weights(path, "ebr model artifact")
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != ARTIFACT_FORMAT:
+        if isinstance(found, str) and found.startswith(f"{FORMAT_NAME}/"):
+            raise ArtifactError(
+                f"{path}: ebr model artifact format {found!r}, this ebr reads {ARTIFACT_FORMAT!r}"
+                f" ({_format_differences(found)}); retrain it (force=true) with this version"
+            )
+        raise ArtifactError(
+            f"{path}: not an ebr model artifact (format {found!r}, expected {ARTIFACT_FORMAT!r})"
+        )
+    try:
+        model = build_model(
+            payload["model_config"], TowerSpec(**payload["user_spec"]), TowerSpec(**payload["pin_spec"])
+        )
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        reason = " ".join(str(error).split())[:300]
+        raise ArtifactError(
+            f"{path}: the ebr model artifact is inconsistent ({type(error).__name__}: {reason})"
+        ) from error
     model.eval()
     return model, payload
+
+
+_CHANGES = {
+    "ebr-two-tower/1": "categorical bags pooled as unweighted means (2 on: weighted averages)",
+    "ebr-two-tower/2": "no manifest (data set, ID mapping) and pickled loading (3: weights_only)",
+}
+
+
+def _format_differences(found: str) -> str:
+    """What changed between an older or newer format and this one."""
+    known = [text for version, text in _CHANGES.items() if found <= version]
+    return "; ".join(known) if known else "written by a newer ebr"
 
 
 def build_model(model_config: DictConfig | dict, user_spec: TowerSpec, pin_spec: TowerSpec) -> TwoTowerModel:
