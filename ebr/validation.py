@@ -207,8 +207,9 @@ class _Checker:
         try:
             build(value)
         except Exception as error:
-            cause = error
-            while cause.__cause__ is not None:
+            cause: BaseException = error
+            # Hydra's instantiation wraps the constructor's own error: show that one
+            while type(cause).__module__.startswith("hydra") and cause.__cause__ is not None:
                 cause = cause.__cause__
             self.problems.append(f"{key}: {str(cause).strip() or type(cause).__name__}")
 

@@ -173,9 +173,15 @@ def run_in_directory(
     except Exception as exc:
         text = traceback.format_exc()
         if rank_zero:
-            record_failure(run_dir, text)
-            _write_outcome(run_dir, FAILED, started, first_line(exc))
-            loggers.finish(success=False)
+            try:
+                record_failure(run_dir, text)
+                _write_outcome(run_dir, FAILED, started, first_line(exc))
+            except OSError as write_error:  # a full disk or a read-only directory: say so, keep the cause
+                log.error("could not record the failure in %s: %s", run_dir, write_error)
+            try:
+                loggers.finish(success=False)
+            except Exception as finish_error:
+                log.error("the loggers failed while closing: %s", error_text(finish_error))
         # once, the useful line first: the error itself, then where its traceback is kept
         if rank_zero:
             log.error("job failed: %s\n  (traceback in %s)", error_text(exc), run_dir / ERROR_FILE)
@@ -202,23 +208,22 @@ def headline_table(metrics: Mapping[str, float], path: Path) -> str:
     return "\n".join(lines)
 
 
-def _innermost(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None:
+def _unwrapped(exc: BaseException) -> BaseException:
+    """The error itself, not Hydra's wrappers of it (InstantiationException, ...)."""
+    while type(exc).__module__.startswith("hydra") and exc.__cause__ is not None:
         exc = exc.__cause__
     return exc
 
 
 def error_text(exc: BaseException) -> str:
-    """The exception's type and whole message, of the innermost cause (Hydra wraps it)."""
-    cause = _innermost(exc)
+    """The exception's type and whole message, without Hydra's wrappers of it."""
+    cause = _unwrapped(exc)
     return f"{type(cause).__name__}: {str(cause).strip()}"
 
 
 def first_line(exc: BaseException) -> str:
     """The exception's type and the first line of its message (Hydra wraps the cause in more lines)."""
-    cause = exc
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
+    cause = _unwrapped(exc)
     lines = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 

@@ -137,10 +137,17 @@ def numeric_column(values: pd.Series, source: str, column: str, integer: bool = 
         row = int(rows[0])
         kind = "a whole number" if integer else "a number"
         raise DataValidationError(
-            f"{source}: column '{column}' row {row}: value {values.iloc[row]!r} is not {kind}"
+            f"{source}: column '{column}' row {row}: value {_shown(values.iloc[row])} is not {kind}"
             f" ({len(rows)} bad rows in all)"
         )
     return numbers.astype(np.int64) if integer else numbers
+
+
+def _shown(value: object) -> str:
+    """A cell for a message: "missing (empty or NaN)", or the plain Python value's repr."""
+    if pd.isna(value):
+        return "missing (empty or NaN)"
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def dense_ids(values: pd.Series, source: str, column: str) -> tuple[np.ndarray, np.ndarray]:
