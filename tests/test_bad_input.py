@@ -269,15 +269,19 @@ def test_a_damaged_or_foreign_model_file_is_named(tmp_path) -> None:
     with pytest.raises(ArtifactError, match=r"model\.pt: cannot be read as an ebr model artifact"):
         load_artifact(cut)
     foreign = tmp_path / "foreign.pt"
-    torch.save({"format": "ebr-two-tower/3", "obj": Path("x")}, foreign)  # a pickled object: refused
+    torch.save({"format": ARTIFACT_FORMAT, "obj": Path("x")}, foreign)  # a pickled object: refused
     with pytest.raises(ArtifactError, match=r"foreign\.pt: cannot be read"):
         load_artifact(foreign)
     old = tmp_path / "old.pt"
-    torch.save({"format": "ebr-two-tower/2", "state_dict": {}}, old)
+    torch.save({"format": "ebr-two-tower/1", "state_dict": {}}, old)
     with pytest.raises(
-        ArtifactError, match=r"old\.pt: ebr model artifact format 'ebr-two-tower/2'.*no manifest"
+        ArtifactError, match=r"old\.pt: ebr model artifact format 'ebr-two-tower/1'.*unweighted means"
     ):
         load_artifact(old)
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": "ebr-two-tower/9", "state_dict": {}}, newer)
+    with pytest.raises(ArtifactError, match=r"newer\.pt: .*'ebr-two-tower/9'.*written by a newer ebr"):
+        load_artifact(newer)
     other = tmp_path / "other.pt"
     torch.save({"format": "something-else"}, other)
     with pytest.raises(ArtifactError, match=r"other\.pt: not an ebr model artifact"):

@@ -127,7 +127,7 @@ def test_the_model_artifact_carries_a_manifest_and_is_served_only_on_its_data(co
     run_dir, _ = console_run
     record = json.loads((run_dir / "run.json").read_text())
     _, payload = load_artifact(run_dir / "model.pt")  # weights_only=True: nothing unpickled
-    manifest = payload["manifest"]
+    manifest = payload["info"]
     assert manifest["format"] == ARTIFACT_FORMAT
     assert manifest["data_source"] == record["info"]["data_source"]
     assert (manifest["user_rows"], manifest["pin_rows"]) == (1500, 800)

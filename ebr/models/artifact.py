@@ -1,13 +1,15 @@
 """Saving and loading a trained two-tower model, independent of the trainer and of sharding.
 
 The artifact holds the model's Hydra config (a partial missing only the tower specs), the
-tower specs, the feature names each tower reads, a plain-tensor state dict, and a manifest:
-the artifact format, the data set it was trained on (`data_name`, `data_source`, its identity)
-and the ID mapping (table rows are the data's dense user / pin ids; `user_rows`, `pin_rows`).
+tower specs, the feature names each tower reads, a plain-tensor state dict, and `info`, its
+manifest: the artifact format, the data set it was trained on (`data_name`, `data_source`) and
+the ID mapping (table rows are the data's dense user / pin ids; `user_rows`, `pin_rows`).
+Artifacts written before `info` existed load with an empty one.
 
 Everything in it is a tensor or plain data (dicts, lists, strings, numbers), so it loads with
 `torch.load(..., weights_only=True)`: nothing is unpickled. A file of another format version is
-refused, naming both versions; a truncated or foreign file gets an `ArtifactError` naming it.
+refused, naming both versions and what differs; a truncated or foreign file gets an
+`ArtifactError` naming it.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 from ebr.models.tower import TowerSpec
 from ebr.models.two_tower import TwoTowerModel
 
-# 3: a manifest (data set, ID mapping) and weights_only loading; 2: categorical bags are weighted
-# averages (weights in the input); 1 pooled unweighted means
-ARTIFACT_FORMAT = "ebr-two-tower/3"
+# 2: categorical bags are weighted averages (weights in the input); 1 pooled unweighted means.
+# The optional `info` manifest is additive: version 2 files without it still load.
+ARTIFACT_FORMAT = "ebr-two-tower/2"
 FORMAT_NAME = "ebr-two-tower"
 
 
@@ -65,7 +67,7 @@ def save_artifact(
     pin_spec: TowerSpec,
     features: dict[str, list[str]],
     state_dict: dict[str, torch.Tensor],
-    manifest: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> None:
     """Write the artifact atomically (temporary name, then rename).
 
@@ -76,7 +78,7 @@ def save_artifact(
         pin_spec: the pin tower's input spec.
         features: {"user_sparse", "user_dense", "pin_sparse", "pin_dense"} feature name lists.
         state_dict: plain tensors (see ebr.training.distributed.dense_state_dict).
-        manifest: what the model was trained on (`data_name`, `data_source`, `user_rows`,
+        info: the manifest: what the model was trained on (`data_name`, `data_source`, `user_rows`,
             `pin_rows`, ...): plain data, stored with the format version.
     """
     config = (
@@ -86,7 +88,7 @@ def save_artifact(
     )
     payload = {
         "format": ARTIFACT_FORMAT,
-        "manifest": {"format": ARTIFACT_FORMAT, **(manifest or {})},
+        "info": {"format": ARTIFACT_FORMAT, **(info or {})},
         "model_config": config,
         "user_spec": asdict(user_spec),
         "pin_spec": asdict(pin_spec),
@@ -131,12 +133,12 @@ def load_artifact(path: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:
             f"{path}: the ebr model artifact is inconsistent ({type(error).__name__}: {reason})"
         ) from error
     model.eval()
+    payload.setdefault("info", {})
     return model, payload
 
 
 _CHANGES = {
     "ebr-two-tower/1": "categorical bags pooled as unweighted means (2 on: weighted averages)",
-    "ebr-two-tower/2": "no manifest (data set, ID mapping) and pickled loading (3: weights_only)",
 }
 
 

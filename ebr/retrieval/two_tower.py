@@ -188,7 +188,7 @@ class TwoTowerRetriever:
         state = module.export_state_dict()  # a collective when the tables are sharded over ranks
         self.artifact = Path(context.run_dir) / MODEL_FILE
         if is_rank_zero():
-            manifest = {
+            info = {
                 "data_name": data.name,
                 "data_source": data.source,
                 # table rows are the data's dense ids (meta["original_id"] maps them back)
@@ -197,7 +197,7 @@ class TwoTowerRetriever:
                 "pin_rows": int(data.pins.n_rows),
                 "id_embedding": self.id_embedding.mode,
             }
-            save_artifact(self.artifact, network, user_spec, pin_spec, features, state, manifest)
+            save_artifact(self.artifact, network, user_spec, pin_spec, features, state, info)
         examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
         self._metrics = {
             "train/seconds": seconds,

@@ -123,7 +123,7 @@ class RetrievalService:
                 than `data` (its ids would point at other users and pins).
         """
         model, payload = load_artifact(path)
-        manifest = payload.get("manifest", {})
+        manifest = payload.get("info", {})
         expected = {"data_source": data.source, "user_rows": data.users.n_rows, "pin_rows": data.pins.n_rows}
         differs = [
             f"{key}: {manifest[key]!r} (model) vs {value!r} (data)"
