@@ -88,6 +88,9 @@ class TrainSchema:
     logq: str = "sketch"
     num_negatives: int = 0
     sharding: str = "table_wise"
+    # after training, the losses on the training and validation windows with and without the ID
+    # fields (metrics `id_ablation/*`): how much of the fit rests on the IDs; two forward passes
+    id_ablated_loss: bool = False
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)
@@ -137,6 +140,10 @@ class EbrSchema:
         optimized_metric: the metric a hyperparameter search optimizes (a `metrics.json` key,
             e.g. `recall@50`), set by the `hparams_search` presets; the job then returns it to
             the sweeper and must score `eval.window=val`. Null: no search.
+        eval_only: evaluate the saved two-tower model at `ckpt_path` instead of training
+            (docs/serving_corpus.md): e.g. the same model over another `corpus`.
+        ckpt_path: the saved model (`<run dir>/model.pt`, or the run directory) that
+            `eval_only=true` serves; refused without it.
     """
 
     experiment_name: str = "default"
@@ -144,6 +151,8 @@ class EbrSchema:
     force: bool = False
     num_threads: int = 1
     optimized_metric: str | None = None
+    eval_only: bool = False
+    ckpt_path: str | None = None
     features: FeaturesSchema = field(default_factory=FeaturesSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     serving: ServingSchema = field(default_factory=ServingSchema)
@@ -152,6 +161,7 @@ class EbrSchema:
     report: Any = None
     data: Any = None
     split: Any = None
+    corpus: Any = None
     model: Any = None
     index: Any = None
     eval: Any = None

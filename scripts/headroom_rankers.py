@@ -13,15 +13,18 @@ from collections.abc import Callable
 import numpy as np
 
 from ebr.data.csr import Csr
-from ebr.data.schema import CLICK, SECONDS_PER_DAY, InteractionData, Split, engaged_pairs
+from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split, engaged_pairs
 from ebr.data.world.config import WorldConfig
 from ebr.data.world.entities import draw_pins, draw_users
 from ebr.data.world.taste import build_truth
 from ebr.data.world.truth import SyntheticTruth
+from ebr.evaluation.corpus_metrics import share_in_corpus
 from ebr.evaluation.metrics import retrieval_metrics
 from ebr.evaluation.protocol import evaluate_online
 from ebr.evaluation.simulation import SimulationConfig
-from ebr.evaluation.task import EvalTask
+from ebr.evaluation.task import EvalTask, as_labels, by_label
+from ebr.serving.corpus import CorpusPolicy
+from ebr.serving.signatures import COARSE, freshest_members
 
 DEPTH = 100
 # the corpus rows also report the share of relevant pairs their corpus holds
@@ -282,37 +285,16 @@ def representatives(world: World, policy: str) -> np.ndarray:
     meta = world.data.pins.meta
     if policy == "canonical":
         return meta["canonical_pin"]
-    signature, created = meta["coarse_signature"], meta["created_at"]
-    pins = np.arange(len(signature))
-    # among the members that exist at serving time, the latest created (ties: highest id)
-    alive = created <= world.task.timestamp
-    order = np.lexsort((pins, np.where(alive, created, np.iinfo(np.int64).min), signature))
-    last = np.r_[signature[order][1:] != signature[order][:-1], True]
-    best = np.empty(signature.max() + 1, dtype=np.int64)
-    best[signature[order][last]] = order[last]
-    return best[signature]
+    return freshest_members(meta[COARSE], meta["created_at"], world.task.timestamp)
+
+
+# the package's corpus metrics and signature relabelling, under the names this script's rows use
+corpus_ceiling = share_in_corpus
+_as_signatures = as_labels
 
 
 def _signature_relevant(world: World, signature: np.ndarray) -> Csr:
-    relevant = world.task.relevant
-    return Csr.from_pairs(relevant.row_of_value(), signature[relevant.values], relevant.n_rows)
-
-
-def _as_signatures(retrieved: np.ndarray, signature: np.ndarray) -> np.ndarray:
-    """Retrieved pins as their signatures, each signature once per row (first place), -1 padded."""
-    mapped = np.where(retrieved >= 0, signature[np.maximum(retrieved, 0)], -1)
-    out = np.full_like(mapped, -1)
-    for row in range(len(mapped)):
-        seen = list(dict.fromkeys(s for s in mapped[row] if s >= 0))
-        out[row, : len(seen)] = seen
-    return out
-
-
-def corpus_ceiling(relevant: Csr, pool: np.ndarray) -> float:
-    """Share of the relevant (user, id) pairs whose id is in `pool`: what no ranker over it can exceed."""
-    if len(relevant.values) == 0:
-        return float("nan")
-    return float(np.isin(relevant.values, pool).mean())
+    return by_label(world.task.relevant, signature)
 
 
 def _remapped(world: World, name: str, policy: str | None) -> dict[str, float]:
@@ -331,16 +313,13 @@ def _remapped(world: World, name: str, policy: str | None) -> dict[str, float]:
 
 
 def decayed_corpus(world: World, half_life_days: float | None) -> np.ndarray:
-    """The top CORPUS_SHARE of pins by training-window engagements, each weighted 2^(-age / half-life)."""
-    train = world.split.train
-    _, pins = engaged_pairs(train, "split.train")
-    engaged = train["event"].to_numpy() >= CLICK
-    age_days = (world.task.timestamp - train["timestamp"].to_numpy()[engaged]) / SECONDS_PER_DAY
-    weight = np.ones(len(pins)) if half_life_days is None else 0.5 ** (age_days / half_life_days)
-    score = np.bincount(pins, weights=weight, minlength=world.truth.n_pins)
-    budget = round(CORPUS_SHARE * world.truth.n_pins)
-    order = np.lexsort((np.arange(len(score)), -score))
-    return np.sort(order[:budget][score[order[:budget]] > 0])
+    """The top CORPUS_SHARE of pins by training-window engagements, each weighted 2^(-age / half-life)
+    (the package's `corpus=time_decay`, or `corpus=sum` over the whole window when None)."""
+    if half_life_days is None:
+        policy = CorpusPolicy(scoring="sum", size=CORPUS_SHARE)
+    else:
+        policy = CorpusPolicy(scoring="time_decay", half_life_days=half_life_days, size=CORPUS_SHARE)
+    return policy.build(world.data.pins, world.split.train, world.task.timestamp).pins
 
 
 def corpus_variants(kind: str) -> Callable[[World], Variants]:

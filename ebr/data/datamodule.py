@@ -137,6 +137,23 @@ class TwoTowerDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self._train, batch_size=None)
 
+    def train_replay_dataloader(self) -> DataLoader:
+        """The training window's first-epoch batches again (same shuffle, same negatives), from a
+        fresh pass counter: two calls give identical batches, so two measurements over them pair."""
+        t = self._train
+        replay = EngagementBatches(
+            self.split.train,
+            self.user_gatherer,
+            self.pin_gatherer,
+            self.batch_size,
+            shuffle=True,
+            seed=self.seed,
+            negative_pool=t.negative_pool,
+            num_negatives=t.num_negatives,
+            drop_last=True,
+        )
+        return DataLoader(replay, batch_size=None)
+
     def val_dataloader(self) -> DataLoader | list:
         if self.split.val.empty:
             return []

@@ -16,7 +16,7 @@ import numpy as np
 from ebr.data.schema import GroundTruth
 from ebr.evaluation.metrics import check_ks, check_retrieved, retrieval_metrics
 from ebr.evaluation.simulation import SimulationConfig, simulate_online
-from ebr.evaluation.task import EvalTask
+from ebr.evaluation.task import EvalTask, as_labels
 
 
 def task_counts(task: EvalTask) -> dict[str, float]:
@@ -41,7 +41,9 @@ def evaluate_ranking(
     """Retrieval metrics (and simulated online metrics when the world's truth is known) of any ranking.
 
     Args:
-        task: the evaluation task; row i of `retrieved` is for task.user_ids[i].
+        task: the evaluation task; row i of `retrieved` is for task.user_ids[i]. With
+            `task.label_of` (eval.hit_level=signature) a hit counts per label: the ranking is
+            scored as its labels, each once at its first place.
         retrieved: (M, C) ranked pin ids, -1 padded; C >= max(ks) and, for the simulation,
             C >= simulation.candidates.
         ks: metric cut-offs.
@@ -56,7 +58,8 @@ def evaluate_ranking(
         prefixed.
     """
     ks = check_ks(ks)
-    metrics = retrieval_metrics(retrieved, task.relevant, ks)
+    ranked = retrieved if task.label_of is None else as_labels(retrieved, task.label_of)
+    metrics = retrieval_metrics(ranked, task.relevant, ks)
     if truth is not None:
         config = simulation if simulation is not None else SimulationConfig()
         metrics.update(simulate_online(truth, task.user_ids, retrieved, float(task.timestamp), config))

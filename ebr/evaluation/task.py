@@ -5,6 +5,7 @@ Per-user id lists are `ebr.data.csr.Csr` (re-exported here for callers of this m
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,9 +14,22 @@ from ebr.data.csr import Csr
 from ebr.data.schema import DataValidationError, Split, engaged_pairs
 from ebr.evaluation.hashing import hash_mix
 
-__all__ = ["WINDOWS", "Csr", "EvalTask", "build_eval_task", "build_simulation_task", "check_corpus"]
+__all__ = [
+    "HIT_LEVELS",
+    "WINDOWS",
+    "Csr",
+    "EvalTask",
+    "as_labels",
+    "build_eval_task",
+    "build_simulation_task",
+    "by_label",
+    "check_corpus",
+    "served_from",
+]
 
 WINDOWS = ("test", "val")
+# eval.hit_level: a hit on the pin itself, or on any pin of the same coarse image signature
+HIT_LEVELS = ("pin", "signature")
 # the hash stream of the simulated population's sample
 _POPULATION_STREAM = 7
 
@@ -32,6 +46,9 @@ class EvalTask:
         corpus: sorted pin ids that may be retrieved.
         timestamp: serving time in seconds.
         cold: counts of what could not be evaluated (see `build_eval_task`).
+        label_of: (n_pins,) pin -> the id a hit is counted by (its coarse signature under
+            `eval.hit_level=signature`): `relevant` then holds those ids and a ranking is scored
+            through `as_labels`; None: hits count per pin.
     """
 
     user_ids: np.ndarray
@@ -40,6 +57,7 @@ class EvalTask:
     corpus: np.ndarray
     timestamp: int
     cold: dict[str, int] = field(default_factory=dict)
+    label_of: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.relevant.n_rows != len(self.user_ids):
@@ -67,7 +85,11 @@ def check_corpus(corpus: np.ndarray) -> np.ndarray:
 
 
 def build_eval_task(
-    split: Split, corpus: np.ndarray, window: str = "test", exclude_train: bool = True
+    split: Split,
+    corpus: np.ndarray,
+    window: str = "test",
+    exclude_train: bool = True,
+    label_of: np.ndarray | None = None,
 ) -> EvalTask:
     """Who is evaluated on which pins, from the engagements of a later window.
 
@@ -81,6 +103,10 @@ def build_eval_task(
         window: "test" (served at split.reference_time) or "val" (served at the first val
             timestamp; split.test is never read).
         exclude_train: exclude each user's train-window engaged pins from retrieval.
+        label_of: (n_pins,) pin -> label id (e.g. its coarse signature): relevance, repeats and
+            exclusions are then per label (a corpus pin is excluded when the user engaged a pin of
+            its label in train, and a window pair is relevant when its label has a corpus pin);
+            None: per pin.
 
     Returns:
         The task; `cold` counts "window_users" (users with window engagements), "cold_users"
@@ -90,9 +116,10 @@ def build_eval_task(
     """
     users, pins, timestamp = _window(split, window)
     corpus = check_corpus(corpus)
+    items, pins = _labelled(corpus, pins, label_of)
     window_users = np.unique(users)
     pair_user, pair_pin = _unique_pairs(users, pins)
-    in_corpus = np.isin(pair_pin, corpus)
+    in_corpus = np.isin(pair_pin, items)
     corpus_users = np.unique(pair_user[in_corpus])
     pair_user, pair_pin = pair_user[in_corpus], pair_pin[in_corpus]
 
@@ -100,7 +127,8 @@ def build_eval_task(
     repeat = np.zeros(len(pair_user), dtype=bool)
     if exclude_train:
         train_users, train_pins = engaged_pairs(split.train, "split.train")
-        history = _rows_for(corpus_users, train_users, train_pins, corpus)
+        train_pins = train_pins if label_of is None else label_of[train_pins]
+        history = _rows_for(corpus_users, train_users, train_pins, items)
         repeat = history.contains_pairs(np.searchsorted(corpus_users, pair_user), pair_pin)
 
     user_ids = np.unique(pair_user[~repeat])
@@ -108,7 +136,7 @@ def build_eval_task(
     relevant = Csr.from_pairs(rows, pair_pin[~repeat], len(user_ids))
     exclude = None
     if history is not None:
-        exclude = _rows_for(user_ids, train_users, train_pins, corpus)
+        exclude = _members(_rows_for(user_ids, train_users, train_pins, items), corpus, label_of)
     cold = {
         "window_users": len(window_users),
         "cold_users": len(window_users) - len(corpus_users),
@@ -116,7 +144,7 @@ def build_eval_task(
         "repeat_items": int(repeat.sum()),
         "repeat_only_users": len(corpus_users) - len(user_ids),
     }
-    return EvalTask(user_ids, relevant, exclude, corpus, timestamp, cold)
+    return EvalTask(user_ids, relevant, exclude, corpus, timestamp, cold, label_of)
 
 
 def build_simulation_task(
@@ -126,6 +154,7 @@ def build_simulation_task(
     seed: int = 0,
     window: str = "test",
     exclude_train: bool = True,
+    label_of: np.ndarray | None = None,
 ) -> EvalTask:
     """The simulated online population: a fixed seeded sample of the window's active users.
 
@@ -142,6 +171,7 @@ def build_simulation_task(
         seed: the sample's seed.
         window: "test" or "val", as in `build_eval_task`.
         exclude_train: exclude each user's train-window engaged corpus pins from retrieval.
+        label_of: as in `build_eval_task` (exclusions and relevance per label).
 
     Returns:
         The task; `relevant` holds each user's retrievable window engagements (possibly none) and
@@ -152,6 +182,7 @@ def build_simulation_task(
         raise ValueError(f"users must be a positive integer, got {users!r}")
     window_user, window_pin, timestamp = _window(split, window)
     corpus = check_corpus(corpus)
+    items, window_pin = _labelled(corpus, window_pin, label_of)
     active = np.unique(window_user)
     if len(active) > users:
         keys = hash_mix(hash_mix(np.uint64(seed), _POPULATION_STREAM), active.astype(np.uint64))
@@ -159,17 +190,92 @@ def build_simulation_task(
     exclude = None
     if exclude_train:
         train_users, train_pins = engaged_pairs(split.train, "split.train")
-        exclude = _rows_for(active, train_users, train_pins, corpus)
-    relevant = _rows_for(active, *_unique_pairs(window_user, window_pin), corpus)
+        train_pins = train_pins if label_of is None else label_of[train_pins]
+        exclude = _rows_for(active, train_users, train_pins, items)
+    relevant = _rows_for(active, *_unique_pairs(window_user, window_pin), items)
     if exclude is not None:
         keep = ~exclude.contains_pairs(relevant.row_of_value(), relevant.values)
         relevant = Csr.from_pairs(relevant.row_of_value()[keep], relevant.values[keep], len(active))
+        exclude = _members(exclude, corpus, label_of)
     cold = {
         "window_users": len(np.unique(window_user)),
         "sampled_users": len(active),
         "nothing_relevant": int(np.sum(relevant.lengths() == 0)),
     }
-    return EvalTask(active, relevant, exclude, corpus, timestamp, cold)
+    return EvalTask(active, relevant, exclude, corpus, timestamp, cold, label_of)
+
+
+def served_from(task: EvalTask, corpus: np.ndarray) -> EvalTask:
+    """The task with retrieval from `corpus` (a subset of the task's): users and relevance stay.
+
+    So every corpus policy is scored on the same labels (those of the task's own, wider corpus)
+    and a smaller corpus can only lose hits. Exclusions are restricted to the new corpus.
+
+    Args:
+        task: the task, built over the label corpus.
+        corpus: sorted pin ids retrieval may return.
+    """
+    corpus = check_corpus(corpus)
+    exclude = task.exclude
+    if exclude is not None:
+        keep = np.isin(exclude.values, corpus)
+        exclude = Csr.from_pairs(exclude.row_of_value()[keep], exclude.values[keep], exclude.n_rows)
+    return dataclasses.replace(task, corpus=corpus, exclude=exclude)
+
+
+def as_labels(retrieved: np.ndarray, label_of: np.ndarray) -> np.ndarray:
+    """Retrieved pins as their labels, each label once per row (at its first place), -1 padded.
+
+    Args:
+        retrieved: (M, C) ranked pin ids, -1 padded.
+        label_of: (n_pins,) pin -> label id.
+    """
+    retrieved = np.asarray(retrieved, dtype=np.int64)
+    mapped = np.where(retrieved >= 0, label_of[np.maximum(retrieved, 0)], -1)
+    order = np.argsort(mapped, axis=1, kind="stable")
+    ranked = np.take_along_axis(mapped, order, 1)
+    repeated_sorted = np.zeros(mapped.shape, dtype=bool)
+    repeated_sorted[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
+    repeated = np.empty_like(repeated_sorted)
+    np.put_along_axis(repeated, order, repeated_sorted, 1)
+    keep = (mapped >= 0) & ~repeated
+    # kept labels move left in rank order; stable, so the first place of each label wins
+    compact = np.argsort(~keep, axis=1, kind="stable")
+    return np.take_along_axis(np.where(keep, mapped, -1), compact, 1)
+
+
+def by_label(relevant: Csr, label_of: np.ndarray) -> Csr:
+    """Per-user relevant pins as their labels (a label once per row).
+
+    Args:
+        relevant: per user, pin ids.
+        label_of: (n_pins,) pin -> label id.
+    """
+    return Csr.from_pairs(relevant.row_of_value(), np.asarray(label_of)[relevant.values], relevant.n_rows)
+
+
+def _labelled(
+    corpus: np.ndarray, pins: np.ndarray, label_of: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the corpus's sorted distinct items, the window pins as items): pins, or their labels."""
+    if label_of is None:
+        return corpus, pins
+    label_of = np.asarray(label_of, dtype=np.int64)
+    return np.unique(label_of[corpus]), label_of[pins]
+
+
+def _members(rows: Csr, corpus: np.ndarray, label_of: np.ndarray | None) -> Csr:
+    """Per row, the corpus pins whose label is one of the row's labels (the row itself per pin)."""
+    if label_of is None:
+        return rows
+    labels = label_of[corpus]
+    order = np.argsort(labels, kind="stable")
+    by_label, pins = labels[order], corpus[order]
+    start = np.searchsorted(by_label, rows.values, side="left")
+    count = np.searchsorted(by_label, rows.values, side="right") - start
+    row = np.repeat(rows.row_of_value(), count)
+    offsets = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+    return Csr.from_pairs(row, pins[offsets], rows.n_rows)
 
 
 def _window(split: Split, window: str) -> tuple[np.ndarray, np.ndarray, int]:

@@ -3,7 +3,9 @@
 The artifact holds the model's Hydra config (a partial missing only the tower specs), the
 tower specs, the feature names each tower reads, a plain-tensor state dict, and `info`, its
 manifest: the artifact format, the data set it was trained on (`data_name`, `data_source`) and
-the ID mapping (table rows are the data's dense user / pin ids; `user_rows`, `pin_rows`).
+the ID mapping (table rows are the data's dense user / pin ids; `user_rows`, `pin_rows`), and,
+for an evaluation-only run to refuse another world, `data_fingerprint` and the `image_signature`
+feature's level.
 Artifacts written before `info` existed load with an empty one.
 
 Everything in it is a tensor or plain data (dicts, lists, strings, numbers), so it loads with
@@ -146,6 +148,18 @@ def _format_differences(found: str) -> str:
     """What changed between an older or newer format and this one."""
     known = [text for version, text in _CHANGES.items() if found <= version]
     return "; ".join(known) if known else "written by a newer ebr"
+
+
+def artifact_info(path: str | Path) -> dict[str, Any]:
+    """The artifact's `info` (empty for an artifact written before it existed), without building the model.
+
+    Args:
+        path: the artifact file.
+    """
+    payload = load_weights(path, "ebr model artifact")
+    if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"{path}: not an ebr model artifact of format {ARTIFACT_FORMAT!r}")
+    return dict(payload.get("info") or {})
 
 
 def build_model(model_config: DictConfig | dict, user_spec: TowerSpec, pin_spec: TowerSpec) -> TwoTowerModel:

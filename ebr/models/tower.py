@@ -116,6 +116,9 @@ class Tower(nn.Module):
             else None
         )
         self.id_dropout = float(id_dropout)
+        # fields replaced by zeros (what ID dropout does to a dropped example) in every mode: a
+        # diagnostic switch (`ablate_fields`), not state, so model.pt never carries it
+        self.ablated_fields: frozenset[str] = frozenset()
         self.id_ebc = self._id_tables(spec, embedding_dim, id_freeze) if spec.id_feature else None
         self.dense_mlp = (
             nn.Sequential(
@@ -207,7 +210,10 @@ class Tower(nn.Module):
                 sparse = sparse.permute(shared) if shared else None
             if self.ebc is not None and sparse is not None:
                 pooled.update(self.ebc(sparse).to_dict())
-            parts += [pooled[name] for name in self.feature_names]
+            parts += [
+                torch.zeros_like(pooled[name]) if name in self.ablated_fields else pooled[name]
+                for name in self.feature_names
+            ]
         if self.dense_mlp is not None:
             parts.append(self.dense_mlp(dense))
         return torch.stack(parts, dim=1)
@@ -219,3 +225,25 @@ class Tower(nn.Module):
 
     def forward(self, sparse: KeyedJaggedTensor, dense: torch.Tensor) -> torch.Tensor:
         return self.encode(self.fields(sparse, dense))
+
+
+class ablate_fields:  # noqa: N801 - used as a context manager, like torch.no_grad
+    """Within the block, every Tower of `model` (sharded or wrapped included) replaces the
+    fields of the named sparse features by zeros, as a dropped ID vector is.
+
+    Args:
+        model: a module holding Towers.
+        features: sparse feature names (those a tower does not read are ignored).
+    """
+
+    def __init__(self, model: nn.Module, features: frozenset[str] | set[str]) -> None:
+        self.towers = [m for m in model.modules() if isinstance(m, Tower)]
+        self.features = frozenset(features)
+
+    def __enter__(self) -> None:
+        for tower in self.towers:
+            tower.ablated_fields = self.features & set(tower.feature_names)
+
+    def __exit__(self, *exc: object) -> None:
+        for tower in self.towers:
+            tower.ablated_fields = frozenset()

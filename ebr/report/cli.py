@@ -28,6 +28,7 @@ import yaml
 
 from ebr.report.best import DEFAULT_SEEDS, SearchReadError, write_best
 from ebr.report.build import build_report
+from ebr.report.curves import write_curves
 from ebr.report.document import Report
 from ebr.report.render import write_report
 from ebr.report.stats import DEFAULT_BOOTSTRAP, summarize_sweep
@@ -270,6 +271,12 @@ def run(args: argparse.Namespace) -> int:
     """
     sweep, report = make_report(args)
     paths = write_report(report, sweep.path)
+    try:
+        curves = write_curves(sweep, f"{report.title()}: loss per epoch (data: {report.data_label()})")
+    except ValueError as exc:
+        raise SweepError(str(exc)) from exc
+    if curves is not None:
+        paths["curves"] = curves
     print(
         f"ebr-report: wrote {', '.join(p.name for p in paths.values())} to {sweep.path} "
         f"({report.n_runs} runs: {report.n_finished} finished, {report.n_failed} failed, "

@@ -41,6 +41,8 @@ class FitContext:
             the refit protocol `fit` receives train+val as `split.train`, and tuning still runs
             train -> val on this window, after which the chosen value is refitted on `split`.
             None: tune on the fitted split (`split.train` -> `split.val` over `corpus`).
+        artifact_info: what a saved model records about its training data (the data's source and
+            fingerprint, the `image_signature` feature's level), so it is only served on that data.
     """
 
     corpus: np.ndarray
@@ -48,6 +50,7 @@ class FitContext:
     loggers: list[Any] = field(default_factory=list)
     seed: int = 0
     tuning: TuningWindow | None = None
+    artifact_info: dict[str, Any] = field(default_factory=dict)
 
     def tuning_window(self, split: Split) -> TuningWindow:
         """The window to tune on when fitting `split`: `tuning`, or else `split` over `corpus`.

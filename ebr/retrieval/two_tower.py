@@ -37,10 +37,11 @@ from ebr.retrieval.id_embedding import (
     select_id_features,
 )
 from ebr.retrieval.protocol import FitContext
-from ebr.runs import MODEL_FILE, is_rank_zero
+from ebr.runs import HISTORY_FILE, MODEL_FILE, is_rank_zero, write_json_atomic
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
 from ebr.training.distributed import ensure_process_group
+from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule
 
 NETWORK_TARGET = "ebr.models.two_tower.TwoTowerModel"
@@ -132,6 +133,22 @@ class TwoTowerRetriever:
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
 
+    def load(self, artifact: Path, data: InteractionData, split: Split) -> None:
+        """Serve an already saved `model.pt` instead of training (evaluation-only mode).
+
+        The artifact's own network and features are used; this retriever's index, score terms and
+        serving batch size are the job's. No training statistics are reported.
+
+        Args:
+            artifact: the model file (checked by ebr.serving.checkpoint).
+            data: the data set it is served on.
+            split: the fitted split (the score terms' training engagements).
+        """
+        self.artifact = Path(artifact)
+        self._data = data
+        self._engagements = TrainingEngagements.from_split(split)
+        self._metrics = {}
+
     def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         features = select_id_features(resolve_features(self.features, data), self.id_embedding)
         user_spec, pin_spec = tower_specs(data, features)
@@ -181,7 +198,10 @@ class TwoTowerRetriever:
             sharding=train["sharding"],
             run_dir=context.run_dir,
         )
-        trainer: pl.Trainer = hydra.utils.instantiate(self.trainer, logger=context.loggers or False)
+        history = EpochHistory()
+        trainer: pl.Trainer = hydra.utils.instantiate(
+            self.trainer, logger=context.loggers or False, callbacks=[history]
+        )
         started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule)
         seconds = time.perf_counter() - started
@@ -197,7 +217,9 @@ class TwoTowerRetriever:
                 "pin_rows": int(data.pins.n_rows),
                 "id_embedding": self.id_embedding.mode,
             }
+            info = {**context.artifact_info, **info}
             save_artifact(self.artifact, network, user_spec, pin_spec, features, state, info)
+            write_json_atomic(Path(context.run_dir) / HISTORY_FILE, history.history())
         examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
         self._metrics = {
             "train/seconds": seconds,
@@ -208,6 +230,8 @@ class TwoTowerRetriever:
         }
         if pretrained is not None:
             self._metrics.update(pretrained.metrics())
+        if train.get("id_ablated_loss", False):
+            self._metrics.update(id_ablated_losses(module, datamodule))
         for key in ("train/loss", "val/loss"):
             if key in trainer.callback_metrics:
                 self._metrics[f"final_{key.replace('/', '_')}"] = float(trainer.callback_metrics[key])
@@ -248,3 +272,28 @@ class TwoTowerRetriever:
         if self._pretrained is not None:
             info["snapshot"] = self._pretrained.describe()
         return {"id_embedding": info}
+
+
+def id_ablated_losses(module: TwoTowerModule, datamodule: TwoTowerDataModule) -> dict[str, float]:
+    """The trained model's loss with and without its ID fields (zeroed, as a dropped ID vector
+    is), in evaluation mode, on the training window's first-epoch batches replayed and on the
+    validation window: `id_ablation/{train,val}_loss`, `..._loss_without_ids` and
+    `id_ablation/{train,val}_reliance` (the difference). A model without ID features relies on
+    them by exactly 0.
+
+    Args:
+        module: the trained module.
+        datamodule: its data module.
+    """
+    ids = frozenset(ID_FEATURES.values())
+    windows = {"train": datamodule.train_replay_dataloader}
+    if not datamodule.split.val.empty:
+        windows["val"] = datamodule.val_dataloader
+    metrics: dict[str, float] = {}
+    for window, loader in windows.items():
+        kept = module.mean_loss(loader())
+        ablated = module.mean_loss(loader(), ablated=ids)
+        metrics[f"id_ablation/{window}_loss"] = kept
+        metrics[f"id_ablation/{window}_loss_without_ids"] = ablated
+        metrics[f"id_ablation/{window}_reliance"] = ablated - kept
+    return metrics

@@ -19,6 +19,8 @@ ERROR_FILE = "error.txt"
 RECORD_FILE = "run.json"
 OUTCOME_FILE = ".outcome.json"
 MODEL_FILE = "model.pt"
+# per-epoch training and validation losses of a trained model (ebr.training.history)
+HISTORY_FILE = "history.json"
 HYDRA_DIR = ".hydra"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"

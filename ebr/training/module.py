@@ -6,7 +6,7 @@ default); the dense part (towers, crossing, temperature) by the Lightning optimi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from torch import nn
 from ebr.data.batching import Batch
 from ebr.models.frequency import uniform_log_q
 from ebr.models.loss import SampledSoftmaxLoss
+from ebr.models.tower import ablate_fields
 from ebr.training.distributed import (
     FusedTableOptimizer,
     dense_parameters,
@@ -110,6 +111,32 @@ class TwoTowerModule(pl.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self.log("val/loss", self._loss(batch, update_frequency=False), prog_bar=True, batch_size=len(batch))
+
+    @torch.no_grad()
+    def mean_loss(self, batches: Iterable[Batch], ablated: frozenset[str] = frozenset()) -> float:
+        """The example-weighted mean loss over `batches` in evaluation mode (no ID dropout, no
+        frequency update), with the fields of the `ablated` features zeroed.
+
+        Every rank must call it with the same batches: the sharded tables' forward is a collective.
+
+        Args:
+            batches: the batches (e.g. the data module's `train_replay_dataloader()`).
+            ablated: sparse feature names whose fields are replaced by zeros.
+        """
+        was_training = self.training
+        self.eval()
+        total, examples = 0.0, 0
+        try:
+            with ablate_fields(self.model, ablated):
+                for batch in batches:
+                    batch = batch.to(self.device)
+                    total += float(self._loss(batch, update_frequency=False)) * len(batch)
+                    examples += len(batch)
+        finally:
+            self.train(was_training)
+        if examples == 0:
+            raise ValueError("mean_loss: no batches")
+        return total / examples
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:
         """The trained model's weights as plain tensors, keyed like the unsharded model."""
