@@ -20,6 +20,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ebr.config import register_schemas
 from ebr.override_check import unknown_key_message
 from ebr.runs import (
+    ERROR_FILE,
     FINISHED,
     REFUSED,
     SKIPPED,
@@ -73,6 +75,35 @@ class SweepTally(Callback):
 
 class TrialFailedError(RuntimeError):
     """A search trial's job failed or was refused: the sweeper records the trial as failed."""
+
+
+class JobFailedError(CompactHydraException):
+    """A single run failed or was refused; the wrapper already printed why, so Hydra prints only this line."""
+
+
+# third-party INFO lines that say nothing about the job: fbgemm's library loads and embedding-kernel
+# argument dumps (logged on the root logger), faiss's loader, torchrec's sharding internals
+_QUIET_LOGGERS = ("faiss", "faiss.loader", "torchrec", "fbgemm_gpu")
+_NOISY_ROOT_PREFIXES = ("Successfully loaded: 'fbgemm", "[TBE=")
+
+
+class _ThirdPartyNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        message = record.getMessage()
+        if record.name == "root" and message.startswith(_NOISY_ROOT_PREFIXES):
+            return False
+        return not (record.name.startswith("pytorch_lightning") and "Tip:" in message)
+
+
+def quiet_third_party_logs() -> None:
+    """Filter third-party INFO noise from the console and the job log (warnings and errors stay)."""
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for logger in (logging.getLogger(), logging.getLogger("pytorch_lightning.utilities.rank_zero")):
+        if not any(isinstance(f, _ThirdPartyNoise) for f in logger.filters):
+            logger.addFilter(_ThirdPartyNoise())
 
 
 def identity_config(cfg: DictConfig) -> dict[str, Any]:
@@ -136,7 +167,18 @@ def run_app(cfg: DictConfig, job: JobFunction) -> float | None:
         force=bool(cfg.force),
         multirun=hydra_cfg.mode == RunMode.MULTIRUN,
     )
-    outcome = run_in_directory(spec, lambda loggers: job(cfg, run_dir, loggers), lambda: _loggers(cfg))
+    quiet_third_party_logs()
+    try:
+        outcome = run_in_directory(
+            spec, lambda loggers: job(cfg, run_dir, loggers), lambda: _loggers(cfg), lambda: _validate(cfg)
+        )
+    except Exception as exc:
+        # recorded and printed once by the wrapper: Hydra prints only this line, not the traceback
+        where = f"{run_dir / ERROR_FILE}" if (run_dir / ERROR_FILE).is_file() else f"{run_dir}"
+        cause: BaseException = exc
+        while type(cause).__module__.startswith("hydra") and cause.__cause__ is not None:
+            cause = cause.__cause__  # Hydra's instantiation wrapper: name the error itself
+        raise JobFailedError(f"ebr: the job did not finish ({type(cause).__name__}; see {where})") from exc
     if not metric:
         return None
     if outcome not in (FINISHED, SKIPPED):
@@ -146,6 +188,13 @@ def run_app(cfg: DictConfig, job: JobFunction) -> float | None:
     value = job_objective(run_dir, str(metric))
     log.info("objective %s = %s (%s)", metric, value, outcome)
     return value
+
+
+def _validate(cfg: DictConfig) -> None:
+    # imported here: the checks import faiss and the targets, which skipped jobs never need
+    from ebr.validation import validate_config
+
+    validate_config(cfg)
 
 
 def _loggers(cfg: DictConfig) -> JobLoggers:

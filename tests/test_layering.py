@@ -29,7 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "retrieval": {"data", "models", "training", "serving", "evaluation", "runs", "pretraining"},
     "pipeline": {"data", "models", "training", "serving", "evaluation", "retrieval", "runs"},
     "search": set(),
-    "app": {"config", "override_check", "runs", "search"},
+    # the checks before work read the config only (the index and other targets through Hydra)
+    "validation": set(),
+    "app": {"config", "override_check", "runs", "search", "validation"},
     "train": {"app", "runs", "pipeline"},
     "pretraining": {"data", "models", "training", "runs"},
     "pretrain": {"app", "runs", "pretraining"},

@@ -1,10 +1,17 @@
 """Saving and loading a trained two-tower model, independent of the trainer and of sharding.
 
 The artifact holds the model's Hydra config (a partial missing only the tower specs), the
-tower specs, the feature names each tower reads, a plain-tensor state dict and `info`: what it was
-trained on (`data_source`, `data_fingerprint`, the `image_signature` feature's level), so that an
-evaluation-only run can refuse another world. Artifacts written before `info` existed load with
-an empty one.
+tower specs, the feature names each tower reads, a plain-tensor state dict, and `info`, its
+manifest: the artifact format, the data set it was trained on (`data_name`, `data_source`) and
+the ID mapping (table rows are the data's dense user / pin ids; `user_rows`, `pin_rows`), and,
+for an evaluation-only run to refuse another world, `data_fingerprint` and the `image_signature`
+feature's level.
+Artifacts written before `info` existed load with an empty one.
+
+Everything in it is a tensor or plain data (dicts, lists, strings, numbers), so it loads with
+`torch.load(..., weights_only=True)`: nothing is unpickled. A file of another format version is
+refused, naming both versions and what differs; a truncated or foreign file gets an
+`ArtifactError` naming it.
 """
 
 from __future__ import annotations
@@ -21,8 +28,38 @@ from omegaconf import DictConfig, OmegaConf
 from ebr.models.tower import TowerSpec
 from ebr.models.two_tower import TwoTowerModel
 
-# 2: categorical bags are weighted averages (weights in the input); 1 pooled unweighted means
+# 2: categorical bags are weighted averages (weights in the input); 1 pooled unweighted means.
+# The optional `info` manifest is additive: version 2 files without it still load.
 ARTIFACT_FORMAT = "ebr-two-tower/2"
+FORMAT_NAME = "ebr-two-tower"
+
+
+class ArtifactError(ValueError):
+    """A model artifact that cannot be used: damaged, foreign, or of another format version."""
+
+
+def load_weights(path: str | Path, what: str = "tensor file") -> Any:
+    """`torch.load(path, weights_only=True)` on CPU, with an error naming the file when it fails.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message (e.g. "ebr model artifact").
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ArtifactError: when it is truncated, not a torch file, or holds more than tensors and plain data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zip/pickle/EOF errors of a cut or foreign file; weights_only refusals
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        raise ArtifactError(
+            f"{path}: cannot be read as an {what} ({path.stat().st_size} bytes;"
+            f" {type(error).__name__}: {reason}); the file is truncated, damaged or not written by ebr"
+        ) from error
 
 
 def save_artifact(
@@ -43,7 +80,8 @@ def save_artifact(
         pin_spec: the pin tower's input spec.
         features: {"user_sparse", "user_dense", "pin_sparse", "pin_dense"} feature name lists.
         state_dict: plain tensors (see ebr.training.distributed.dense_state_dict).
-        info: plain values describing what the model was trained on (None: none).
+        info: the manifest: what the model was trained on (`data_name`, `data_source`, `user_rows`,
+            `pin_rows`, ...): plain data, stored with the format version.
     """
     config = (
         OmegaConf.to_container(model_config, resolve=True)
@@ -52,31 +90,64 @@ def save_artifact(
     )
     payload = {
         "format": ARTIFACT_FORMAT,
+        "info": {"format": ARTIFACT_FORMAT, **(info or {})},
         "model_config": config,
         "user_spec": asdict(user_spec),
         "pin_spec": asdict(pin_spec),
         "features": features,
         "state_dict": state_dict,
-        "info": dict(info or {}),
     }
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_artifact(path: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:
-    """Rebuild the model in eval mode (plain, unsharded tables) and return it with the payload."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if payload.get("format") != ARTIFACT_FORMAT:
-        raise ValueError(f"{path}: not an ebr model artifact (format {payload.get('format')!r})")
-    model = build_model(
-        payload["model_config"], TowerSpec(**payload["user_spec"]), TowerSpec(**payload["pin_spec"])
-    )
-    model.load_state_dict(payload["state_dict"])
+    """Rebuild the model in eval mode (plain, unsharded tables) and return it with the payload.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ArtifactError: naming the file, when it is damaged, foreign or of another format version.
+    """
+    payload = load_weights(path, "ebr model artifact")
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != ARTIFACT_FORMAT:
+        if isinstance(found, str) and found.startswith(f"{FORMAT_NAME}/"):
+            raise ArtifactError(
+                f"{path}: ebr model artifact format {found!r}, this ebr reads {ARTIFACT_FORMAT!r}"
+                f" ({_format_differences(found)}); retrain it (force=true) with this version"
+            )
+        raise ArtifactError(
+            f"{path}: not an ebr model artifact (format {found!r}, expected {ARTIFACT_FORMAT!r})"
+        )
+    try:
+        model = build_model(
+            payload["model_config"], TowerSpec(**payload["user_spec"]), TowerSpec(**payload["pin_spec"])
+        )
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        reason = " ".join(str(error).split())[:300]
+        raise ArtifactError(
+            f"{path}: the ebr model artifact is inconsistent ({type(error).__name__}: {reason})"
+        ) from error
     model.eval()
     payload.setdefault("info", {})
     return model, payload
+
+
+_CHANGES = {
+    "ebr-two-tower/1": "categorical bags pooled as unweighted means (2 on: weighted averages)",
+}
+
+
+def _format_differences(found: str) -> str:
+    """What changed between an older or newer format and this one."""
+    known = [text for version, text in _CHANGES.items() if found <= version]
+    return "; ".join(known) if known else "written by a newer ebr"
 
 
 def artifact_info(path: str | Path) -> dict[str, Any]:
@@ -85,9 +156,9 @@ def artifact_info(path: str | Path) -> dict[str, Any]:
     Args:
         path: the artifact file.
     """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    payload = load_weights(path, "ebr model artifact")
     if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
-        raise ValueError(f"{path}: not an ebr model artifact")
+        raise ArtifactError(f"{path}: not an ebr model artifact of format {ARTIFACT_FORMAT!r}")
     return dict(payload.get("info") or {})
 
 

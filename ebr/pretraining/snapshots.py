@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ebr.models.artifact import ArtifactError, load_weights
 from ebr.pretraining.selection import (
     FORMAT_VERSION,
     IDS_FILE,
@@ -163,12 +164,16 @@ def load_snapshot(path: str | Path | SnapshotInfo) -> Snapshot:
 
     Raises:
         FileNotFoundError: when the directory is not a complete snapshot.
+        ArtifactError: naming the file, when a tensor file is truncated or damaged.
     """
     directory = path.path if isinstance(path, SnapshotInfo) else Path(path)
     info = read_snapshot(directory)
     if info is None:
         raise FileNotFoundError(f"{directory} is not a complete snapshot (no valid {MANIFEST_FILE})")
     files = info.manifest["files"]
-    tables = torch.load(directory / files["tables"], weights_only=True)
-    ids = torch.load(directory / files["ids"], weights_only=True)
+    tables = load_weights(directory / files["tables"], "ID snapshot tensor file")
+    ids = load_weights(directory / files["ids"], "ID snapshot tensor file")
+    for name, content in (("tables", tables), ("ids", ids)):
+        if not isinstance(content, dict) or set(content) != set(SIDES):
+            raise ArtifactError(f"{directory / files[name]}: expected a {{user, pin}} tensor mapping")
     return Snapshot(tables=dict(tables), ids=dict(ids), manifest=info.manifest)

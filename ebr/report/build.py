@@ -78,6 +78,7 @@ def _delta(delta: PairedDelta | None) -> Delta | None:
         p_value=delta.p_value,
         per_seed={_seed_key(s): d for s, d in delta.per_seed.items()},
         excluded={_seed_key(s): why for s, why in delta.excluded.items()},
+        clipped=delta.clipped,
     )
 
 
@@ -167,7 +168,9 @@ def build_report(
     method = Method(
         estimator=stats.ESTIMATOR,
         interval=stats.T_METHOD,
-        bootstrap=stats.BOOTSTRAP_METHOD.format(n_boot=n_boot, seed=seed) if n_boot > 0 else None,
+        bootstrap=stats.BOOTSTRAP_METHOD.format(n_boot=n_boot, seed=seed, min_pairs=stats.MIN_BOOTSTRAP_PAIRS)
+        if n_boot > 0
+        else None,
         p_value=stats.P_METHOD,
         level=stats.LEVEL,
         primary_interval="t",

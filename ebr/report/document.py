@@ -106,6 +106,7 @@ class Delta:
         p_value: two-sided paired t test, None with fewer than 2 pairs or zero variance.
         per_seed: seed -> relative delta.
         excluded: seed -> why that seed is not paired.
+        clipped: an interval's lower bound was clipped at -100% (a non-negative metric).
     """
 
     n_pairs: int
@@ -115,6 +116,7 @@ class Delta:
     p_value: float | None
     per_seed: dict[str, float]
     excluded: dict[str, str]
+    clipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -360,5 +362,6 @@ def _row_json(row: ResultRow) -> dict[str, Any]:
             "p_value": delta.p_value,
             "per_seed": dict(delta.per_seed),
             "excluded": dict(delta.excluded),
+            "clipped": delta.clipped,
         },
     }

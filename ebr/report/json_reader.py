@@ -249,6 +249,7 @@ class _Reader:
                 p_value=None if p_value is None else float(p_value),
                 per_seed=_floats(take(delta_node, "per_seed", at, _map_of(_is_number), "seed -> number")),
                 excluded=dict(take(delta_node, "excluded", at, _map_of(_is_str), "seed -> reason")),
+                clipped=bool(delta_node.get("clipped", False)),
             )
         mean = take(node, "mean", where, opt_number, "a number or null")
         std = take(node, "std", where, opt_number, "a number or null")

@@ -15,7 +15,8 @@ def _tick(short: str) -> str:
 def deltas_png(report: Report) -> bytes:
     """``deltas.png``: one panel per headline metric, each arm's relative delta with its t interval.
 
-    Without a baseline the panels show per-arm means with ± std bars instead.
+    Without a baseline the panels show per-arm means with ± std bars instead (written as
+    ``means.png``, titled "means": there are no deltas). A clipped lower bound (-100%) is drawn as is.
 
     Args:
         report: the report.
@@ -64,7 +65,7 @@ def deltas_png(report: Report) -> bytes:
     if report.baseline is not None:
         subtitle = f"vs {report.short(report.baseline)}; bars: 95% paired t interval (hollow: n/a)"
     else:
-        subtitle = "no baseline: per-arm means"
+        subtitle = "no baseline: per-arm means ± std over seeds (no deltas)"
     fig.suptitle(f"{report.title()} (data: {report.data_label()})\n{subtitle}", fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

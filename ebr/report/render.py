@@ -1,5 +1,7 @@
 """``report.json``, ``report.md`` and ``deltas.png`` of a sweep, each written atomically.
 
+A sweep without a baseline has no deltas: its figure of per-arm means is ``means.png``.
+
 All three are written from one `Report`, so they always carry the same numbers. Tables name arms by
 their short label (the keys that differ between arms); the header lists the full labels, which are
 the jobs' wandb job types.
@@ -11,12 +13,15 @@ from pathlib import Path
 
 from ebr.report.document import REPORT_JSON, Problem, Report, ResultRow
 from ebr.report.plots import deltas_png
+from ebr.report.stats import CLIP_NOTE, MIN_BOOTSTRAP_PAIRS
 from ebr.runs import write_bytes_atomic, write_text_atomic
 
 REPORT_MD = "report.md"
 DELTAS_PNG = "deltas.png"
+MEANS_PNG = "means.png"
+CLIP_MARK = "*"
 
-__all__ = ["DELTAS_PNG", "REPORT_JSON", "REPORT_MD", "render_markdown", "write_report"]
+__all__ = ["DELTAS_PNG", "MEANS_PNG", "REPORT_JSON", "REPORT_MD", "render_markdown", "write_report"]
 
 
 def fmt_number(value: float | None) -> str:
@@ -36,6 +41,19 @@ def fmt_pct(value: float | None) -> str:
 def fmt_ci(ci: tuple[float, float] | None) -> str:
     """An interval of fractions as "[lo%, hi%]", "n/a" for None."""
     return "n/a" if ci is None else f"[{fmt_pct(ci[0])}, {fmt_pct(ci[1])}]"
+
+
+def fmt_delta_ci(ci: tuple[float, float] | None, clipped: bool) -> str:
+    """`fmt_ci`, with the lower bound marked when it was clipped at -100%."""
+    if ci is None or not clipped or ci[0] > -1.0:
+        return fmt_ci(ci)
+    return f"[{fmt_pct(ci[0])}{CLIP_MARK}, {fmt_pct(ci[1])}]"
+
+
+def _bootstrap_cell(delta, min_pairs: int) -> str:
+    if delta.bootstrap_ci is None and delta.n_pairs < min_pairs:
+        return f"n/a (n < {min_pairs})"
+    return fmt_delta_ci(delta.bootstrap_ci, delta.clipped)
 
 
 def fmt_p(value: float | None) -> str:
@@ -59,8 +77,8 @@ def _metric_table(report: Report, metric: str, with_bootstrap: bool) -> list[str
         if row.is_baseline or delta is None:
             cells = ["baseline" if row.is_baseline else "", ""] + [""] * with_bootstrap + ["", ""]
         else:
-            cells = [fmt_pct(delta.rel_mean), fmt_ci(delta.t_ci)]
-            cells += [fmt_ci(delta.bootstrap_ci)] if with_bootstrap else []
+            cells = [fmt_pct(delta.rel_mean), fmt_delta_ci(delta.t_ci, delta.clipped)]
+            cells += [_bootstrap_cell(delta, MIN_BOOTSTRAP_PAIRS)] if with_bootstrap else []
             cells += [fmt_p(delta.p_value), str(delta.n_pairs)]
         name = f"**{arm.short}**" if row.is_baseline else arm.short
         values = [name, str(row.n), spread, *cells, row.paper or ""]
@@ -134,7 +152,7 @@ def _all_metrics_row(report: Report, metric: str, short: str, row: ResultRow) ->
         fmt_number(row.mean),
         fmt_number(row.std),
         "baseline" if row.is_baseline else fmt_pct(delta.rel_mean) if delta else "",
-        fmt_ci(delta.t_ci) if delta else "",
+        fmt_delta_ci(delta.t_ci, delta.clipped) if delta else "",
         fmt_p(delta.p_value) if delta else "",
         str(delta.n_pairs) if delta else "",
     ]
@@ -153,7 +171,14 @@ def render_markdown(report: Report) -> str:
     lines += ["", "## Method", "", f"- {method.estimator}", f"- {method.interval}"]
     if method.bootstrap:
         lines.append(f"- {method.bootstrap}")
-    lines += [f"- {method.p_value}", "- Intervals and p-values need at least 2 seed pairs (else n/a).", ""]
+    lines += [f"- {method.p_value}", "- Intervals and p-values need at least 2 seed pairs (else n/a)."]
+    if any(
+        row.delta is not None and row.delta.clipped
+        for rows in report.results.values()
+        for row in rows.values()
+    ):
+        lines.append(f"- {CLIP_NOTE}")
+    lines.append("")
     lines += _problem_lines(report)
     with_bootstrap = method.bootstrap is not None
     lines += ["## Headline metrics", ""]
@@ -171,7 +196,8 @@ def render_markdown(report: Report) -> str:
 
 
 def write_report(report: Report, sweep_dir: Path) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and ``deltas.png`` into `sweep_dir`, each atomically.
+    """Write ``report.json``, ``report.md`` and ``deltas.png`` (``means.png`` without a baseline)
+    into `sweep_dir`, each atomically.
 
     Args:
         report: the report.
@@ -180,7 +206,10 @@ def write_report(report: Report, sweep_dir: Path) -> dict[str, Path]:
     Returns:
         File kind ("json", "md", "png") -> path written.
     """
-    paths = {"json": sweep_dir / REPORT_JSON, "md": sweep_dir / REPORT_MD, "png": sweep_dir / DELTAS_PNG}
+    figure, stale = (DELTAS_PNG, MEANS_PNG) if report.baseline is not None else (MEANS_PNG, DELTAS_PNG)
+    paths = {"json": sweep_dir / REPORT_JSON, "md": sweep_dir / REPORT_MD, "png": sweep_dir / figure}
+    # a figure of an earlier report of the same sweep with(out) a baseline would contradict this one
+    (sweep_dir / stale).unlink(missing_ok=True)
     write_text_atomic(paths["json"], report.dumps())
     write_text_atomic(paths["md"], render_markdown(report))
     write_bytes_atomic(paths["png"], deltas_png(report))

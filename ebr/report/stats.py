@@ -5,9 +5,14 @@ finished run reporting the metric and B's value is nonzero. The reported delta i
 ``mean over s in S of (A_s - B_s) / B_s`` (the mean of per-seed relative deltas, not the ratio of
 means), with ``n = |S|`` pairs. Its 95% interval is the paired t interval on those per-seed deltas,
 ``mean ± t_{0.975, n-1} · sd / sqrt(n)`` (sd with n - 1 degrees of freedom); the paired bootstrap
-percentile interval (seed pairs resampled with replacement) is reported beside it. The p-value is the
+percentile interval (seed pairs resampled with replacement) is reported beside it from
+MIN_BOOTSTRAP_PAIRS = 5 pairs on (with fewer, the resamples take so few distinct values that the
+interval is far narrower than the t interval and contradicts the p-value: n/a). The p-value is the
 two-sided paired t test, i.e. a one-sample t test of the per-seed relative deltas against 0, so it
 agrees with the t interval. With fewer than 2 pairs no interval or p-value exists.
+
+A metric whose every value (arm and baseline) is non-negative cannot fall by more than 100%: the
+lower bound of its intervals is clipped at -100% and the delta marked `clipped`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from ebr.report.sweep import UNSET, Sweep
 
 LEVEL = 0.95
 DEFAULT_BOOTSTRAP = 10_000
+# the bootstrap interval is reported from this many seed pairs on
+MIN_BOOTSTRAP_PAIRS = 5
+# the relative delta of a non-negative metric is bounded below by this (-100%)
+LOWEST_RELATIVE_DELTA = -1.0
 
 ESTIMATOR = (
     "Relative delta of an arm = mean over seeds s of (arm_s - baseline_s) / baseline_s, over the seeds "
@@ -33,7 +42,12 @@ T_METHOD = (
 )
 BOOTSTRAP_METHOD = (
     "95% bootstrap CI: percentile interval of the mean relative delta over {n_boot} resamples of seed pairs "
-    "with replacement (numpy seed {seed}); with few seeds it is narrower than the t interval."
+    "with replacement (numpy seed {seed}); shown only from {min_pairs} seed pairs on (n/a below: with few "
+    "pairs it is far narrower than the t interval and contradicts the p-value)."
+)
+CLIP_NOTE = (
+    "An interval bound marked * was clipped at -100%: every value of the metric is non-negative, so the arm "
+    "cannot fall by more than 100% (the t interval, symmetric by construction, extends below)."
 )
 P_METHOD = (
     "p-value: two-sided paired t test, i.e. scipy.stats.ttest_1samp of the per-seed relative deltas against "
@@ -53,6 +67,7 @@ class PairedDelta:
         bootstrap_ci: paired bootstrap percentile interval, None with fewer than 2 pairs or no bootstrap.
         p_value: two-sided paired t test p-value, None with fewer than 2 pairs or zero variance.
         excluded: seed -> why that seed of the arm is not paired.
+        clipped: an interval's lower bound was raised to -100% (a non-negative metric).
     """
 
     n_pairs: int
@@ -62,6 +77,7 @@ class PairedDelta:
     bootstrap_ci: tuple[float, float] | None
     p_value: float | None
     excluded: dict[str | None, str]
+    clipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,8 @@ def bootstrap_interval(
 ) -> tuple[float, float] | None:
     """Percentile bootstrap interval of the mean of `deltas`, resampling seed pairs with replacement.
 
+    None with fewer than MIN_BOOTSTRAP_PAIRS values (or `n_boot` 0).
+
     Args:
         deltas: per-seed relative deltas.
         n_boot: number of resamples; 0 disables the bootstrap.
@@ -149,7 +167,7 @@ def bootstrap_interval(
     """
     deltas = np.asarray(deltas, dtype=np.float64)
     n = len(deltas)
-    if n < 2 or n_boot <= 0:
+    if n < MIN_BOOTSTRAP_PAIRS or n_boot <= 0:
         return None
     rng = np.random.default_rng(seed)
     means = deltas[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
@@ -185,15 +203,34 @@ def paired_delta(
     arm = np.array([arm_values[s] for s in seeds], dtype=np.float64)
     base = np.array([base_values[s] for s in seeds], dtype=np.float64)
     deltas = (arm - base) / base
+    t_ci = t_interval(deltas, level)
+    bootstrap_ci = bootstrap_interval(deltas, n_boot, seed, level)
+    clipped = False
+    values = [*arm_values.values(), *base_values.values()]
+    if values and min(values) >= 0:
+        (t_ci, t_clipped), (bootstrap_ci, b_clipped) = clip_interval(t_ci), clip_interval(bootstrap_ci)
+        clipped = t_clipped or b_clipped
     return PairedDelta(
         n_pairs=len(seeds),
         mean=float(deltas.mean()) if len(seeds) else None,
         per_seed={s: float(d) for s, d in zip(seeds, deltas)},
-        t_ci=t_interval(deltas, level),
-        bootstrap_ci=bootstrap_interval(deltas, n_boot, seed, level),
+        t_ci=t_ci,
+        bootstrap_ci=bootstrap_ci,
         p_value=paired_t_pvalue(deltas),
         excluded=excluded,
+        clipped=clipped,
     )
+
+
+def clip_interval(ci: tuple[float, float] | None) -> tuple[tuple[float, float] | None, bool]:
+    """A relative-delta interval of a non-negative metric with its lower bound at -100% or above.
+
+    Returns:
+        (interval, whether it was clipped).
+    """
+    if ci is None or ci[0] >= LOWEST_RELATIVE_DELTA:
+        return ci, False
+    return (LOWEST_RELATIVE_DELTA, max(ci[1], LOWEST_RELATIVE_DELTA)), True
 
 
 def paper_for_arm(
@@ -272,7 +309,14 @@ def summarize_sweep(
                     for s, why in raw.excluded.items()
                 }
                 delta = PairedDelta(
-                    raw.n_pairs, raw.mean, raw.per_seed, raw.t_ci, raw.bootstrap_ci, raw.p_value, excluded
+                    raw.n_pairs,
+                    raw.mean,
+                    raw.per_seed,
+                    raw.t_ci,
+                    raw.bootstrap_ci,
+                    raw.p_value,
+                    excluded,
+                    raw.clipped,
                 )
             rows[arm] = ArmSummary(
                 arm=arm,

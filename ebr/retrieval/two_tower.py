@@ -208,7 +208,17 @@ class TwoTowerRetriever:
         state = module.export_state_dict()  # a collective when the tables are sharded over ranks
         self.artifact = Path(context.run_dir) / MODEL_FILE
         if is_rank_zero():
-            save_artifact(self.artifact, network, user_spec, pin_spec, features, state, context.artifact_info)
+            info = {
+                "data_name": data.name,
+                "data_source": data.source,
+                # table rows are the data's dense ids (meta["original_id"] maps them back)
+                "id_mapping": "dense data ids",
+                "user_rows": int(data.users.n_rows),
+                "pin_rows": int(data.pins.n_rows),
+                "id_embedding": self.id_embedding.mode,
+            }
+            info = {**context.artifact_info, **info}
+            save_artifact(self.artifact, network, user_spec, pin_spec, features, state, info)
             write_json_atomic(Path(context.run_dir) / HISTORY_FILE, history.history())
         examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
         self._metrics = {

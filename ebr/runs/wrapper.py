@@ -119,7 +119,12 @@ JobFunction = Callable[[JobLoggers], JobResult]
 HEADLINE_METRICS = ("recall@100", "ndcg@100", "popularity/recall@100", "sim/engaged_sessions", "sim/repins")
 
 
-def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[], JobLoggers]) -> str:
+def run_in_directory(
+    spec: JobSpec,
+    job: JobFunction,
+    make_loggers: Callable[[], JobLoggers],
+    precheck: Callable[[], None] | None = None,
+) -> str:
     """Run a job into its directory: skip, refuse or run it, and record what happened.
 
     - Finished with the same config (hash of `result_config`): skipped.
@@ -135,6 +140,8 @@ def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[],
         job: computes the metrics, logging training curves through the loggers it is given; the
             wrapper logs the final metrics.
         make_loggers: builds the job's loggers (called on rank 0 only, after the skip check).
+        precheck: validates the job before any work (before the loggers are built); what it
+            raises is recorded as the job's failure.
 
     Returns:
         The outcome: "finished", "skipped" (single runs and sweeps alike); a failed job returns
@@ -153,6 +160,8 @@ def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[],
     loggers: JobLoggers = NoLoggers()
     started = time.time()
     try:
+        if precheck is not None:
+            precheck()
         if rank_zero:
             loggers = make_loggers()
             loggers.log_config(spec.config)
@@ -164,26 +173,57 @@ def run_in_directory(spec: JobSpec, job: JobFunction, make_loggers: Callable[[],
     except Exception as exc:
         text = traceback.format_exc()
         if rank_zero:
-            record_failure(run_dir, text)
-            _write_outcome(run_dir, FAILED, started, _first_line(exc))
-            loggers.finish(success=False)
-        log.error("job failed; traceback in %s\n%s", run_dir / ERROR_FILE, text)
+            try:
+                record_failure(run_dir, text)
+                _write_outcome(run_dir, FAILED, started, first_line(exc))
+            except OSError as write_error:  # a full disk or a read-only directory: say so, keep the cause
+                log.error("could not record the failure in %s: %s", run_dir, write_error)
+            try:
+                loggers.finish(success=False)
+            except Exception as finish_error:
+                log.error("the loggers failed while closing: %s", error_text(finish_error))
+        # once, the useful line first: the error itself, then where its traceback is kept
+        if rank_zero:
+            log.error("job failed: %s\n  (traceback in %s)", error_text(exc), run_dir / ERROR_FILE)
+        else:
+            log.error("job failed on rank %d: %s\n%s", process_rank(), error_text(exc), text)
         if spec.multirun:
             return FAILED
         raise
     if rank_zero:
         loggers.finish(success=True)
         _write_outcome(run_dir, FINISHED, started)
-        headline = {k: round(result.metrics[k], 4) for k in HEADLINE_METRICS if k in result.metrics}
-        log.info("metrics written to %s; headline: %s", run_dir / METRICS_FILE, headline)
+        log.info("%s", headline_table(result.metrics, run_dir / METRICS_FILE))
     return FINISHED
 
 
-def _first_line(exc: BaseException) -> str:
+def headline_table(metrics: Mapping[str, float], path: Path) -> str:
+    """The short table a finished job prints: its headline metrics, and where all of them are."""
+    shown = [(name, metrics[name]) for name in HEADLINE_METRICS if name in metrics]
+    width = max([len(name) for name, _ in shown] + [len("metric")])
+    lines = [f"job finished: {len(metrics)} metrics in {path}"]
+    if shown:
+        lines += [f"  {'metric':<{width}}  value", f"  {'-' * width}  {'-' * 10}"]
+        lines += [f"  {name:<{width}}  {value:.4g}" for name, value in shown]
+    return "\n".join(lines)
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    """The error itself, not Hydra's wrappers of it (InstantiationException, ...)."""
+    while type(exc).__module__.startswith("hydra") and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def error_text(exc: BaseException) -> str:
+    """The exception's type and whole message, without Hydra's wrappers of it."""
+    cause = _unwrapped(exc)
+    return f"{type(cause).__name__}: {str(cause).strip()}"
+
+
+def first_line(exc: BaseException) -> str:
     """The exception's type and the first line of its message (Hydra wraps the cause in more lines)."""
-    cause = exc
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
+    cause = _unwrapped(exc)
     lines = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 

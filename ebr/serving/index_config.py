@@ -45,6 +45,10 @@ _PROBE_CORPUS = 1 << 40
 _IVF = re.compile(r"IVF(\d+)(_.*)?")
 _PQ = re.compile(r"PQ(\d+)(?:x(\d+))?(np)?")
 _FAISS_LOCATION = re.compile(r"^Error in .*? at \S+:\d+: ")
+# factory components whose number must be >= 1 (faiss accepts "HNSW0" and "IVF0" and fails later)
+_COUNTED = re.compile(r"(HNSW|IVF|NSG)(\d+)")
+# parameters that must be >= 1 wherever they appear (search_params, or build_params leaves)
+POSITIVE_PARAMETERS = ("nprobe", "efSearch", "efConstruction", "k_factor", "k_factor_rf", "max_codes")
 
 Parameters = Mapping[str, Any]
 
@@ -87,6 +91,7 @@ class IndexConfig:
         object.__setattr__(self, "search_params", _search_parameters(self.search_params))
         if not isinstance(self.size_to_corpus, bool):
             raise ValueError(f"index.size_to_corpus must be true or false, got {self.size_to_corpus!r}")
+        _check_counts(self)
         limit = self.exact_filter_max
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"index.exact_filter_max must be an integer >= 0, got {limit!r}")
@@ -246,6 +251,23 @@ def _leaves(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]
         path = f"{prefix}{key}"
         leaves += _leaves(value, f"{path}.") if isinstance(value, Mapping) else [(path, value)]
     return leaves
+
+
+def _check_counts(config: IndexConfig) -> None:
+    """HNSW M, IVF nlist and the count parameters (nprobe, efSearch, ...) must be >= 1."""
+    for part in config.factory.split(","):
+        found = _COUNTED.match(part.strip())
+        if found is not None and int(found[2]) < 1:
+            what = {"HNSW": "HNSW M (graph degree)", "IVF": "IVF nlist (inverted lists)", "NSG": "NSG R"}
+            raise ValueError(f"index.factory {config.factory!r}: {what[found[1]]} must be >= 1, got {part!r}")
+    named = [(f"index.search_params.{key}", key, value) for key, value in config.search_params.items()]
+    named += [
+        (f"index.build_params.{path}", path.rsplit(".", 1)[-1], value)
+        for path, value in _leaves(config.build_params)
+    ]
+    for where, name, value in named:
+        if name in POSITIVE_PARAMETERS and not (isinstance(value, int | float) and value >= 1):
+            raise ValueError(f"{where}={value!r}: must be >= 1")
 
 
 def _faiss_message(error: Exception) -> str:

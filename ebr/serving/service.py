@@ -116,8 +116,22 @@ class RetrievalService:
         batch_size: int = 4096,
         progress: bool = True,
     ) -> RetrievalService:
-        """Serve the model saved at `path` (see `from_model` for the arguments)."""
+        """Serve the model saved at `path` (see `from_model` for the arguments).
+
+        Raises:
+            ValueError: when the artifact's manifest names another data set or other table sizes
+                than `data` (its ids would point at other users and pins).
+        """
         model, payload = load_artifact(path)
+        manifest = payload.get("info", {})
+        expected = {"data_source": data.source, "user_rows": data.users.n_rows, "pin_rows": data.pins.n_rows}
+        differs = [
+            f"{key}: {manifest[key]!r} (model) vs {value!r} (data)"
+            for key, value in expected.items()
+            if key in manifest and manifest[key] != value
+        ]
+        if differs:
+            raise ValueError(f"{path}: the model was trained on other data: {'; '.join(differs)}")
         return cls.from_model(
             model, payload["features"], data, corpus, index, score_columns, batch_size, progress
         )

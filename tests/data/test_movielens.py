@@ -18,14 +18,16 @@ from ebr.data.loaders.movielens import detect_format, genre_names, load_movielen
 from ebr.data.schema import CLICK, IMPRESSION, NO_INTEREST, DataValidationError
 
 REPO = Path(__file__).resolve().parents[2]
-# (user, movie, rating, timestamp) with sparse, unordered original ids
+# (user, movie, rating, timestamp) with sparse, unordered original ids; timestamps in 2001
+# (the loader refuses MovieLens timestamps before 1995)
+T0 = 1_000_000_000
 RATINGS = [
-    (10, 5, 4.0, 1000),
-    (3, 100, 2.0, 900),
-    (3, 5, 5.0, 950),
-    (7, 20, 3.5, 1200),
-    (10, 20, 4.5, 800),
-    (7, 100, 4.0, 1100),
+    (10, 5, 4.0, T0 + 1000),
+    (3, 100, 2.0, T0 + 900),
+    (3, 5, 5.0, T0 + 950),
+    (7, 20, 3.5, T0 + 1200),
+    (10, 20, 4.5, T0 + 800),
+    (7, 100, 4.0, T0 + 1100),
 ]
 # movie 7 has no rating, so it is not a pin; "Zeta" has no year; 100 has no genre
 MOVIES = [
@@ -192,7 +194,7 @@ def test_bad_rating_row_names_file_column_and_row(tmp_path: Path) -> None:
 
 
 def test_rated_movie_missing_from_movies_file(tmp_path: Path) -> None:
-    folder = write_latest(tmp_path / "ml", ratings=[*RATINGS, (3, 555, 5.0, 10)])
+    folder = write_latest(tmp_path / "ml", ratings=[*RATINGS, (3, 555, 5.0, T0 + 10)])
     with pytest.raises(DataValidationError, match=r"movies\.csv: 1 movie id.*first 555"):
         load_movielens(folder)
 

@@ -103,13 +103,17 @@ def test_no_baseline_means_only_and_said(make_sweep) -> None:
     assert report["results"]["m"]["model/crossing=dhen"]["mean"] == pytest.approx(4.0)
     assert any("per-arm means only" in note for note in report["notes"])
     assert "per-arm means only" in (sweep / "report.md").read_text()
-    assert (sweep / "deltas.png").read_bytes()[:8] == PNG_SIGNATURE
+    # no baseline, no deltas: the figure of per-arm means is not called deltas
+    assert (sweep / "means.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert not (sweep / "deltas.png").exists()
 
     # the same sweep with an explicit baseline gets deltas: dhen is (2-1)/1 = 1.0 and (6-3)/3 = 1.0
     assert main([str(sweep), "--baseline", "model/crossing=mlp", "--bootstrap", "0"]) == 0
     report = load_json(sweep / "report.json")
     assert report["baseline_source"] == "--baseline"
     assert report["results"]["m"]["model/crossing=dhen"]["delta"]["rel_mean"] == pytest.approx(1.0)
+    assert (sweep / "deltas.png").is_file()
+    assert not (sweep / "means.png").exists()
 
 
 def test_single_seed_sweep_reports_means_with_null_intervals(make_sweep) -> None:
@@ -207,3 +211,27 @@ def test_a_metric_that_is_zero_everywhere_gets_one_note(make_sweep) -> None:
     assert main([str(sweep), "--bootstrap", "0"]) == 0
     notes = json.loads((sweep / "report.json").read_text())["notes"]
     assert [note for note in notes if "flag" in note] == ["flag is 0 in every run: no relative deltas."]
+
+
+def test_few_pairs_omit_the_bootstrap_and_a_clipped_bound_is_marked(make_sweep) -> None:
+    # 2 seed pairs: a bootstrap interval would be [min, max] of two numbers; recall falling to 0 on
+    # one seed: the t interval's lower bound would be far below -100%
+    sweep = make_sweep(
+        {
+            ("mlp", 0): {"recall@100": 0.2},
+            ("mlp", 1): {"recall@100": 0.2},
+            ("dhen", 0): {"recall@100": 0.0},
+            ("dhen", 1): {"recall@100": 0.19},
+        },
+        report=CROSSING_REPORT,
+    )
+    assert main([str(sweep)]) == 0
+    row = load_json(sweep / "report.json")["results"]["recall@100"]["model/crossing=dhen"]
+    assert row["delta"]["bootstrap_ci"] is None
+    assert row["delta"]["clipped"] is True
+    assert row["delta"]["t_ci"][0] == -1.0
+    text = (sweep / "report.md").read_text()
+    assert "n/a (n < 5)" in text
+    assert "[-100.00%*," in text
+    assert "clipped at -100%" in text
+    assert "shown only from 5 seed pairs" in text

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from scipy.stats import t as student_t
 
 from ebr.report.stats import (
@@ -87,14 +89,52 @@ def test_zero_variance_has_degenerate_interval_and_no_p_value() -> None:
     assert delta.p_value is None
 
 
-def test_bootstrap_with_three_pairs_spans_min_to_max() -> None:
-    # With 3 pairs each extreme resample (all copies of one pair) has probability 1/27 > 2.5%, so the
-    # exact 2.5% / 97.5% bootstrap quantiles are the smallest and largest delta.
+def test_bootstrap_needs_five_pairs() -> None:
+    # with 3 pairs each extreme resample has probability 1/27 > 2.5%: the "interval" is just [min, max],
+    # far narrower than the t interval (the issue's [-13.7%, -0.6%] at p = 0.47); it is not reported
     deltas = np.array([0.05, 0.025, 0.04])
-    low, high = bootstrap_interval(deltas, n_boot=20_000, seed=1)
-    assert low == pytest.approx(0.025)
-    assert high == pytest.approx(0.05)
+    assert bootstrap_interval(deltas, n_boot=20_000, seed=1) is None
+    assert bootstrap_interval(np.array([0.1, -0.2, 0.05, 0.0]), n_boot=1000, seed=1) is None
+    assert paired_delta({"0": 1.1, "1": 0.9}, {"0": 1.0, "1": 1.0}).bootstrap_ci is None
+
+
+def test_bootstrap_from_five_pairs_matches_the_exact_bootstrap_distribution() -> None:
+    # independent computation: every one of the 5^5 equally likely resamples enumerated
+    deltas = np.array([0.05, -0.02, 0.03, 0.01, 0.08])
+    means = np.array([deltas[list(idx)].mean() for idx in itertools.product(range(5), repeat=5)])
+    exact = np.quantile(means, [0.025, 0.975])
+    low, high = bootstrap_interval(deltas, n_boot=40_000, seed=7)
+    assert low == pytest.approx(exact[0], abs=2e-3)
+    assert high == pytest.approx(exact[1], abs=2e-3)
     assert bootstrap_interval(deltas, n_boot=500, seed=3) == bootstrap_interval(deltas, n_boot=500, seed=3)
+
+
+def test_t_interval_and_p_value_match_scipy() -> None:
+    arm = {str(s): v for s, v in enumerate([0.21, 0.18, 0.25, 0.22, 0.19, 0.24])}
+    base = {str(s): v for s, v in enumerate([0.20, 0.20, 0.21, 0.20, 0.20, 0.22])}
+    delta = paired_delta(arm, base, n_boot=0)
+    rel = np.array([(arm[s] - base[s]) / base[s] for s in arm])
+    sem = scipy_stats.sem(rel)
+    assert delta.t_ci == pytest.approx(scipy_stats.t.interval(0.95, len(rel) - 1, loc=rel.mean(), scale=sem))
+    assert delta.p_value == pytest.approx(scipy_stats.ttest_1samp(rel, 0.0).pvalue)
+    assert not delta.clipped
+
+
+def test_relative_delta_of_a_non_negative_metric_is_bounded_at_minus_100_percent() -> None:
+    # recall collapsing to ~0 on one seed: the symmetric t interval reaches far below -100%
+    arm = {"0": 0.0, "1": 0.19, "2": 0.0}
+    base = {"0": 0.2, "1": 0.2, "2": 0.2}
+    delta = paired_delta(arm, base, n_boot=0)
+    rel = np.array([-1.0, -0.05, -1.0])
+    raw = scipy_stats.t.interval(0.95, 2, loc=rel.mean(), scale=scipy_stats.sem(rel))
+    assert raw[0] < -1.0
+    assert delta.clipped
+    assert delta.t_ci == pytest.approx((-1.0, raw[1]))
+    assert delta.mean == pytest.approx(rel.mean())
+    # a metric that can be negative is not clipped
+    signed = paired_delta({"0": -0.5, "1": 0.19, "2": -0.4}, base, n_boot=0)
+    assert not signed.clipped
+    assert signed.t_ci[0] < -1.0
 
 
 def test_summarize_sweep_pairs_by_seed_and_tracks_gaps(make_sweep) -> None:

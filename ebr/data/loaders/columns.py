@@ -6,6 +6,7 @@ value does not fit, so a loader built from them reports bad input the same way.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,72 @@ from ebr.data.csr import Ragged
 from ebr.data.schema import EVENT_NAMES, CategoricalFeature, DataValidationError
 
 TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+# a timestamp later than now by more than this is refused (clock skew allowed, a unit mix-up not)
+FUTURE_SLACK_SECONDS = 86_400
+_TEXT_SUFFIXES = (".csv", ".tsv", ".dat", ".data", ".item", ".user")
+
+
+def check_whole_text_file(path: Path, header: bool = True) -> None:
+    """Refuse a text table that is empty or does not end in a newline (a file cut while copied).
+
+    Args:
+        path: the file (compressed files are not checked: their own format detects a cut).
+        header: the first line is a header (it does not count as a row in the message).
+
+    Raises:
+        DataValidationError: naming the file and its last (cut) row.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise DataValidationError(f"{path}: the file is empty (0 bytes): no events to read")
+    with open(path, "rb") as handle:
+        handle.seek(size - 1)
+        last = handle.read(1)
+    if last in (b"\n", b"\r"):
+        return
+    with open(path, "rb") as handle:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    row = lines - 1 if header else lines
+    raise DataValidationError(
+        f"{path}: does not end in a newline, so its last row (row {row}, line {lines + 1}) is probably cut"
+        " (a truncated copy or download); refusing to read part of the file: copy it again whole"
+    )
+
+
+def check_timestamps(timestamps: np.ndarray, source: str, column: str, earliest: int | None = None) -> None:
+    """Refuse timestamps in the future (later than now + a day) or before `earliest`, naming the first row.
+
+    Args:
+        timestamps: Unix seconds, in file row order.
+        source: file named in the error.
+        column: column named in the error.
+        earliest: the first plausible timestamp (e.g. MovieLens began in 1995), None for no bound.
+
+    Raises:
+        DataValidationError: naming the file, the column and the first bad row.
+    """
+    latest = int(time.time()) + FUTURE_SLACK_SECONDS
+    for bad, what in (
+        (timestamps > latest, f"is in the future (after {_date(latest)})"),
+        (timestamps < earliest if earliest is not None else None, f"is before {_date(earliest or 0)}"),
+    ):
+        if bad is None:
+            continue
+        rows = np.flatnonzero(bad)
+        if len(rows):
+            row = int(rows[0])
+            raise DataValidationError(
+                f"{source}: column '{column}' row {row}: timestamp {int(timestamps[row])}"
+                f" ({_date(int(timestamps[row]))}) {what} ({len(rows)} such rows in all); a cut file,"
+                " a wrong timestamp unit (data.timestamp_unit) or a corrupt value"
+            )
+
+
+def _date(seconds: int) -> str:
+    try:
+        return time.strftime("%Y-%m-%d", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -30,6 +97,8 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     name = path.name.lower()
+    if name.endswith((".csv", ".tsv")):
+        check_whole_text_file(path)
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
@@ -68,10 +137,17 @@ def numeric_column(values: pd.Series, source: str, column: str, integer: bool = 
         row = int(rows[0])
         kind = "a whole number" if integer else "a number"
         raise DataValidationError(
-            f"{source}: column '{column}' row {row}: value {values.iloc[row]!r} is not {kind}"
+            f"{source}: column '{column}' row {row}: value {_shown(values.iloc[row])} is not {kind}"
             f" ({len(rows)} bad rows in all)"
         )
     return numbers.astype(np.int64) if integer else numbers
+
+
+def _shown(value: object) -> str:
+    """A cell for a message: "missing (empty or NaN)", or the plain Python value's repr."""
+    if pd.isna(value):
+        return "missing (empty or NaN)"
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def dense_ids(values: pd.Series, source: str, column: str) -> tuple[np.ndarray, np.ndarray]:

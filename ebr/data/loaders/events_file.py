@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ebr.data.loaders.columns import (
+    check_timestamps,
     dense_ids,
     event_codes,
     multi_valued_feature,
@@ -86,10 +87,13 @@ def load_events_file(
     frame = read_table(path)
     mapping = {role: str(column) for role, column in columns.items()}
     require_columns(frame, mapping, source)
+    if len(frame) == 0:
+        raise DataValidationError(f"{source}: holds no events (a header and no rows)")
 
     users, user_keys = dense_ids(frame[mapping["user"]], source, mapping["user"])
     pins, pin_keys = dense_ids(frame[mapping["item"]], source, mapping["item"])
     timestamps = timestamps_seconds(frame[mapping["timestamp"]], timestamp_unit, source, mapping["timestamp"])
+    check_timestamps(timestamps, source, mapping["timestamp"])
     if "event" in mapping:
         events = event_codes(frame[mapping["event"]], source, mapping["event"])
     else:

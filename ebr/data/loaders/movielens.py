@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ebr.data.loaders.columns import dense_ids, multi_valued_feature, numeric_column, token_feature
+from ebr.data.loaders.columns import (
+    check_timestamps,
+    check_whole_text_file,
+    dense_ids,
+    multi_valued_feature,
+    numeric_column,
+    token_feature,
+)
 from ebr.data.schema import (
     CLICK,
     IMPRESSION,
@@ -54,6 +61,8 @@ GENDERS = {"M": 0, "F": 1}
 # year_bucket: 0 = unknown year, 1 = before 1950, then one bucket per interval, last = 2015 on
 YEAR_EDGES = (1950, 1960, 1970, 1980, 1990, 1995, 2000, 2005, 2010, 2015)
 _YEAR_IN_TITLE = r"\((\d{4})(?:\s*[-–]\s*\d{0,4})?\)\s*$"
+# MovieLens collected its first ratings in 1995: an earlier timestamp is a cut or corrupt row
+EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01 UTC
 
 
 def detect_format(path: str | Path) -> str:
@@ -134,11 +143,13 @@ def load_movielens(
         pd.Series(numeric_column(ratings["movie"], source, "movie", integer=True)), source, "movie"
     )
     rating = numeric_column(ratings["rating"], source, "rating")
+    timestamps = numeric_column(ratings["timestamp"], source, "timestamp", integer=True)
+    check_timestamps(timestamps, source, "timestamp", earliest=EARLIEST_TIMESTAMP)
     events = pd.DataFrame(
         {
             "user": user_ids,
             "pin": movie_ids,
-            "timestamp": numeric_column(ratings["timestamp"], source, "timestamp", integer=True),
+            "timestamp": timestamps,
             "event": np.where(rating >= min_rating, CLICK, IMPRESSION),
             "interest": np.full(len(ratings), NO_INTEREST, dtype=np.int32),
         }
@@ -171,7 +182,8 @@ def load_movielens(
 
 
 def _read(path: Path, sep: str, names: list[str]) -> pd.DataFrame:
-    """A headerless Latin-1 file of the 100K / 1M releases, every column as text."""
+    """A headerless Latin-1 file of the 100K / 1M releases, every column as text (read whole or refused)."""
+    check_whole_text_file(path, header=False)
     text = path.read_bytes().decode("latin-1")
     if len(sep) > 1:  # the C parser takes one-character separators only; \x1f never occurs in text
         text, sep = text.replace(sep, "\x1f"), "\x1f"
@@ -190,7 +202,8 @@ def _read(path: Path, sep: str, names: list[str]) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
-    """A CSV of the 20M / 25M / latest releases; numeric columns are checked by the caller."""
+    """A CSV of the 20M / 25M / latest releases, read whole or refused; the caller checks numeric columns."""
+    check_whole_text_file(path)
     try:
         frame = pd.read_csv(path, encoding="utf-8", dtype={"title": str, "genres": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
