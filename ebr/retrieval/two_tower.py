@@ -199,8 +199,10 @@ class TwoTowerRetriever:
             run_dir=context.run_dir,
         )
         history = EpochHistory()
+        # the trainer config's own callbacks (e.g. the benchmark's timer) run beside the history
+        configured = list(hydra.utils.instantiate(self.trainer.get("callbacks") or []))
         trainer: pl.Trainer = hydra.utils.instantiate(
-            self.trainer, logger=context.loggers or False, callbacks=[history]
+            self.trainer, logger=context.loggers or False, callbacks=[*configured, history]
         )
         started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule)

@@ -27,7 +27,8 @@ def write_ratings(folder: Path, seed: int = 0) -> pd.DataFrame:
     for user in range(N_USERS):
         movies = rng.choice(N_MOVIES, size=rng.integers(6, 16), replace=False)
         # distinct timestamps per user, so each user's time order is unambiguous
-        times = 1_000 * user + rng.choice(900, size=len(movies), replace=False)
+        # from 2001 on: the loader refuses timestamps before MovieLens existed (1995)
+        times = 1_000_000_000 + 1_000 * user + rng.choice(900, size=len(movies), replace=False)
         ratings = rng.choice([2.0, 4.0, 5.0], size=len(movies), p=[0.15, 0.45, 0.4])
         rows += [(user + 1, movie + 1, r, t) for movie, r, t in zip(movies, ratings, times, strict=True)]
     folder.mkdir(parents=True, exist_ok=True)
