@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Each ablation joins by adding its name here (it needs conf/experiment/NAME{,_control}.yaml).
-EXPERIMENTS=(crossing crossing_isolated id_dropout snapshot_overlap)
+EXPERIMENTS=(crossing crossing_isolated id_dropout snapshot_overlap corpus)
 # Those that read pre-trained ID snapshots of data=synthetic_long (scripts/id_ablations.sh
 # --pretrain-only writes them first); --quick leaves them out: the tiny world's 30 days hold no
 # 14-day pre-training window before its training window.
