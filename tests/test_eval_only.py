@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.test_end_to_end import REPO
+from tests.test_end_to_end import _run as run_train
+
 QUICK = ["data=synthetic_tiny", "trainer.enable_progress_bar=false", "logger=none", "trainer.max_epochs=1"]
 CORPUS = ["corpus=time_decay", "corpus.remap_image_signature=true", "eval.hit_level=signature"]
 # what differs between a training run and an evaluation-only run of its model: timings and training
@@ -21,9 +21,7 @@ VARIABLE = ("train/", "final_", "eval/seconds", "eval/users_per_second")
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    command = [sys.executable, "-m", "ebr.train", *args]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return run_train(args, cwd=REPO)
 
 
 def _metrics(run_dir: Path) -> dict:

@@ -122,17 +122,7 @@ class TwoTowerDataModule(pl.LightningDataModule):
         self.negative_pool = negative_pool
         if split.train.empty:
             raise ValueError(f"{data.source}: the training window holds no engagements")
-        self._train = EngagementBatches(
-            split.train,
-            self.user_gatherer,
-            self.pin_gatherer,
-            batch_size,
-            shuffle=True,
-            seed=seed,
-            negative_pool=negative_pool,
-            num_negatives=num_negatives,
-            drop_last=True,
-        )
+        self._train = self._train_batches()
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self._train, batch_size=None)
@@ -140,19 +130,21 @@ class TwoTowerDataModule(pl.LightningDataModule):
     def train_replay_dataloader(self) -> DataLoader:
         """The training window's first-epoch batches again (same shuffle, same negatives), from a
         fresh pass counter: two calls give identical batches, so two measurements over them pair."""
-        t = self._train
-        replay = EngagementBatches(
+        return DataLoader(self._train_batches(), batch_size=None)
+
+    def _train_batches(self) -> EngagementBatches:
+        """The training window's batches, shuffled per pass from the first pass on."""
+        return EngagementBatches(
             self.split.train,
             self.user_gatherer,
             self.pin_gatherer,
             self.batch_size,
             shuffle=True,
             seed=self.seed,
-            negative_pool=t.negative_pool,
-            num_negatives=t.num_negatives,
+            negative_pool=self.negative_pool,
+            num_negatives=self.num_negatives,
             drop_last=True,
         )
-        return DataLoader(replay, batch_size=None)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.split.val.empty:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ebr.report.plots import arm_tick
 from ebr.report.sweep import Sweep
 from ebr.runs import HISTORY_FILE, write_bytes_atomic
 
@@ -100,9 +101,7 @@ def curves_png(sweep: Sweep, curves: dict[str, dict[str, Curve]], title: str) ->
             curve = by_name.get(name)
             if curve is None:
                 continue
-            short = sweep.arm_short.get(arm, arm)
-            # one differing key: its value alone names the arm, as on the deltas figure
-            label = f"{short.split('=', 1)[-1] if ',' not in short else short} (n={curve.n})"
+            label = f"{arm_tick(sweep.arm_short.get(arm, arm))} (n={curve.n})"
             ax.plot(curve.epochs, curve.mean, marker="o", color=f"C{i % 10}", label=label)
             ax.fill_between(
                 curve.epochs, curve.mean - curve.std, curve.mean + curve.std, color=f"C{i % 10}", alpha=0.15

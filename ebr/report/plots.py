@@ -7,8 +7,8 @@ import io
 from ebr.report.document import Report
 
 
-def _tick(short: str) -> str:
-    # one differing key: its value alone names the arm ("masknet")
+def arm_tick(short: str) -> str:
+    """An arm's label on a figure: the value alone when one key differs ("masknet")."""
     return short.split("=", 1)[-1] if "," not in short else short
 
 
@@ -59,7 +59,7 @@ def deltas_png(report: Report) -> bytes:
             ax.set_ylabel("relative delta vs baseline (%)", fontsize=8)
         else:
             ax.set_ylabel("mean ± std over seeds", fontsize=8)
-        ax.set_xticks(range(len(arms)), [_tick(arm.short) for arm in arms])
+        ax.set_xticks(range(len(arms)), [arm_tick(arm.short) for arm in arms])
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.set_xlim(-0.6, max(len(arms), 1) - 0.4)
     if report.baseline is not None:
