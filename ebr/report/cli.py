@@ -10,9 +10,11 @@ trial finished).
 Exit codes:
 
 - 0: the report was written and at least one run finished (even if others failed or are missing);
-- 1: the requested wandb logging failed after the report was written;
+- 1: a requested wandb step (``--wandb``, ``--wandb-workspace``, ``--wandb-sync``) failed after the
+  report was written; or ``--wandb-sync`` finds no API key, before any work;
 - 2: bad input (not a sweep directory, no job directory, malformed run files, an unknown
-  ``--metrics`` name or a ``--baseline`` naming no arm); nothing is written;
+  ``--metrics`` name, a ``--baseline`` naming no arm, a ``--wandb-workspace`` that is not
+  ENTITY/PROJECT); nothing is written;
 - 3: no run finished: the report (listing the failed and missing runs) was written, but it holds no
   number; wandb logging, if requested, is skipped.
 """
@@ -62,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--wandb", action="store_true", help="log the table and plot into a wandb summary run"
+    )
+    parser.add_argument(
+        "--wandb-workspace",
+        default=None,
+        metavar="ENTITY/PROJECT",
+        help="build the sweep's wandb workspace (runs of its group, grouped by arm: loss curves, a bar panel "
+        "per headline metric, the report table); online (WANDB_MODE=online) save it and print its URL, "
+        "always write it to SWEEP_DIR/wandb_workspace.json",
+    )
+    parser.add_argument(
+        "--wandb-sync",
+        action="store_true",
+        help="upload every job's newest offline wandb run and the newest report run (wandb sync; needs "
+        "WANDB_API_KEY or wandb login); into ENTITY/PROJECT when --wandb-workspace names one",
     )
     parser.add_argument(
         "--bootstrap",
@@ -269,6 +285,21 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         SweepError: bad input.
     """
+    if args.wandb_sync:
+        from ebr.report.wandb_sync import SyncError, require_credentials
+
+        try:
+            require_credentials()  # before any work: a sync without a key can only fail
+        except SyncError as exc:
+            print(f"ebr-report: error: --wandb-sync: {exc}", file=sys.stderr)
+            return EXIT_WANDB_FAILED
+    if args.wandb_workspace is not None:
+        from ebr.report.wandb_workspace import parse_target
+
+        try:
+            parse_target(args.wandb_workspace)
+        except ValueError as exc:
+            raise SweepError(str(exc)) from exc
     sweep, report = make_report(args)
     paths = write_report(report, sweep.path)
     try:
@@ -289,16 +320,49 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_NO_FINISHED_RUN
+    try:
+        wandb_steps(args, sweep, report, paths["png"])
+    except Exception as exc:
+        print(f"ebr-report: error: wandb step failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_WANDB_FAILED
+    return EXIT_OK
+
+
+def wandb_steps(args: argparse.Namespace, sweep: Sweep, report: Report, png: Path) -> None:
+    """``--wandb`` (the report run), ``--wandb-workspace`` and ``--wandb-sync``, in that order.
+
+    Args:
+        args: parsed `build_parser` arguments.
+        sweep: the loaded sweep.
+        report: its report.
+        png: the deltas figure written for it.
+    """
+    target = None
+    if args.wandb_workspace is not None:
+        from ebr.report.wandb_workspace import parse_target
+
+        target = parse_target(args.wandb_workspace)
     if args.wandb:
         from ebr.report.wandb_summary import log_report
 
-        try:
-            run_dir = log_report(report, sweep.path, paths["png"])
-        except Exception as exc:
-            print(f"ebr-report: error: wandb logging failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_WANDB_FAILED
-        print(f"ebr-report: wandb summary run in {run_dir}")
-    return EXIT_OK
+        print(f"ebr-report: wandb summary run in {log_report(report, sweep.path, png)}")
+    if args.wandb_sync:
+        from ebr.report.wandb_sync import sync_sweep
+
+        entity, project = target if target is not None else (None, None)
+        uploaded = sync_sweep(sweep.path, [job.path for job in sweep.jobs], entity, project)
+        print(f"ebr-report: uploaded {len(uploaded)} wandb runs")
+    if target is not None:
+        from ebr.report import wandb_workspace
+
+        keys = next((list(job.config) for job in sweep.jobs if job.config is not None), [])
+        workspace = wandb_workspace.build_workspace(report, *target, top_level_keys=[str(k) for k in keys])
+        path = wandb_workspace.write_workspace(workspace, sweep.path)
+        print(f"ebr-report: wandb workspace definition in {path}")
+        if wandb_workspace.online():
+            print(f"ebr-report: wandb workspace saved: {wandb_workspace.save_workspace(workspace)}")
+        else:
+            print(f"ebr-report: offline; save it later with: python -m ebr.report.wandb_workspace {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,3 +70,41 @@ def deltas_png(report: Report) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
+
+
+def metric_bars_png(report: Report, metric: str) -> bytes:
+    """One headline metric as bars: each arm's mean over seeds with ± std error bars.
+
+    The baseline's bar is grey; the others are labelled with their relative delta when there is one.
+
+    Args:
+        report: the report.
+        metric: one of the report's metrics.
+
+    Returns:
+        The PNG file's bytes.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = report.results.get(metric, {})
+    arms = [arm for arm in report.arms if arm.label in rows and rows[arm.label].mean is not None]
+    fig = Figure(figsize=(1.5 + 0.9 * max(len(arms), 1), 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for i, arm in enumerate(arms):
+        row = rows[arm.label]
+        baseline = arm.label == report.baseline
+        err = None if row.std is None else [row.std]
+        ax.bar([i], [row.mean], yerr=err, capsize=4, color="grey" if baseline else "C0")
+        delta = row.delta
+        if delta is not None and delta.rel_mean is not None:
+            ax.annotate(f"{100 * delta.rel_mean:+.2f}%", (i, row.mean), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(arms)), [arm_tick(arm.short) for arm in arms])
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.set_ylabel(f"{metric}: mean ± std over seeds", fontsize=8)
+    base = f"; grey: baseline {report.short(report.baseline)}" if report.baseline else ""
+    ax.set_title(f"{metric} (n = {len(report.seeds)} seeds{base})", fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()

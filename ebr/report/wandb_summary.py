@@ -2,18 +2,27 @@
 
 The run has job_type "report", sits in the group of the sweep's runs (their ``logger.group``, else
 their ``experiment_name``) and keeps its files under the sweep directory. It is offline unless
-``WANDB_MODE`` says otherwise, like every ebr run.
+``WANDB_MODE`` says otherwise, like every ebr run. It logs ``report/table`` (a wandb.Table of the
+report's rows, `TABLE_COLUMNS`), ``report/deltas`` (the deltas figure) and per headline metric
+``report/bars/<metric>`` (each arm's mean with ± std error bars). Its config column ``arm`` is
+"report", so a workspace grouping runs by arm shows it apart from the arms.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 from ebr.report.document import Report
+from ebr.report.plots import metric_bars_png
 
 DEFAULT_PROJECT = "ebr"
+REPORT_JOB_TYPE = "report"
+TABLE_KEY = "report/table"
+DELTAS_KEY = "report/deltas"
+BARS_PREFIX = "report/bars/"
 TABLE_COLUMNS = [
     "metric",
     "arm",
@@ -92,11 +101,12 @@ def log_report(report: Report, sweep_dir: Path, png: Path, project: str | None =
     run = wandb.init(
         project=project or meta.wandb_project or DEFAULT_PROJECT,
         group=meta.wandb_group or meta.experiment_name,
-        job_type="report",
+        job_type=REPORT_JOB_TYPE,
         name=name,
         dir=str(sweep_dir),
         mode=mode,
         config={
+            "arm": REPORT_JOB_TYPE,
             "sweep_dir": meta.sweep_dir,
             "baseline": report.baseline,
             "arms": report.arm_labels,
@@ -105,13 +115,18 @@ def log_report(report: Report, sweep_dir: Path, png: Path, project: str | None =
             "data": [entry.name for entry in report.data],
             "control": meta.control,
             "git_commit": meta.git_commit,
+            "headline_metrics": list(report.headline_metrics),
         },
         settings=wandb.Settings(silent=True),
         reinit="create_new",
     )
     try:
         table = wandb.Table(columns=TABLE_COLUMNS, data=table_rows(report), allow_mixed_types=True)
-        run.log({"report/table": table, "report/deltas": wandb.Image(str(png))})
+        logged: dict[str, Any] = {TABLE_KEY: table, DELTAS_KEY: wandb.Image(str(png))}
+        for metric in report.headline_metrics:
+            if metric in report.results:
+                logged[f"{BARS_PREFIX}{metric}"] = wandb.Image(_image(metric_bars_png(report, metric)))
+        run.log(logged)
         run.summary["report/n_failed"] = report.n_failed
         run.summary["report/n_missing"] = report.n_missing
         for metric in report.headline_metrics:
@@ -122,3 +137,10 @@ def log_report(report: Report, sweep_dir: Path, png: Path, project: str | None =
     finally:
         run.finish()
     return run_dir
+
+
+def _image(png: bytes) -> Any:
+    """A PNG's bytes as the PIL image wandb.Image takes."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png))

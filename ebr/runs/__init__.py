@@ -11,12 +11,14 @@ A run directory holds:
   the sweep tally.
 
 Modules: `files` (names and atomic writers), `arms` (what a sweep compares), `identity` (the config
-that decides a job's results), `objective` (the metric a search optimizes), `wrapper` (skip,
+that decides a job's results), `dashboard` (the config columns and tags a job's run is sliced by
+on a dashboard), `objective` (the metric a search optimizes), `wrapper` (skip,
 refuse, run, record, rank-0 guard), `tally` (what a sweep's jobs did). This package imports
 nothing else of ebr and no torch: the report reads run directories through it.
 """
 
 from ebr.runs.arms import Arm, arm_from_overrides, parse_override, read_arm
+from ebr.runs.dashboard import RunLabels, column_name, info_columns, run_labels
 from ebr.runs.files import (
     CONFIG_FILE,
     ERROR_FILE,
@@ -85,13 +87,16 @@ __all__ = [
     "JobResult",
     "JobSpec",
     "NoLoggers",
+    "RunLabels",
     "StaleRunError",
     "Tally",
     "arm_from_overrides",
+    "column_name",
     "config_differences",
     "config_hash",
     "dig",
     "flatten_config",
+    "info_columns",
     "is_finished",
     "is_rank_zero",
     "job_objective",
@@ -104,6 +109,7 @@ __all__ = [
     "record_failure",
     "result_config",
     "run_in_directory",
+    "run_labels",
     "tally_sweep",
     "write_bytes_atomic",
     "write_json_atomic",

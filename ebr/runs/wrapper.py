@@ -6,12 +6,13 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ebr.runs.arms import read_arm
+from ebr.runs.dashboard import info_columns, run_labels
 from ebr.runs.files import (
     ERROR_FILE,
     FAILED,
@@ -55,6 +56,10 @@ class JobLoggers(Protocol):
 
     def log_config(self, config: dict[str, Any]) -> None: ...
 
+    def log_labels(self, columns: Mapping[str, Any], tags: Sequence[str] = ()) -> None:
+        """Top-level config columns and tags a dashboard slices runs by (ebr.runs.dashboard)."""
+        ...
+
     def log_final(self, metrics: Mapping[str, float]) -> None: ...
 
     def finish(self, success: bool) -> None: ...
@@ -66,6 +71,9 @@ class NoLoggers:
     lightning: list[Any] = []  # noqa: RUF012  (never mutated: a class-wide empty list)
 
     def log_config(self, config: dict[str, Any]) -> None:
+        return None
+
+    def log_labels(self, columns: Mapping[str, Any], tags: Sequence[str] = ()) -> None:
         return None
 
     def log_final(self, metrics: Mapping[str, float]) -> None:
@@ -165,8 +173,11 @@ def run_in_directory(
         if rank_zero:
             loggers = make_loggers()
             loggers.log_config(spec.config)
+            labels = run_labels(run_dir, spec.config)
+            loggers.log_labels(labels.columns, labels.tags)
         result = job(loggers)
         if rank_zero:
+            loggers.log_labels(info_columns(result.info))
             loggers.log_final(result.metrics)
             _write_record(run_dir, requested, result.info)
             write_metrics(run_dir, result.metrics)

@@ -14,8 +14,9 @@ from typing import Any
 
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
-# wandb caps a job type at 64 characters
+# wandb caps a job type and a tag at 64 characters
 _JOB_TYPE_LIMIT = 64
+_TAG_LIMIT = 64
 
 
 class RunLoggers:
@@ -36,10 +37,28 @@ class RunLoggers:
         for logger in self._loggers:
             logger.log_hyperparams(config)
 
-    def log_final(self, metrics: Mapping[str, float]) -> None:
-        """Final metrics as a last logged step (`final/...`), and as the wandb run summary."""
+    def log_labels(self, columns: Mapping[str, Any], tags: Sequence[str] = ()) -> None:
+        """Top-level config columns (the arm's keys, the data's hash) and, on wandb, run tags.
+
+        Args:
+            columns: column name -> scalar (ebr.runs.dashboard).
+            tags: added to the wandb run's tags (each cut to wandb's 64 characters).
+        """
         for logger in self._loggers:
-            logger.log_metrics({f"final/{name}": value for name, value in metrics.items()})
+            if columns:
+                logger.log_hyperparams(dict(columns))
+            if tags and isinstance(logger, WandbLogger):
+                run = logger.experiment
+                added = [tag[:_TAG_LIMIT] for tag in tags]
+                run.tags = tuple(dict.fromkeys([*(run.tags or ()), *added]))
+
+    def log_final(self, metrics: Mapping[str, float]) -> None:
+        """Final metrics under their metrics.json names: a last logged step, and the wandb run summary.
+
+        The names are the ones ebr-report and the saved workspace's panels read (``recall@100``).
+        """
+        for logger in self._loggers:
+            logger.log_metrics(dict(metrics))
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(dict(metrics))
 
