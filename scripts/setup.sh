@@ -43,7 +43,7 @@ names = [
     "torch", "fbgemm_gpu", "torchrec", "tensordict", "torchmetrics", "pytorch_lightning",
     "hydra", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher",
     "optuna", "sqlalchemy", "hydra_plugins.hydra_optuna_sweeper", "hydra_plugins.ebr_search",
-    "wandb", "faiss", "sklearn", "pyarrow", "numpy", "pandas", "scipy", "matplotlib",
+    "wandb", "wandb_workspaces", "faiss", "sklearn", "pyarrow", "numpy", "pandas", "scipy", "matplotlib",
     "pytest", "ebr",
 ]
 for name in names:
