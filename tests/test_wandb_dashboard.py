@@ -62,6 +62,11 @@ def _approx(value: float | None) -> object:
     return None if value is None else pytest.approx(value)
 
 
+def _names(metrics: list) -> list[str]:
+    """Panel metric names (a loaded workspace holds them as Metric objects, a built one as text)."""
+    return [getattr(metric, "name", metric) for metric in metrics]
+
+
 def _jobs(sweep: Path) -> list[Path]:
     return sorted(p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
 
@@ -106,6 +111,7 @@ def test_report_run_table_equals_report_json(sweep: Path) -> None:
     run_dir = latest_offline_run(sweep / "wandb")
     run = read_offline_run(run_dir)
     assert (run.job_type, run.group, run.config["arm"]) == ("report", "default", "report")
+    assert run.tags == ("experiment:default", "arm:report")
     table = json.loads((run_dir / "files" / run.summary["report/table/path"]).read_text())
     assert table["columns"] == TABLE_COLUMNS
     rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
@@ -137,17 +143,32 @@ def test_workspace_has_a_panel_per_headline_metric_and_the_sweeps_runset(sweep: 
     sections = {section.name: section for section in workspace.sections}
     bars = sections["Headline metrics"].panels
     assert [type(panel) for panel in bars] == [wr.BarPlot] * len(HEADLINE)
-    assert [panel.metrics for panel in bars] == [[metric] for metric in HEADLINE]
+    assert [_names(panel.metrics) for panel in bars] == [[metric] for metric in HEADLINE]
     curves = sections["Training curves"].panels
-    assert sorted(tuple(panel.y) for panel in curves) == [("train/loss",), ("val/loss",)]
+    assert sorted(_names(panel.y) for panel in curves) == [["train/loss"], ["val/loss"]]
     assert any(getattr(p, "table_name", None) == "report/table" for p in sections["Report"].panels)
     # the runset: the sweep's group only, grouped by arm
     settings = workspace.runset_settings
     assert [(g.section, g.name) for g in settings.groupby] == [("config", "arm")]
     (leaf,) = saved["view"]["spec"]["section"]["runSets"][0]["filters"]["filters"]
     assert (leaf["key"], leaf["op"], leaf["value"]) == ({"section": "run", "name": "group"}, "=", "default")
-    assert isinstance(ws.Workspace, type)
+    assert isinstance(workspace, ws.Workspace)
     assert "config:crossing" in settings.pinned_columns
+
+
+def test_workspace_save_and_target_fail_clearly_offline(sweep: Path, tmp_path, monkeypatch, capsys) -> None:
+    from ebr.report import wandb_workspace
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    assert wandb_workspace.main([str(sweep / WORKSPACE_FILE)]) == 1
+    assert "WANDB_API_KEY" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    assert wandb_workspace.main([str(tmp_path / "bad.json")]) == 1
+    assert "bad.json: not an ebr workspace file" in capsys.readouterr().err
+    assert main([str(sweep), "--wandb-workspace", "no-slash"]) == 2  # before any work
+    assert "ENTITY/PROJECT" in capsys.readouterr().err
 
 
 def test_sync_lists_every_jobs_newest_run_and_the_report_run(sweep: Path, tmp_path, monkeypatch) -> None:

@@ -5,7 +5,8 @@ their ``experiment_name``) and keeps its files under the sweep directory. It is 
 ``WANDB_MODE`` says otherwise, like every ebr run. It logs ``report/table`` (a wandb.Table of the
 report's rows, `TABLE_COLUMNS`), ``report/deltas`` (the deltas figure) and per headline metric
 ``report/bars/<metric>`` (each arm's mean with ± std error bars). Its config column ``arm`` is
-"report", so a workspace grouping runs by arm shows it apart from the arms.
+"report" (tags ``experiment:<name>``, ``arm:report``), so a workspace grouping runs by arm shows it
+apart from the arms.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from ebr.report.document import Report
 from ebr.report.plots import metric_bars_png
+from ebr.runs import run_tags
 
 DEFAULT_PROJECT = "ebr"
 REPORT_JOB_TYPE = "report"
@@ -102,6 +104,7 @@ def log_report(report: Report, sweep_dir: Path, png: Path, project: str | None =
         project=project or meta.wandb_project or DEFAULT_PROJECT,
         group=meta.wandb_group or meta.experiment_name,
         job_type=REPORT_JOB_TYPE,
+        tags=list(run_tags(meta.experiment_name, REPORT_JOB_TYPE)),
         name=name,
         dir=str(sweep_dir),
         mode=mode,

@@ -18,7 +18,7 @@ nothing else of ebr and no torch: the report reads run directories through it.
 """
 
 from ebr.runs.arms import Arm, arm_from_overrides, parse_override, read_arm
-from ebr.runs.dashboard import RunLabels, column_name, info_columns, run_labels
+from ebr.runs.dashboard import RunLabels, column_name, info_columns, run_labels, run_tags
 from ebr.runs.files import (
     CONFIG_FILE,
     ERROR_FILE,
@@ -110,6 +110,7 @@ __all__ = [
     "result_config",
     "run_in_directory",
     "run_labels",
+    "run_tags",
     "tally_sweep",
     "write_bytes_atomic",
     "write_json_atomic",
