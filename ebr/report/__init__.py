@@ -13,8 +13,12 @@ Modules:
     json_reader: ``report.json`` back into a `Report`, checked key by key.
     build: the `Report` of a loaded sweep and its statistics.
     render: ``report.json``, ``report.md`` and ``deltas.png``, each written atomically.
-    plots: the ``deltas.png`` figure.
-    wandb_summary: log the table and the plot into a wandb summary run of the sweep's group.
+    plots: the ``deltas.png`` figure, and one headline metric's bars with error bars.
+    wandb_summary: log the table and the plots into a wandb summary run of the sweep's group.
+    wandb_workspace: the sweep's saved wandb workspace (``--wandb-workspace``), built without
+        network; offline written to ``wandb_workspace.json`` and saved later from it.
+    wandb_offline: where a sweep's offline wandb runs are, and what one recorded (its ``.wandb`` log).
+    wandb_sync: ``--wandb-sync``: ``wandb sync`` of each job's newest offline run and the report run.
     cli: the ``ebr-report`` console script.
     suite: ``experiments/README.md`` from the reports of several sweeps (ablations and controls).
 """
