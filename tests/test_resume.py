@@ -110,6 +110,26 @@ def test_a_checkpoint_of_another_setup_is_refused(tmp_path) -> None:
         resume_from(run_dir, {"seed": "a", "train": "b"})
 
 
+def test_checkpoint_settings_are_checked_before_work(monkeypatch) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from ebr.validation import ConfigValidationError, validate_config
+
+    def composed(every: str):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+            return compose(
+                "train", overrides=["data=synthetic_tiny", f"train.checkpoint_every_n_steps={every}"]
+            )
+
+    validate_config(composed("5"))
+    with pytest.raises(ConfigValidationError, match=r"train\.checkpoint_every_n_steps"):
+        validate_config(composed("-1"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigValidationError, match=r"one-process jobs only, this one has WORLD_SIZE=2"):
+        validate_config(composed("5"))
+    validate_config(composed("0"))  # the default is fine under torchrun
+
+
 # ---- the fused table optimizer's state, saved and restored in process ---------------------------
 
 

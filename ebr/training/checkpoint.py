@@ -117,6 +117,11 @@ class StepCheckpoint(pl.Callback):
         self.fingerprint = dict(fingerprint)
         self._last_saved_step: int | None = None
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # the tables are gathered into one file: with several ranks each would hold a part
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            raise ValueError("train.checkpoint_every_n_steps > 0 needs a one-process job (set it to 0)")
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
