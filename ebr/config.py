@@ -91,6 +91,11 @@ class TrainSchema:
     # after training, the losses on the training and validation windows with and without the ID
     # fields (metrics `id_ablation/*`): how much of the fit rests on the IDs; two forward passes
     id_ablated_loss: bool = False
+    # a resumable checkpoint (RUN_DIR/checkpoints/last.ckpt: tables, fused and dense optimizer
+    # state, data position, RNG states) after every N-th optimizer step; 0: none (the default,
+    # so a plain run writes nothing extra). A run started again with the same command resumes
+    # from it; it is deleted once model.pt is saved. One-process jobs only.
+    checkpoint_every_n_steps: int = 0
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)

@@ -6,6 +6,7 @@ and raises one `ConfigValidationError` naming each key, its value and what is al
 
 - enumerations (`train.logq`, `train.sharding`, `train.sparse_optimizer.kind`, `eval.window`, ...);
 - ranges and types (`seed >= 0`, `train.batch_size > 0`, learning rates > 0, `eval.ks` ...);
+- resumable checkpoints (`train.checkpoint_every_n_steps > 0`) in one-process jobs only;
 - the torchrec sharding plans available on this device: on CPU (gloo) `table_wise`,
   `column_wise` and `data_parallel`; `row_wise` and `table_row_wise` need GPUs;
 - the index (`index.*`): the faiss factory string and its parameters (ebr.serving.index_config
@@ -19,6 +20,7 @@ The checks read the config only; the data is checked by its loader (ebr.data.loa
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,14 @@ def validate_config(cfg: DictConfig) -> None:
         check.positive(f"{node}.loss.max_scale")
         check.choice(f"{node}.sparse_optimizer.kind", ("rowwise_adagrad", "adagrad", "sgd", "adam"))
     check.integer("train.num_negatives", minimum=0)
+    check.integer("train.checkpoint_every_n_steps", minimum=0)
+    every = OmegaConf.select(cfg, "train.checkpoint_every_n_steps", default=0)
+    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if isinstance(every, int) and every > 0 and ranks > 1:
+        problems.append(
+            f"train.checkpoint_every_n_steps={every}: resumable checkpoints are written by one-process "
+            f"jobs only, this one has WORLD_SIZE={ranks} (set it to 0)"
+        )
     check.integer("pretrain.embedding_dim", minimum=1)
     check.positive("pretrain.snapshot.every_days")
     check.positive("pretrain.snapshot.window_days")

@@ -16,8 +16,10 @@ from ebr.data.schema import InteractionData, Split
 class EngagementBatches(IterableDataset):
     """Batches over the engagement rows of one window, reshuffled every pass.
 
-    Each pass draws its permutation from (seed, pass number), so runs are reproducible and
-    epochs differ. Batches are built whole, vectorised; the DataLoader must use batch_size=None.
+    Each pass draws its permutation (and its random negatives) from (seed, pass number) alone, so
+    runs are reproducible, epochs differ, and a resumed run can skip exactly the batches already
+    consumed (`resume_at`). Batches are built whole, vectorised; the DataLoader must use
+    batch_size=None.
 
     Args:
         events: engagement rows (user and pin columns used).
@@ -57,20 +59,41 @@ class EngagementBatches(IterableDataset):
         self.num_negatives = num_negatives if negative_pool is not None and len(negative_pool) else 0
         self.drop_last = drop_last and len(self.users) >= batch_size
         self._passes = 0
+        self._skip = 0
 
     def __len__(self) -> int:
         n = len(self.users)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    @property
+    def passes(self) -> int:
+        """Passes started so far (the next pass's number)."""
+        return self._passes
+
+    def resume_at(self, pass_number: int, skip: int) -> None:
+        """Make the next pass pass `pass_number`, starting after its first `skip` batches.
+
+        Args:
+            pass_number: the pass (epoch) to resume.
+            skip: batches of it already consumed.
+        """
+        if pass_number < 0 or not 0 <= skip <= len(self):
+            raise ValueError(f"cannot resume at pass {pass_number}, batch {skip} of {len(self)}")
+        self._passes, self._skip = pass_number, skip
+
     def __iter__(self) -> Iterator[Batch]:
         rng = np.random.default_rng([self.seed, self._passes])
         self._passes += 1
+        skip, self._skip = self._skip, 0
         order = rng.permutation(len(self.users)) if self.shuffle else np.arange(len(self.users))
         for b in range(len(self)):
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
             negatives = None
             if self.num_negatives:
+                # drawn for skipped batches too, so the later batches get the same negatives
                 negatives = self.negative_pool[rng.integers(0, len(self.negative_pool), self.num_negatives)]
+            if b < skip:
+                continue
             yield make_batch(
                 self.user_gatherer,
                 self.pin_gatherer,
@@ -126,6 +149,33 @@ class TwoTowerDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self._train, batch_size=None)
+
+    def state_dict(self) -> dict[str, int]:
+        """The data position a Lightning checkpoint records: the epoch and the batches of it done.
+
+        Read from the trainer's own counters (the batches it processed), not from the dataset,
+        which has already built the next batch when the loader prefetches.
+        """
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(done), "batches": len(self._train)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Resume the training batches where `state_dict` says (before the loader's first pass).
+
+        Args:
+            state_dict: what `state_dict` returned when the checkpoint was written.
+        """
+        if not state_dict:
+            return
+        if state_dict["batches"] != len(self._train):
+            raise ValueError(
+                f"the checkpoint's epochs have {state_dict['batches']} batches, this data module's "
+                f"{len(self._train)}: it comes from other data or another batch size"
+            )
+        self._train.resume_at(state_dict["epoch"], state_dict["batches_done"])
 
     def train_replay_dataloader(self) -> DataLoader:
         """The training window's first-epoch batches again (same shuffle, same negatives), from a

@@ -9,7 +9,9 @@ request time.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,11 +42,14 @@ from ebr.retrieval.protocol import FitContext
 from ebr.runs import HISTORY_FILE, MODEL_FILE, is_rank_zero, write_json_atomic
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
+from ebr.training.checkpoint import CHECKPOINT_DIR, StepCheckpoint, digest, resume_from
 from ebr.training.distributed import ensure_process_group
 from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule
 
 NETWORK_TARGET = "ebr.models.two_tower.TwoTowerModel"
+# trainer keys that change the console or the logs, not what is trained: a resumed run may differ
+CONSOLE_TRAINER_KEYS = ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "callbacks")
 
 
 def _plain(node: Any) -> Any:
@@ -200,12 +205,22 @@ class TwoTowerRetriever:
         )
         history = EpochHistory()
         # the trainer config's own callbacks (e.g. the benchmark's timer) run beside the history
-        configured = list(hydra.utils.instantiate(self.trainer.get("callbacks") or []))
+        callbacks = [*hydra.utils.instantiate(self.trainer.get("callbacks") or []), history]
+        every = int(train.get("checkpoint_every_n_steps", 0) or 0)
+        resume = None
+        if every > 0:
+            fingerprint = self._fingerprint(network, features, data, split, context)
+            resume = resume_from(context.run_dir, fingerprint)  # refuses another setup's checkpoint
+            callbacks.append(StepCheckpoint(context.run_dir, every, fingerprint))
         trainer: pl.Trainer = hydra.utils.instantiate(
-            self.trainer, logger=context.loggers or False, callbacks=[*configured, history]
+            self.trainer, logger=context.loggers or False, callbacks=callbacks
         )
         started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
+        with warnings.catch_warnings():
+            # the batches resume where the checkpoint says (TwoTowerDataModule.load_state_dict),
+            # which Lightning cannot see for a plain iterable: its "not resumable" warning is wrong
+            warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         seconds = time.perf_counter() - started
         state = module.export_state_dict()  # a collective when the tables are sharded over ranks
         self.artifact = Path(context.run_dir) / MODEL_FILE
@@ -222,6 +237,8 @@ class TwoTowerRetriever:
             info = {**context.artifact_info, **info}
             save_artifact(self.artifact, network, user_spec, pin_spec, features, state, info)
             write_json_atomic(Path(context.run_dir) / HISTORY_FILE, history.history())
+            # model.pt is the trained state now: a later kill re-runs only the evaluation's inputs
+            shutil.rmtree(Path(context.run_dir) / CHECKPOINT_DIR, ignore_errors=True)
         examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
         self._metrics = {
             "train/seconds": seconds,
@@ -237,6 +254,34 @@ class TwoTowerRetriever:
         for key in ("train/loss", "val/loss"):
             if key in trainer.callback_metrics:
                 self._metrics[f"final_{key.replace('/', '_')}"] = float(trainer.callback_metrics[key])
+
+    def _fingerprint(
+        self,
+        network: Mapping[str, Any],
+        features: Mapping[str, Any],
+        data: InteractionData,
+        split: Split,
+        context: FitContext,
+    ) -> dict[str, str]:
+        """What decides the training, part by part, as digests: a checkpoint resumes only a run
+        whose every part is the same (the checkpoint cadence itself may change)."""
+        train = {k: v for k, v in _plain(self.train).items() if k != "checkpoint_every_n_steps"}
+        trainer = {k: v for k, v in _plain(self.trainer).items() if k not in CONSOLE_TRAINER_KEYS}
+        windows = {
+            name: digest(np.concatenate([frame["user"].to_numpy(np.int64), frame["pin"].to_numpy(np.int64)]))
+            for name, frame in (("train_window", split.train), ("val_window", split.val))
+        }
+        return {
+            "seed": digest(context.seed),
+            "network": digest(network),
+            "features": digest(features),
+            "train": digest(train),
+            "trainer": digest(trainer),
+            "id_embedding": digest(dataclasses.asdict(self.id_embedding)),
+            "data": digest(context.artifact_info.get("data_fingerprint", data.source)),
+            "negative_pool": digest(np.asarray(context.corpus, dtype=np.int64)),
+            **windows,
+        }
 
     def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
         """Serve the saved model over the task's corpus and search for every task user.

@@ -13,10 +13,12 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
 from torchrec.distributed.planner.types import ParameterConstraints
@@ -145,27 +147,122 @@ def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for _, p in in_backward_optimizer_filter(model.named_parameters()) if p.requires_grad]
 
 
+def _shard_region(shard: Any) -> tuple[slice, ...]:
+    """Where a local shard sits in its ShardedTensor's full extent."""
+    return tuple(
+        slice(offset, offset + size)
+        for offset, size in zip(shard.metadata.shard_offsets, shard.metadata.shard_sizes)
+    )
+
+
+def plain_tensor(value: torch.Tensor) -> torch.Tensor:
+    """A detached CPU copy of `value`; a ShardedTensor is assembled from its shards first.
+
+    Assembly is local in a one-process job, a gather to rank 0 otherwise (every rank must call
+    this then; only rank 0's result is complete).
+    """
+    if isinstance(value, ShardedTensor):
+        full = torch.zeros(value.size(), dtype=value.dtype)
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            for shard in value.local_shards():
+                full[_shard_region(shard)] = shard.tensor.detach().cpu()
+        else:
+            value.gather(dst=0, out=full if dist.get_rank() == 0 else None)
+        return full
+    return value.detach().cpu().clone()
+
+
+def copy_into(live: torch.Tensor, saved: torch.Tensor, name: str) -> None:
+    """Copy a plain tensor into a live (possibly sharded) one in place: the local shards take
+    their regions of it, so fused kernels keep the storage they update.
+
+    Args:
+        live: a tensor of a module's or optimizer's state dict (a view of the trained state).
+        saved: the plain tensor `plain_tensor` made of it.
+        name: its key, for the error.
+    """
+    if tuple(live.size()) != tuple(saved.size()):
+        raise ValueError(
+            f"{name}: the checkpoint holds shape {tuple(saved.size())}, the model {tuple(live.size())}"
+        )
+    with torch.no_grad():
+        if isinstance(live, ShardedTensor):
+            for shard in live.local_shards():
+                shard.tensor.copy_(saved[_shard_region(shard)])
+        else:
+            live.copy_(saved)
+
+
 def dense_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """A plain-tensor state dict of a (possibly sharded) module, for serving without torchrec sharding.
 
-    ShardedTensors are assembled from their shards: locally in a one-process job, by a gather
-    to rank 0 otherwise (every rank must call this then; only rank 0's result is complete).
+    ShardedTensors are assembled from their shards (`plain_tensor`: a collective with several ranks).
     """
-    from torch.distributed._shard.sharded_tensor import ShardedTensor
+    return {key: plain_tensor(value) for key, value in module.state_dict().items()}
 
-    state = {}
-    for key, value in module.state_dict().items():
-        if isinstance(value, ShardedTensor):
-            full = torch.zeros(value.size(), dtype=value.dtype)
-            if not dist.is_initialized() or dist.get_world_size() == 1:
-                for shard in value.local_shards():
-                    region = tuple(
-                        slice(offset, offset + size)
-                        for offset, size in zip(shard.metadata.shard_offsets, shard.metadata.shard_sizes)
-                    )
-                    full[region] = shard.tensor.detach().cpu()
-            else:
-                value.gather(dst=0, out=full if dist.get_rank() == 0 else None)
-            value = full
-        state[key] = value.detach().cpu().clone()
-    return state
+
+def load_dense_state_dict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy a `dense_state_dict` back into a (possibly sharded) module, in place.
+
+    Args:
+        module: the module, built and sharded as when the state was taken.
+        state: its plain-tensor state.
+        source: where the state came from (named in errors).
+
+    Raises:
+        ValueError: keys missing or unexpected, or a shape that differs.
+    """
+    live = module.state_dict()
+    missing, unexpected = sorted(set(live) - set(state)), sorted(set(state) - set(live))
+    if missing or unexpected:
+        raise ValueError(
+            f"{source} does not hold this model's state: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for key, value in live.items():
+        copy_into(value, state[key], f"{source}: {key}")
+
+
+def fused_optimizer_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """The state of the optimizers fused into the tables (e.g. row-wise Adagrad's accumulators),
+    as plain tensors keyed by parameter and state name; empty for a model without fused tables.
+
+    Args:
+        model: the DistributedModelParallel model (its `fused_optimizer`, torchrec's KeyedOptimizer).
+    """
+    fused = getattr(model, "fused_optimizer", None)
+    if fused is None:
+        return {}
+    return {
+        param: {
+            name: plain_tensor(value) for name, value in states.items() if isinstance(value, torch.Tensor)
+        }
+        for param, states in fused.state_dict()["state"].items()
+    }
+
+
+def load_fused_optimizer_state(
+    model: nn.Module, state: dict[str, dict[str, torch.Tensor]], source: str
+) -> None:
+    """Copy a `fused_optimizer_state` back into the fused optimizers' live state, in place
+    (the KeyedOptimizer's state dict tensors are views of the kernels' own state).
+
+    Args:
+        model: the DistributedModelParallel model.
+        state: the saved state.
+        source: where it came from (named in errors).
+    """
+    fused = getattr(model, "fused_optimizer", None)
+    live = {} if fused is None else fused.state_dict()["state"]
+    expected = {
+        param: sorted(k for k, v in states.items() if isinstance(v, torch.Tensor))
+        for param, states in live.items()
+    }
+    saved = {param: sorted(states) for param, states in state.items()}
+    if expected != saved:
+        raise ValueError(
+            f"{source}: the fused table optimizer state does not match this model's "
+            f"(checkpoint {sorted(saved)[:3]}..., model {sorted(expected)[:3]}...)"
+        )
+    for param, states in state.items():
+        for name, value in states.items():
+            copy_into(live[param][name], value, f"{source}: fused optimizer {param}.{name}")

@@ -45,6 +45,21 @@ class EpochHistory(pl.Callback):
             return
         self.val_loss.append(float(trainer.callback_metrics["val/loss"]))
 
+    def state_dict(self) -> dict[str, Any]:
+        # in Lightning checkpoints: a run resumed mid-epoch carries on with the epoch's sums
+        return {
+            "train_loss": list(self.train_loss),
+            "val_loss": list(self.val_loss),
+            "sum": self._sum,
+            "examples": self._examples,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.train_loss = list(state_dict["train_loss"])
+        self.val_loss = list(state_dict["val_loss"])
+        self._sum = float(state_dict["sum"])
+        self._examples = int(state_dict["examples"])
+
     def history(self) -> dict[str, list[float]]:
         """The curves so far."""
         out: dict[str, list] = {

@@ -2,13 +2,18 @@
 
 Embedding tables are updated by a fused optimizer inside backward (row-wise Adagrad by
 default); the dense part (towers, crossing, temperature) by the Lightning optimizer.
+
+Its Lightning checkpoints (ebr.training.checkpoint) hold plain tensors: the sharded tables are
+assembled, and the fused optimizers' state and the RNG states ride along, so a checkpoint loads
+with `weights_only=True` and resumes exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -18,15 +23,21 @@ from ebr.data.batching import Batch
 from ebr.models.frequency import uniform_log_q
 from ebr.models.loss import SampledSoftmaxLoss
 from ebr.models.tower import ablate_fields
+from ebr.training.checkpoint import rng_states, set_rng_states
 from ebr.training.distributed import (
     FusedTableOptimizer,
     dense_parameters,
     dense_state_dict,
     ensure_process_group,
+    fused_optimizer_state,
+    load_dense_state_dict,
+    load_fused_optimizer_state,
     shard_model,
 )
 
 DenseOptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+FUSED_OPTIMIZER_KEY = "ebr_fused_optimizer"
+RNG_KEY = "ebr_rng_states"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -69,12 +80,45 @@ class TwoTowerModule(pl.LightningModule):
         self.sparse_optimizer = sparse_optimizer or FusedTableOptimizer()
         self.sharding = sharding
         self.run_dir = run_dir
+        self._rng_to_restore: dict[str, Any] | None = None
 
     def configure_model(self) -> None:
         if self.model is not None:
             return
         ensure_process_group(self.run_dir)  # no-op when the caller already started one
         self.model = shard_model(self.model_factory(), self.device, self.sharding, self.sparse_optimizer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # ShardedTensors would need an unrestricted unpickle: store the assembled tables instead
+        checkpoint["state_dict"] = dense_state_dict(self)
+        checkpoint[FUSED_OPTIMIZER_KEY] = fused_optimizer_state(self.model)
+        checkpoint[RNG_KEY] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        load_fused_optimizer_state(self.model, checkpoint.get(FUSED_OPTIMIZER_KEY, {}), "the checkpoint")
+        # applied in on_train_start: Lightning draws from torch's RNG when it starts the
+        # resumed epoch's data iterator, which the uninterrupted run did before the save
+        self._rng_to_restore = checkpoint.get(RNG_KEY)
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """Copy a checkpoint's plain-tensor state into the live, possibly sharded, tensors in place.
+
+        Args:
+            state_dict: what `on_save_checkpoint` stored (every key of this module's state).
+            strict: kept for nn.Module's signature; every key is always required.
+            assign: not supported (the fused kernels must keep their storage).
+        """
+        if assign:
+            raise ValueError("TwoTowerModule.load_state_dict copies in place; assign=True is not supported")
+        load_dense_state_dict(self, dict(state_dict), "the checkpoint")
+        return None
+
+    def on_train_start(self) -> None:
+        if self._rng_to_restore is not None:
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = dense_parameters(self.model) + [p for p in self.loss.parameters() if p.requires_grad]

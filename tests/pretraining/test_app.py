@@ -109,3 +109,33 @@ def test_a_mistyped_key_fails_before_any_work(tmp_path: Path, monkeypatch, capsy
     assert exit_.value.code == 2
     assert "pretrain.embedding_dim" in capsys.readouterr().err
     assert not (tmp_path / ".outcome.json").exists()
+
+
+def test_the_same_config_and_seed_write_bit_identical_snapshots(run_dir: Path, tmp_path: Path) -> None:
+    """Determinism of pre-training: the fixture's job again, in a fresh process, into another run
+    directory: every snapshot's tables and ids are bit-identical, and so are its epoch losses."""
+    import os
+    import subprocess
+
+    again = tmp_path / "again"
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+    result = subprocess.run(
+        [sys.executable, "-m", "ebr.pretrain", *ARGS, f"hydra.run.dir={again}"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    first, second = list_snapshots(run_dir / "snapshots"), list_snapshots(again / "snapshots")
+    assert [s.path.name for s in first] == [s.path.name for s in second]
+    assert len(first) == 3
+    for one, other in zip(first, second):
+        for name in ("tables.pt", "ids.pt"):
+            expected = torch.load(one.path / name, weights_only=True)
+            got = torch.load(other.path / name, weights_only=True)
+            assert expected.keys() == got.keys() == {"user", "pin"}
+            for side in expected:
+                assert torch.equal(expected[side], got[side]), (one.path.name, name, side)
+        assert one.manifest["epoch_losses"] == other.manifest["epoch_losses"]

@@ -1,6 +1,7 @@
 """Two CPU processes through elastic_launch: tables sharded across ranks, trained, gathered, served."""
 
 import numpy as np
+import pytest
 import torch
 from tiny_model import tiny_model_config
 from torch.distributed.launcher.api import elastic_launch
@@ -90,13 +91,11 @@ def test_table_wise_tables_live_on_both_ranks_and_the_gathered_model_serves_iden
     torch.testing.assert_close(results[0]["plain"], results[0]["sharded"], rtol=1e-5, atol=1e-6)
 
 
-def test_ebr_train_itself_on_two_gloo_ranks_writes_one_set_of_results(tmp_path):
-    """torchrun-style launch of the real entry point: every rank trains, only rank 0 writes and logs."""
-    import json
+def _train_on_two_ranks(run_dir) -> None:
+    """torchrun-style launch of the real entry point on two gloo ranks."""
     import os
     import sys
 
-    run_dir = tmp_path / "run"
     os.environ.setdefault("WANDB_MODE", "offline")
     args = [
         "-m",
@@ -107,9 +106,43 @@ def test_ebr_train_itself_on_two_gloo_ranks_writes_one_set_of_results(tmp_path):
         f"hydra.run.dir={run_dir}",
     ]
     elastic_launch(two_local_ranks(), entrypoint=sys.executable)(*args)
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("two_ranks") / "run"
+    _train_on_two_ranks(run_dir)
+    return run_dir
+
+
+def test_ebr_train_itself_on_two_gloo_ranks_writes_one_set_of_results(two_rank_run):
+    """Every rank trains, only rank 0 writes and logs."""
+    import json
+
+    run_dir = two_rank_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train/world_size"] == 2.0, "the job must have trained as one two-rank group"
     assert 0.0 < metrics["recall@100"] <= 1.0
     assert sorted(p.name for p in run_dir.glob("*.pt")) == ["model.pt"]
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
     assert json.loads((run_dir / "run.json").read_text())["arm"] == "data=synthetic_tiny,trainer.max_epochs=1"
+
+
+def test_the_same_two_rank_job_gives_the_same_metrics_and_model_twice(two_rank_run, tmp_path):
+    """Determinism of the multi-process path: a second launch of the same config and seed."""
+    import json
+
+    again = tmp_path / "again"
+    _train_on_two_ranks(again)
+    timing = ("train/seconds", "train/examples_per_second", "eval/seconds", "eval/users_per_second")
+
+    def comparable(run_dir):
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        return {key: value for key, value in metrics.items() if key not in timing}
+
+    assert comparable(again) == comparable(two_rank_run)
+    first = torch.load(two_rank_run / "model.pt", weights_only=True)["state_dict"]
+    second = torch.load(again / "model.pt", weights_only=True)["state_dict"]
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        assert torch.equal(second[key], value), key

@@ -1,0 +1,184 @@
+"""Resumable training: Lightning checkpoints every N optimizer steps, and resuming from the last one.
+
+A checkpoint (`RUN_DIR/checkpoints/last.ckpt`) holds what an uninterrupted run would carry on
+with, so a run killed mid-epoch and started again with the same command ends with the same
+metrics (docs: README, Troubleshooting):
+
+- the model's state as plain tensors, the torchrec tables assembled from their shards
+  (`TwoTowerModule.on_save_checkpoint`), and the state of the optimizers fused into the tables;
+- the dense optimizer and Lightning's loop counters (Lightning's own checkpoint content);
+- the data position: the epoch and the batches consumed in it (`TwoTowerDataModule.state_dict`;
+  the batch order is a function of seed and epoch, so skipping them is exact);
+- the RNG states (torch, numpy's global generator, Python's `random`);
+- the per-epoch loss history callback's sums;
+- a fingerprint of what decides the training (config, data, windows): a checkpoint of another
+  training setup is refused, never resumed from.
+
+The file is written to a temporary name and renamed, so a kill during the write leaves the
+previous checkpoint whole. One-process jobs only (ebr.validation refuses more ranks): the tables
+are gathered into one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+FINGERPRINT_KEY = "ebr_fingerprint"
+
+
+class CheckpointMismatchError(ValueError):
+    """The run directory's checkpoint was written by another training setup, or cannot be read."""
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """Where a run's last checkpoint lives."""
+    return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def digest(value: Any) -> str:
+    """A short stable hash of JSON-able values, numpy arrays or bytes (for fingerprints)."""
+    hasher = hashlib.sha256()
+    if isinstance(value, np.ndarray):
+        hasher.update(str((value.dtype.str, value.shape)).encode())
+        hasher.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, bytes):
+        hasher.update(value)
+    else:
+        hasher.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return hasher.hexdigest()[:16]
+
+
+def resume_from(run_dir: str | Path, fingerprint: Mapping[str, str]) -> Path | None:
+    """The checkpoint to resume from: the run directory's last one when it belongs to this setup.
+
+    Read memory-mapped (only its fingerprint is looked at here; Lightning reads the rest).
+
+    Args:
+        run_dir: the run directory.
+        fingerprint: this run's fingerprint (name -> digest of each part of its setup).
+
+    Returns:
+        The checkpoint's path, or None when there is none.
+
+    Raises:
+        CheckpointMismatchError: the checkpoint cannot be read, or another setup wrote it (the
+            message names the file and the parts that differ).
+    """
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(FINGERPRINT_KEY)
+    except Exception as exc:
+        raise CheckpointMismatchError(
+            f"{path}: cannot read this checkpoint ({type(exc).__name__}: {exc}); "
+            "delete it to train from the start"
+        ) from exc
+    if not isinstance(saved, dict):
+        raise CheckpointMismatchError(f"{path} has no ebr fingerprint; delete it to train from the start")
+    differing = sorted(key for key in set(saved) | set(fingerprint) if saved.get(key) != fingerprint.get(key))
+    if differing:
+        raise CheckpointMismatchError(
+            f"{path} was written by another training setup (it differs in: {', '.join(differing)}); "
+            "delete it (or use another hydra.run.dir) to train from the start"
+        )
+    return path
+
+
+class StepCheckpoint(pl.Callback):
+    """Saves `checkpoints/last.ckpt` after every `every_n_steps`-th optimizer step, atomically.
+
+    A step that ends an epoch is not saved (the next one is): resuming from it would replay the
+    epoch's end (validation, the epoch's loss mean) differently from an uninterrupted run.
+
+    Args:
+        run_dir: the run directory.
+        every_n_steps: optimizer steps between checkpoints (> 0).
+        fingerprint: what decides the training, stored in each checkpoint.
+    """
+
+    def __init__(self, run_dir: str | Path, every_n_steps: int, fingerprint: Mapping[str, str]) -> None:
+        if every_n_steps <= 0:
+            raise ValueError(f"train.checkpoint_every_n_steps must be positive here, got {every_n_steps}")
+        self.path = checkpoint_path(run_dir)
+        self.every_n_steps = every_n_steps
+        self.fingerprint = dict(fingerprint)
+        self._last_saved_step: int | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # the tables are gathered into one file: with several ranks each would hold a part
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            raise ValueError("train.checkpoint_every_n_steps > 0 needs a one-process job (set it to 0)")
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._last_saved_step is None:
+            self._last_saved_step = trainer.global_step - trainer.global_step % self.every_n_steps
+        if trainer.global_step - self._last_saved_step < self.every_n_steps:
+            return
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # the epoch's last batch: saved after the next step instead
+        self.save(trainer)
+        self._last_saved_step = trainer.global_step
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[FINGERPRINT_KEY] = self.fingerprint
+
+    def save(self, trainer: pl.Trainer) -> None:
+        """Write the checkpoint to a temporary file, flush it to disk and rename it into place."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            trainer.save_checkpoint(temporary, weights_only=False)  # the whole training state
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def rng_states() -> dict[str, Any]:
+    """Every global RNG's state, in types a `weights_only` load accepts."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys).copy()),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what `rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    saved = states["numpy"]
+    np.random.set_state(
+        (saved["kind"], saved["keys"].numpy(), saved["position"], saved["has_gauss"], saved["gauss"])
+    )
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
