@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ebr.data.schema import FeatureTable, InteractionData, Split
 from ebr.retrieval.protocol import FitContext
@@ -38,15 +38,17 @@ HISTORY_FILE = "history.json"
 ENTRY_FILE = "training.json"
 # the config nodes the trainer reads (besides the data); everything else is serving or bookkeeping
 TRAINING_NODES = ("model", "train", "trainer", "features", "seed", "num_threads")
-# keys inside those nodes that only serving (or the console) reads
-SERVING_ONLY = {
-    "model": ("index", "serving", "ann_recall_queries"),
-    "trainer": ("enable_progress_bar",),
+# keys inside those nodes that training does not read: serving's, the console's, where Lightning
+# writes its logs (each job's own directory), and the model node's copies of top-level nodes
+# (`${train}`, ...), which are keyed as top-level nodes already
+NOT_TRAINING = {
+    "model": ("index", "serving", "ann_recall_queries", "features", "train", "trainer"),
+    "trainer": ("enable_progress_bar", "default_root_dir"),
 }
 
 
 def training_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config nodes that decide the training, less the serving-only keys.
+    """The resolved config nodes that decide the training, less the keys training does not read.
 
     Args:
         cfg: the job config.
@@ -55,9 +57,15 @@ def training_config(cfg: DictConfig) -> dict[str, Any]:
     for node in TRAINING_NODES:
         value = OmegaConf.select(cfg, node, default=None)
         if isinstance(value, DictConfig):
-            value = OmegaConf.to_container(value, resolve=True)
-            for key in SERVING_ONLY.get(node, ()):
-                value.pop(key, None)
+            skipped = NOT_TRAINING.get(node, ())
+            # resolved key by key: a skipped key may name what only a running job resolves
+            value = {
+                key: OmegaConf.to_container(child, resolve=True)
+                if isinstance(child := value[key], DictConfig | ListConfig)
+                else child
+                for key in value
+                if key not in skipped
+            }
         config[node] = value
     return config
 
