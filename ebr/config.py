@@ -149,6 +149,9 @@ class EbrSchema:
             (docs/serving_corpus.md): e.g. the same model over another `corpus`.
         ckpt_path: the saved model (`<run dir>/model.pt`, or the run directory) that
             `eval_only=true` serves; refused without it.
+        model_cache: a directory of trained two-tower models keyed by everything their training
+            read (ebr.retrieval.model_cache): a job whose training would repeat a stored one serves
+            that model instead. Serving ablations (`experiment=corpus`) set it; null: every job trains.
     """
 
     experiment_name: str = "default"
@@ -158,6 +161,7 @@ class EbrSchema:
     optimized_metric: str | None = None
     eval_only: bool = False
     ckpt_path: str | None = None
+    model_cache: str | None = None
     features: FeaturesSchema = field(default_factory=FeaturesSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     serving: ServingSchema = field(default_factory=ServingSchema)

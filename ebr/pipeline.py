@@ -24,6 +24,7 @@ from ebr.evaluation.corpus_metrics import creation_times, new_pin_share, recall_
 from ebr.evaluation.protocol import evaluate_online, evaluate_ranking, task_counts
 from ebr.evaluation.simulation import SimulationConfig
 from ebr.evaluation.task import HIT_LEVELS, EvalTask, build_eval_task, build_simulation_task, served_from
+from ebr.retrieval.model_cache import ModelCache
 from ebr.retrieval.popularity import Popularity
 from ebr.retrieval.protocol import FitContext, Retriever
 from ebr.retrieval.refit import fit_windows
@@ -57,6 +58,7 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     policy: CorpusPolicy = hydra.utils.instantiate(cfg.corpus)
     hit_level = check_hit_level(cfg.eval.get("hit_level", "pin"))
     checkpoint = checkpoint_of(cfg)
+    cache = ModelCache.of(cfg)
     data, split = seeded_data_and_split(cfg)
     policy.budget(data.pins.n_rows)  # a count larger than the data's pins
     label_of = pin_signatures(data.pins, COARSE, "eval.hit_level") if hit_level == "signature" else None
@@ -113,10 +115,15 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
             "data_fingerprint": fingerprint,
             "image_signature": feature_level(data.pins),
         },
+        # the training window's corpus, whatever the serving policy: one model serves every corpus
+        negative_pool=labels,
     )
 
     retriever: Retriever = hydra.utils.instantiate(cfg.model)
-    if checkpoint is None:
+    reuse = None
+    if cache is not None:
+        reuse = cache.fit_or_load(retriever, cfg, data, split, context)
+    elif checkpoint is None:
         retriever.fit(data, split, context)
     else:
         retriever.load(checkpoint, data, split)  # type: ignore[attr-defined]
@@ -150,6 +157,8 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     }
     if checkpoint is not None:
         info["eval_only"] = {"ckpt_path": str(checkpoint)}
+    if reuse is not None:
+        info["model_cache"] = reuse
     # a retriever may say what it read besides the data (e.g. the two-tower's ID snapshot)
     own_info = getattr(retriever, "own_info", None)
     if callable(own_info):

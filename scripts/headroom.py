@@ -12,8 +12,9 @@ with the knob on and in its control world with the knob off (same seed), over se
   per user); conditional_degraded: the same with every taste vector perturbed (an imperfect ranker);
 - remapping (`near_duplicates`): the corpus remapped to each signature's freshest pin vs no remapping;
 - representative (`duplicate_delay_days`): remapped to the freshest pin vs to the canonical (earliest);
-- time_decay (`trend_strength`): a corpus of the top 10% of pins by a 2-day half-life decayed sum of
-  training-window engagements vs by their plain sum.
+- time_decay (`trend_strength`): a corpus of the top 10% of pins (`--corpus-share`) by a 2-day
+  half-life decayed sum of training-window engagements vs by their plain sum (also shown: a 7-day
+  plain sum and half-lives of 1, 3 and 7 days).
 
 Metrics: recall@100 and NDCG@100 of the test window's logged engagements (signature-level for the
 remapping rows; for the corpus rows against every training-window corpus pin, so a smaller corpus
@@ -26,6 +27,7 @@ Usage:
     python scripts/headroom.py                                 # data=synthetic_small, 5 world seeds
     python scripts/headroom.py --rows crossing --seeds 0 experiment=crossing_isolated
     python scripts/headroom.py --pretraining data=synthetic_long   # the ID presets' window statistics
+    python scripts/headroom.py --rows time_decay --corpus-share 0.25 data=synthetic
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import hydra
 import numpy as np
 from headroom_rankers import (
     CEILING,
+    CORPUS_SHARE,
     World,
     conditional_variants,
     corpus_variants,
@@ -206,9 +209,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sessions", type=int, default=16, help="sessions per simulated user (more: less Monte Carlo noise)"
     )
+    parser.add_argument(
+        "--corpus-share", type=float, default=CORPUS_SHARE, help="the time-decay row's budget (share of pins)"
+    )
     parser.add_argument("--pretraining", action="store_true", help="print the pre-training window statistics")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (default data=synthetic_small)")
     args = parser.parse_args(argv)
+    if not 0 < args.corpus_share <= 1:
+        parser.error(f"--corpus-share must be in (0, 1], got {args.corpus_share}")
+    ROWS["time_decay"] = dataclasses.replace(
+        ROWS["time_decay"], variants=corpus_variants("time_decay", args.corpus_share)
+    )
     register_schemas()
     overrides = args.overrides
     if not any(o.startswith(("data=", "experiment=")) for o in overrides):

@@ -32,9 +32,11 @@ CEILING = "corpus_ceiling"
 _USER_CHUNK = 512
 # relative rms of the noise that turns a taste vector into a "learned" one (conditional_degraded)
 DEGRADATION = 0.5
-# corpus budget of the time-decay row, as a share of all pins
+# corpus budget of the time-decay row, as a share of all pins (scripts/headroom.py --corpus-share)
 CORPUS_SHARE = 0.1
-HALF_LIVES_DAYS = (1.0, 2.0, 7.0)
+HALF_LIVES_DAYS = (1.0, 2.0, 3.0, 7.0)
+# the plain sum's shorter window (corpus=sum_7d)
+SHORT_WINDOW_DAYS = 7.0
 
 Variants = dict[str, dict[str, float]]
 
@@ -312,18 +314,22 @@ def _remapped(world: World, name: str, policy: str | None) -> dict[str, float]:
     return world.measured[key]
 
 
-def decayed_corpus(world: World, half_life_days: float | None) -> np.ndarray:
-    """The top CORPUS_SHARE of pins by training-window engagements, each weighted 2^(-age / half-life)
-    (the package's `corpus=time_decay`, or `corpus=sum` over the whole window when None)."""
+def decayed_corpus(
+    world: World, half_life_days: float | None, share: float = CORPUS_SHARE, window_days: float | None = None
+) -> np.ndarray:
+    """The top `share` of pins by training-window engagements, each weighted 2^(-age / half-life)
+    (the package's `corpus=time_decay`; with no half-life `corpus=sum` over the last `window_days`,
+    or the whole window when None)."""
     if half_life_days is None:
-        policy = CorpusPolicy(scoring="sum", size=CORPUS_SHARE)
+        policy = CorpusPolicy(scoring="sum", window_days=window_days, size=share)
     else:
-        policy = CorpusPolicy(scoring="time_decay", half_life_days=half_life_days, size=CORPUS_SHARE)
+        policy = CorpusPolicy(scoring="time_decay", half_life_days=half_life_days, size=share)
     return policy.build(world.data.pins, world.split.train, world.task.timestamp).pins
 
 
-def corpus_variants(kind: str) -> Callable[[World], Variants]:
-    """Each corpus policy with the ideal ranker over it."""
+def corpus_variants(kind: str, share: float = CORPUS_SHARE) -> Callable[[World], Variants]:
+    """Each corpus policy with the ideal ranker over it (the time-decay row's at a budget of
+    `share` of the pins)."""
 
     def variants(world: World) -> Variants:
         truth = world.truth
@@ -336,10 +342,14 @@ def corpus_variants(kind: str) -> Callable[[World], Variants]:
                     ("freshest", "freshest"),
                 )
             }
-        policies = {"plain sum": None, **{f"half-life {h:g} d": h for h in HALF_LIVES_DAYS}}
+        policies: dict[str, tuple[float | None, float | None]] = {
+            "plain sum": (None, None),
+            f"sum {SHORT_WINDOW_DAYS:g} d": (None, SHORT_WINDOW_DAYS),
+            **{f"half-life {h:g} d": (h, None) for h in HALF_LIVES_DAYS},
+        }
         out = {}
-        for name, half_life in policies.items():
-            pool = decayed_corpus(world, half_life)
+        for name, (half_life, window_days) in policies.items():
+            pool = decayed_corpus(world, half_life, share, window_days)
             metrics = evaluate(world, lambda task, p=pool: top_k(truth, task, p))
             out[name] = {**metrics, CEILING: corpus_ceiling(world.task.relevant, pool)}
         return out

@@ -31,8 +31,8 @@ class FitContext:
     """What a job gives a retriever besides the data.
 
     Args:
-        corpus: the serving corpus (sorted pin ids), chosen once per job: e.g. the pool random
-            negatives are drawn from, and the pins tuning retrieves from.
+        corpus: the serving corpus (sorted pin ids), chosen once per job: the pins tuning
+            retrieves from.
         run_dir: where a retriever writes what it saves (the two-tower `model.pt`).
         loggers: Lightning loggers for training curves (empty when nothing is logged, e.g. on
             ranks other than 0).
@@ -43,6 +43,9 @@ class FitContext:
             None: tune on the fitted split (`split.train` -> `split.val` over `corpus`).
         artifact_info: what a saved model records about its training data (the data's source and
             fingerprint, the `image_signature` feature's level), so it is only served on that data.
+        negative_pool: the pins random training negatives are drawn from (None: `corpus`). The
+            pipeline passes the training window's corpus, so that what a model learns does not
+            depend on the serving corpus a job is scored on.
     """
 
     corpus: np.ndarray
@@ -51,6 +54,7 @@ class FitContext:
     seed: int = 0
     tuning: TuningWindow | None = None
     artifact_info: dict[str, Any] = field(default_factory=dict)
+    negative_pool: np.ndarray | None = None
 
     def tuning_window(self, split: Split) -> TuningWindow:
         """The window to tune on when fitting `split`: `tuning`, or else `split` over `corpus`.

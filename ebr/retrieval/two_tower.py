@@ -127,7 +127,7 @@ class TwoTowerRetriever:
         Args:
             data: the data set.
             split: the split (`split.test` is never read).
-            context: the corpus (the pool of random negatives), run directory and loggers.
+            context: the negative pool, run directory and loggers.
         """
         created_group = ensure_process_group(context.run_dir)
         try:
@@ -138,21 +138,30 @@ class TwoTowerRetriever:
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
 
-    def load(self, artifact: Path, data: InteractionData, split: Split) -> None:
-        """Serve an already saved `model.pt` instead of training (evaluation-only mode).
+    def load(
+        self,
+        artifact: Path,
+        data: InteractionData,
+        split: Split,
+        training_metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Serve an already saved `model.pt` instead of training (evaluation-only mode, the model
+        cache).
 
         The artifact's own network and features are used; this retriever's index, score terms and
-        serving batch size are the job's. No training statistics are reported.
+        serving batch size are the job's.
 
         Args:
             artifact: the model file (checked by ebr.serving.checkpoint).
             data: the data set it is served on.
             split: the fitted split (the score terms' training engagements).
+            training_metrics: the statistics of the training that saved it, reported as this
+                job's (the model cache keeps them); None: none are reported.
         """
         self.artifact = Path(artifact)
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
-        self._metrics = {}
+        self._metrics = dict(training_metrics or {})
 
     def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         features = select_id_features(resolve_features(self.features, data), self.id_embedding)
@@ -181,6 +190,7 @@ class TwoTowerRetriever:
             return model if pretrained is None else init_id_tables(model, pretrained)
 
         train = self.train
+        pool = context.corpus if context.negative_pool is None else context.negative_pool
         datamodule = TwoTowerDataModule(
             data,
             split,
@@ -191,13 +201,13 @@ class TwoTowerRetriever:
             batch_size=train["batch_size"],
             seed=context.seed,
             num_negatives=train["num_negatives"],
-            negative_pool=context.corpus,
+            negative_pool=pool,
         )
         module = TwoTowerModule(
             model_factory=model_factory,
             loss=hydra.utils.instantiate(train["loss"]),
             frequency=frequency_estimator(train["logq"], split.train["pin"].to_numpy(), data.pins.n_rows),
-            negative_pool_size=len(context.corpus),
+            negative_pool_size=len(pool),
             dense_optimizer=hydra.utils.instantiate(train["dense_optimizer"]),
             sparse_optimizer=hydra.utils.instantiate(train["sparse_optimizer"]),
             sharding=train["sharding"],
