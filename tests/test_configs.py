@@ -110,7 +110,7 @@ def test_unknown_key_message_lists_valid_keys_and_the_closest():
 
     message = unknown_key_message(CONF, "train", ["-m", "train.batch_sise=5", "seed=0,1"])
     assert "unknown config key 'train.batch_sise'" in message
-    assert "batch_size, dense_lr" in message
+    assert "batch_size, checkpoint_every_n_steps, dense_lr" in message
     assert "Did you mean 'train.batch_size'" in message
     nested = unknown_key_message(CONF, "train", ["model/crossing=masknet,mlp", "model.crossing.num_block=2"])
     assert "Did you mean 'model.crossing.num_blocks'" in nested  # checked against the chosen option
