@@ -9,6 +9,7 @@ request time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,8 +24,16 @@ from torch import nn
 
 from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
+from ebr.evaluation.conditional_metrics import topic_match
 from ebr.evaluation.task import EvalTask
 from ebr.models.artifact import build_model, save_artifact
+from ebr.models.conditioning import (
+    ConditioningConfig,
+    condition_rows,
+    conditioned_user_spec,
+    pin_primary_interest,
+    training_conditions,
+)
 from ebr.models.features import resolve_features, tower_specs
 from ebr.models.frequency import frequency_estimator
 from ebr.retrieval.id_embedding import (
@@ -38,6 +47,8 @@ from ebr.retrieval.id_embedding import (
 )
 from ebr.retrieval.protocol import FitContext
 from ebr.runs import HISTORY_FILE, MODEL_FILE, is_rank_zero, write_json_atomic
+from ebr.serving.conditional import InterestRetrieval
+from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
 from ebr.training.distributed import ensure_process_group
@@ -45,6 +56,7 @@ from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule
 
 NETWORK_TARGET = "ebr.models.two_tower.TwoTowerModel"
+TOPIC_MATCH_KS = (10, 50, 100)
 
 
 def _plain(node: Any) -> Any:
@@ -72,6 +84,7 @@ class TwoTowerRetriever:
         serving: the `serving` node (score terms, batch size).
         ann_recall_queries: users on which the index's recall against exact search is measured.
         id_embedding: the `model/id_embedding` node (ebr.retrieval.id_embedding; None: scratch).
+        conditioning: the `model/conditioning` node (ebr.models.conditioning; None: none).
     """
 
     def __init__(
@@ -88,6 +101,7 @@ class TwoTowerRetriever:
         serving: Mapping[str, Any],
         ann_recall_queries: int = 10_000,
         id_embedding: Mapping[str, Any] | None = None,
+        conditioning: Mapping[str, Any] | None = None,
     ) -> None:
         self.network_config = {
             "_target_": NETWORK_TARGET,
@@ -106,6 +120,9 @@ class TwoTowerRetriever:
         self.serving_batch_size = int(serving["batch_size"])
         self.ann_recall_queries = ann_recall_queries
         self.id_embedding = IdEmbeddingConfig.of(_plain(id_embedding))
+        self.conditioning = ConditioningConfig.of(_plain(conditioning))
+        self.interest_serving = InterestServing.of(_plain(serving))
+        self._train_events = None
         self._pretrained: PretrainedIds | None = None
         self.artifact: Path | None = None
         self._data: InteractionData | None = None
@@ -132,6 +149,7 @@ class TwoTowerRetriever:
                 dist.destroy_process_group()
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
+        self._train_events = split.train
 
     def load(self, artifact: Path, data: InteractionData, split: Split) -> None:
         """Serve an already saved `model.pt` instead of training (evaluation-only mode).
@@ -147,6 +165,7 @@ class TwoTowerRetriever:
         self.artifact = Path(artifact)
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
+        self._train_events = split.train
         self._metrics = {}
 
     def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
@@ -170,6 +189,18 @@ class TwoTowerRetriever:
                 "id_dropout": self.id_embedding.dropout,
             }
         self._pretrained = pretrained
+        condition_of = None
+        if self.conditioning.active:
+            # the condition table's rows and the early-fusion field (docs/conditional.md)
+            rows = condition_rows(data)
+            user_spec = conditioned_user_spec(user_spec, self.conditioning, rows)
+            network = {**network, "conditioning": {"mode": self.conditioning.mode, "rows": rows}}
+            condition_of = functools.partial(
+                training_conditions,
+                data=data,
+                source=self.conditioning.source,
+                primary=pin_primary_interest(data),
+            )
 
         def model_factory() -> nn.Module:
             model = build_model(network, user_spec, pin_spec)
@@ -187,6 +218,7 @@ class TwoTowerRetriever:
             seed=context.seed,
             num_negatives=train["num_negatives"],
             negative_pool=context.corpus,
+            condition_of=condition_of,
         )
         module = TwoTowerModule(
             model_factory=model_factory,
@@ -247,6 +279,8 @@ class TwoTowerRetriever:
         """
         if self.artifact is None or self._data is None or self._engagements is None:
             raise RuntimeError("TwoTowerRetriever.retrieve called before fit")
+        if self.interest_serving.engaged(self.conditioning.active):
+            return self._retrieve_by_interest(task, k)
         service = RetrievalService.from_artifact(
             self.artifact,
             self._data,
@@ -261,6 +295,28 @@ class TwoTowerRetriever:
         if self._pretrained is not None and "id_coverage/user" not in self._metrics:
             # of the first task retrieved for: the evaluation task (the pipeline asks it first)
             self._metrics.update(self._pretrained.coverage(task))
+        return retrieved
+
+    def _retrieve_by_interest(self, task: EvalTask, k: int) -> np.ndarray:
+        """Interest-aware serving (ebr.serving.conditional): per-interest queries, filters, the merge."""
+        retrieval = InterestRetrieval.from_artifact(
+            self.artifact,
+            self._data,
+            self._train_events,
+            task.corpus,
+            self.index,
+            ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
+            self.interest_serving,
+            batch_size=self.serving_batch_size,
+        )
+        retrieved = retrieval.retrieve(task.user_ids, k, task.exclude)
+        self._metrics.update(retrieval.last)
+        lists, conditions, per_user = retrieval.queries
+        ks = [cut for cut in TOPIC_MATCH_KS if cut <= k] or [k]
+        self._metrics.update(topic_match(lists, conditions, retrieval.tags, ks, per_user))
+        self._metrics["ann_recall@100"] = retrieval.service.ann_recall(
+            retrieval.first_queries, self.ann_recall_queries
+        )
         return retrieved
 
     def own_metrics(self) -> dict[str, float]:
