@@ -123,6 +123,17 @@ class ServingSchema:
     score_terms: ScoreTermsSchema = field(default_factory=ScoreTermsSchema)
     # rows embedded per forward pass and queries searched per call (both bound memory)
     batch_size: int = 4096
+    # conditional retrieval's serving (ebr/serving/interests.py, docs/conditional.md): per user its
+    # top n_interests (followed or inferred), one query each with an equal or proportional share of
+    # K, an interest filter (none, post, pre; union: one plain query over the user's interests' pins)
+    interest_filter: str = "none"
+    n_interests: int = 3
+    interest_budget: str = "equal"
+    interests_from: str = "followed"
+    post_overfetch: float = 4.0
+    pre_filter_method: str = "sub_index"
+    # topic_match@K, filtered_hr@100, recall@100 per interest and per user group, sim/* per group
+    interest_metrics: bool = False
 
 
 @dataclass

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ebr.data.fingerprint import data_fingerprint
 from ebr.data.history import with_history
 from ebr.data.schema import InteractionData, Split
+from ebr.evaluation.conditional_metrics import by_interest, simulated_by_group
 from ebr.evaluation.corpus_metrics import creation_times, new_pin_share, recall_ceiling
 from ebr.evaluation.protocol import evaluate_online, evaluate_ranking, task_counts
 from ebr.evaluation.simulation import SimulationConfig
@@ -31,6 +32,7 @@ from ebr.retrieval.refit import fit_windows
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
 from ebr.serving.checkpoint import check_same_data, resolve_checkpoint
 from ebr.serving.corpus import CorpusPolicy, ServingCorpus, corpus_serving_time, training_window_corpus
+from ebr.serving.interests import InterestServing, interest_profile, pin_tags
 from ebr.serving.signatures import COARSE, feature_level, pin_signatures, remap_split, with_signature_feature
 from ebr.training.setup import seeded_data_and_split
 
@@ -59,6 +61,9 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     hit_level = check_hit_level(cfg.eval.get("hit_level", "pin"))
     checkpoint = checkpoint_of(cfg)
     cache = ModelCache.of(cfg)
+    interests = InterestServing.of(cfg.serving)
+    if interests.interest_metrics and hit_level != "pin":
+        raise ValueError("serving.interest_metrics=true scores hits per pin: set eval.hit_level=pin")
     data, split = seeded_data_and_split(cfg)
     policy.budget(data.pins.n_rows)  # a count larger than the data's pins
     label_of = pin_signatures(data.pins, COARSE, "eval.hit_level") if hit_level == "signature" else None
@@ -131,10 +136,18 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
         return JobResult({})
 
     started = time.perf_counter()
-    metrics = evaluate_ranking(task, retriever.retrieve(task, max(ks)), ks)
+    retrieved = retriever.retrieve(task, max(ks))
+    metrics = evaluate_ranking(task, retrieved, ks)
     # the retriever's own metrics (e.g. its index's recall) are those of the evaluation task's queries
     own = retriever.own_metrics()
-    metrics.update(_online(retriever, population, data, simulation))
+    online, shown = _online(retriever, population, data, simulation)
+    metrics.update(online)
+    if interests.interest_metrics:
+        profile, tags = interest_profile(data, split.train, interests), pin_tags(data)
+        metrics.update(by_interest(task, retrieved, profile.of(task.user_ids)[:2], tags, max(ks)))
+        if population is not None and shown is not None and data.truth is not None:
+            lengths = profile.counts(population.user_ids)
+            metrics.update(simulated_by_group(data.truth, population, shown, simulation, lengths))
     seconds = time.perf_counter() - started
     metrics["eval/seconds"] = seconds
     metrics["eval/users_per_second"] = len(task.user_ids) / max(seconds, 1e-9)
@@ -144,7 +157,7 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     reference = Popularity()
     reference.fit(data, split, context)
     popular = evaluate_ranking(task, reference.retrieve(task, max(ks)), ks)
-    popular.update(_online(reference, population, data, simulation))
+    popular.update(_online(reference, population, data, simulation)[0])
     metrics.update({f"{POPULARITY_PREFIX}{key}": value for key, value in popular.items()})
     metrics.update(task_counts(task))
     metrics.update(split_counts(split))
@@ -232,12 +245,13 @@ def _online(
     population: EvalTask | None,
     data: InteractionData,
     simulation: SimulationConfig | None,
-) -> dict[str, float]:
-    """The simulated online metrics of a fitted retriever (none for data without a truth)."""
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """The simulated online metrics of a fitted retriever (none for data without a truth), and
+    what it retrieved for the simulated population."""
     if population is None or simulation is None or data.truth is None:
-        return {}
+        return {}, None
     retrieved = retriever.retrieve(population, simulation.candidates)
-    return evaluate_online(data.truth, population, retrieved, simulation)
+    return evaluate_online(data.truth, population, retrieved, simulation), retrieved
 
 
 def split_counts(split: Split) -> dict[str, Any]:

@@ -33,6 +33,13 @@ GPU_SHARDING = (*CPU_SHARDING, "row_wise", "table_row_wise")
 LOGQ_OPTIONS = ("sketch", "exact", "none")
 EVAL_WINDOWS = ("test", "val")
 SNAPSHOT_ENDS = ("train_start", "train_end")
+# conditional retrieval (the same names as ebr.models.conditioning and ebr.serving.interests)
+CONDITIONING_MODES = ("none", "early_fusion", "late_fusion")
+CONDITIONING_SOURCES = ("item_interest", "source_interest")
+INTEREST_FILTERS = ("none", "post", "pre", "union")
+INTEREST_BUDGETS = ("equal", "proportional")
+INTERESTS_FROM = ("followed", "inferred")
+PRE_FILTER_METHODS = ("sub_index", "selector")
 
 
 class ConfigValidationError(ValueError):
@@ -119,6 +126,7 @@ def validate_config(cfg: DictConfig) -> None:
     check.integer("split.min_engagements", minimum=1)
     check.fraction("split.test_fraction")
     check.fraction("split.val_fraction", allow_zero=True)
+    _conditional(check, cfg, problems)
     check.targets(cfg)
     check.built("index", _instantiate)
     check.built("eval.simulation", _instantiate)
@@ -130,6 +138,24 @@ def validate_config(cfg: DictConfig) -> None:
             f"invalid config, found before any work: {problems[0]}{more}\n  {shown}"
             if more
             else f"invalid config, found before any work: {problems[0]}"
+        )
+
+
+def _conditional(check: _Checker, cfg: DictConfig, problems: list[str]) -> None:
+    """Conditional retrieval's keys (ebr.models.conditioning, ebr.serving.interests)."""
+    check.choice("model.conditioning.mode", CONDITIONING_MODES)
+    check.choice("model.conditioning.source", CONDITIONING_SOURCES)
+    check.choice("serving.interest_filter", INTEREST_FILTERS)
+    check.choice("serving.interest_budget", INTEREST_BUDGETS)
+    check.choice("serving.interests_from", INTERESTS_FROM)
+    check.choice("serving.pre_filter_method", PRE_FILTER_METHODS)
+    check.integer("serving.n_interests", minimum=1)
+    check._number("serving.post_overfetch", lambda v: 1 <= v < float("inf"), "a finite number >= 1", False)
+    mode = OmegaConf.select(cfg, "model.conditioning.mode", default="none")
+    if mode != "none" and OmegaConf.select(cfg, "serving.interest_filter", default="none") == "union":
+        problems.append(
+            f"serving.interest_filter='union' is one plain query per user, for an unconditioned model;"
+            f" model.conditioning.mode={mode!r} serves one query per interest (filter none, post or pre)"
         )
 
 

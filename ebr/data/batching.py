@@ -23,6 +23,9 @@ from ebr.data.schema import FeatureTable
 
 # Features listing the pins a user engaged with: a training example's own pin is removed from them.
 HISTORY_FEATURES = frozenset({HISTORY})
+# The user-tower input key of conditional retrieval's interest (ebr.models.conditioning): one id per
+# example, appended to the user features' bags; never a feature of the user table.
+CONDITION = "condition"
 
 
 @dataclass
@@ -171,6 +174,7 @@ def make_batch(
     users: np.ndarray,
     pins: np.ndarray,
     negative_pins: np.ndarray | None = None,
+    conditions: np.ndarray | None = None,
 ) -> Batch:
     """One training batch from aligned arrays of user rows and engaged pin rows.
 
@@ -180,9 +184,37 @@ def make_batch(
         users: user row of each example.
         pins: engaged pin row of each example.
         negative_pins: pin rows of extra random negatives shared by the batch, or None.
+        conditions: each example's condition interest (conditional retrieval), or None.
     """
+    user = user_gatherer(users, targets=pins)
     return Batch(
-        user=user_gatherer(users, targets=pins),
+        user=user if conditions is None else with_condition(user, conditions),
         pin=pin_gatherer(pins),
         negatives=None if negative_pins is None else pin_gatherer(negative_pins),
     )
+
+
+def with_condition(inputs: TowerInput, conditions: np.ndarray) -> TowerInput:
+    """The user-tower inputs with one more bag per row: its condition interest, under `CONDITION`.
+
+    Args:
+        inputs: the user-tower inputs of a batch.
+        conditions: one interest id per row.
+    """
+    conditions = np.asarray(conditions, dtype=np.int64)
+    if conditions.shape != (len(inputs),):
+        raise ValueError(f"conditions: {conditions.shape} for a batch of {len(inputs)} rows")
+    sparse = inputs.sparse
+    if CONDITION in list(sparse.keys()):
+        raise ValueError(f"the user inputs already hold a {CONDITION!r} bag")
+    # a KJT's values are stored key after key, so a new last key appends its values
+    weights = sparse.weights_or_none()
+    sparse = KeyedJaggedTensor.from_lengths_sync(
+        keys=[*sparse.keys(), CONDITION],
+        values=torch.cat([sparse.values(), torch.from_numpy(conditions).to(sparse.values().dtype)]),
+        lengths=torch.cat([sparse.lengths(), torch.ones(len(conditions), dtype=sparse.lengths().dtype)]),
+        weights=None
+        if weights is None
+        else torch.cat([weights, torch.ones(len(conditions), dtype=weights.dtype)]),
+    )
+    return TowerInput(sparse=sparse, dense=inputs.dense, ids=inputs.ids)

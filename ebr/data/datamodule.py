@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ class EngagementBatches(IterableDataset):
         negative_pool: pin ids random negatives are drawn from (uniformly), or None.
         num_negatives: random negatives per batch (0 disables them).
         drop_last: drop a final incomplete batch (keeps the in-batch softmax size constant).
+        conditions: each row's condition interest (conditional retrieval), or None.
     """
 
     def __init__(
@@ -44,12 +45,14 @@ class EngagementBatches(IterableDataset):
         negative_pool: np.ndarray | None = None,
         num_negatives: int = 0,
         drop_last: bool = False,
+        conditions: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.users = events["user"].to_numpy(np.int64)
         self.pins = events["pin"].to_numpy(np.int64)
+        self.conditions = None if conditions is None else np.asarray(conditions, dtype=np.int64)
         self.user_gatherer = user_gatherer
         self.pin_gatherer = pin_gatherer
         self.batch_size = batch_size
@@ -100,6 +103,7 @@ class EngagementBatches(IterableDataset):
                 self.users[rows],
                 self.pins[rows],
                 negatives,
+                None if self.conditions is None else self.conditions[rows],
             )
 
 
@@ -117,6 +121,8 @@ class TwoTowerDataModule(pl.LightningDataModule):
         seed: shuffling seed.
         num_negatives: extra uniformly drawn corpus negatives per batch (mixed negatives).
         negative_pool: the pins random negatives come from (e.g. the serving corpus).
+        condition_of: maps a window's engagement rows to their condition interests (conditional
+            retrieval, ebr.models.conditioning); None: unconditioned batches.
     """
 
     def __init__(
@@ -131,9 +137,11 @@ class TwoTowerDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_negatives: int = 0,
         negative_pool: np.ndarray | None = None,
+        condition_of: Callable[[pd.DataFrame], np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         self.data = data
+        self.condition_of = condition_of
         self.split = split
         self.user_gatherer = FeatureGatherer(
             data.users, user_features, user_dense, source=f"{data.name} users"
@@ -194,6 +202,7 @@ class TwoTowerDataModule(pl.LightningDataModule):
             negative_pool=self.negative_pool,
             num_negatives=self.num_negatives,
             drop_last=True,
+            conditions=self._conditions(self.split.train),
         )
 
     def val_dataloader(self) -> DataLoader | list:
@@ -207,5 +216,9 @@ class TwoTowerDataModule(pl.LightningDataModule):
             shuffle=False,
             seed=self.seed,
             drop_last=True,
+            conditions=self._conditions(self.split.val),
         )
         return DataLoader(batches, batch_size=None)
+
+    def _conditions(self, events: pd.DataFrame) -> np.ndarray | None:
+        return None if self.condition_of is None else self.condition_of(events)

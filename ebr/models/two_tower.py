@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from ebr.models.conditioning import LateFusionTower
 from ebr.models.tower import CrossingFactory, Tower, TowerSpec
 
 
@@ -23,6 +25,8 @@ class TwoTowerModel(nn.Module):
         dense_hidden: hidden widths of each tower's dense-feature MLP.
         id_freeze: freeze the towers' separate (pre-trained) ID tables, where their specs have one.
         id_dropout: per-example probability of dropping the whole ID vector in training.
+        conditioning: conditional retrieval's `{"mode", "rows"}` (ebr.models.conditioning; early
+            fusion's field is in `user_spec`, late fusion builds a LateFusionTower); None: none.
     """
 
     def __init__(
@@ -36,10 +40,23 @@ class TwoTowerModel(nn.Module):
         dense_hidden: Sequence[int] = (64,),
         id_freeze: bool = False,
         id_dropout: float = 0.0,
+        conditioning: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         ids = {"id_freeze": id_freeze, "id_dropout": id_dropout}
-        self.user_tower = Tower(user_spec, crossing, embedding_dim, output_dim, dense_hidden, **ids)
+        self.conditioning = dict(conditioning) if conditioning else None
+        if self.conditioning is not None and self.conditioning["mode"] == "late_fusion":
+            self.user_tower: Tower = LateFusionTower(
+                user_spec,
+                crossing,
+                int(self.conditioning["rows"]),
+                embedding_dim,
+                output_dim,
+                dense_hidden,
+                **ids,
+            )
+        else:
+            self.user_tower = Tower(user_spec, crossing, embedding_dim, output_dim, dense_hidden, **ids)
         self.pin_tower = Tower(
             pin_spec, pin_crossing or crossing, embedding_dim, output_dim, dense_hidden, **ids
         )

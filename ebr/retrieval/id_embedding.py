@@ -227,3 +227,28 @@ def check_dim(pretrained: PretrainedIds, embedding_dim: int) -> None:
             f"model.embedding_dim={embedding_dim}: pre-train with pretrain.embedding_dim={embedding_dim} "
             f"or train with model.embedding_dim={pretrained.dim}"
         )
+
+
+def id_ablated_losses(module: Any, datamodule: Any) -> dict[str, float]:
+    """The trained model's loss with and without its ID fields (zeroed, as a dropped ID vector
+    is), in evaluation mode, on the training window's first-epoch batches replayed and on the
+    validation window: `id_ablation/{train,val}_loss`, `..._loss_without_ids` and
+    `id_ablation/{train,val}_reliance` (the difference). A model without ID features relies on
+    them by exactly 0.
+
+    Args:
+        module: the trained `TwoTowerModule` (`mean_loss`).
+        datamodule: its `TwoTowerDataModule` (`train_replay_dataloader`, `val_dataloader`).
+    """
+    ids = frozenset(ID_FEATURES.values())
+    windows = {"train": datamodule.train_replay_dataloader}
+    if not datamodule.split.val.empty:
+        windows["val"] = datamodule.val_dataloader
+    metrics: dict[str, float] = {}
+    for window, loader in windows.items():
+        kept = module.mean_loss(loader())
+        ablated = module.mean_loss(loader(), ablated=ids)
+        metrics[f"id_ablation/{window}_loss"] = kept
+        metrics[f"id_ablation/{window}_loss_without_ids"] = ablated
+        metrics[f"id_ablation/{window}_reliance"] = ablated - kept
+    return metrics

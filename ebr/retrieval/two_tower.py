@@ -9,6 +9,7 @@ request time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import time
 import warnings
@@ -25,8 +26,16 @@ from torch import nn
 
 from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
+from ebr.evaluation.conditional_metrics import topic_match
 from ebr.evaluation.task import EvalTask
 from ebr.models.artifact import build_model, save_artifact
+from ebr.models.conditioning import (
+    ConditioningConfig,
+    condition_rows,
+    conditioned_user_spec,
+    pin_primary_interest,
+    training_conditions,
+)
 from ebr.models.features import resolve_features, tower_specs
 from ebr.models.frequency import frequency_estimator
 from ebr.retrieval.id_embedding import (
@@ -34,12 +43,15 @@ from ebr.retrieval.id_embedding import (
     IdEmbeddingConfig,
     PretrainedIds,
     check_dim,
+    id_ablated_losses,
     init_id_tables,
     load_pretrained_ids,
     select_id_features,
 )
 from ebr.retrieval.protocol import FitContext
 from ebr.runs import HISTORY_FILE, MODEL_FILE, is_rank_zero, write_json_atomic
+from ebr.serving.conditional import InterestRetrieval
+from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
 from ebr.training.checkpoint import CHECKPOINT_DIR, StepCheckpoint, digest, resume_from
@@ -50,6 +62,7 @@ from ebr.training.module import TwoTowerModule
 NETWORK_TARGET = "ebr.models.two_tower.TwoTowerModel"
 # trainer keys that change the console or the logs, not what is trained: a resumed run may differ
 CONSOLE_TRAINER_KEYS = ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "callbacks")
+TOPIC_MATCH_KS = (10, 50, 100)
 
 
 def _plain(node: Any) -> Any:
@@ -77,6 +90,7 @@ class TwoTowerRetriever:
         serving: the `serving` node (score terms, batch size).
         ann_recall_queries: users on which the index's recall against exact search is measured.
         id_embedding: the `model/id_embedding` node (ebr.retrieval.id_embedding; None: scratch).
+        conditioning: the `model/conditioning` node (ebr.models.conditioning; None: none).
     """
 
     def __init__(
@@ -93,6 +107,7 @@ class TwoTowerRetriever:
         serving: Mapping[str, Any],
         ann_recall_queries: int = 10_000,
         id_embedding: Mapping[str, Any] | None = None,
+        conditioning: Mapping[str, Any] | None = None,
     ) -> None:
         self.network_config = {
             "_target_": NETWORK_TARGET,
@@ -111,6 +126,9 @@ class TwoTowerRetriever:
         self.serving_batch_size = int(serving["batch_size"])
         self.ann_recall_queries = ann_recall_queries
         self.id_embedding = IdEmbeddingConfig.of(_plain(id_embedding))
+        self.conditioning = ConditioningConfig.of(_plain(conditioning))
+        self.interest_serving = InterestServing.of(_plain(serving))
+        self._train_events = None
         self._pretrained: PretrainedIds | None = None
         self.artifact: Path | None = None
         self._data: InteractionData | None = None
@@ -137,6 +155,7 @@ class TwoTowerRetriever:
                 dist.destroy_process_group()
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
+        self._train_events = split.train
 
     def load(
         self,
@@ -162,6 +181,8 @@ class TwoTowerRetriever:
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
         self._metrics = dict(training_metrics or {})
+        self._train_events = split.train
+        self._metrics = {}
 
     def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         features = select_id_features(resolve_features(self.features, data), self.id_embedding)
@@ -184,6 +205,18 @@ class TwoTowerRetriever:
                 "id_dropout": self.id_embedding.dropout,
             }
         self._pretrained = pretrained
+        condition_of = None
+        if self.conditioning.active:
+            # the condition table's rows and the early-fusion field (docs/conditional.md)
+            rows = condition_rows(data)
+            user_spec = conditioned_user_spec(user_spec, self.conditioning, rows)
+            network = {**network, "conditioning": {"mode": self.conditioning.mode, "rows": rows}}
+            condition_of = functools.partial(
+                training_conditions,
+                data=data,
+                source=self.conditioning.source,
+                primary=pin_primary_interest(data),
+            )
 
         def model_factory() -> nn.Module:
             model = build_model(network, user_spec, pin_spec)
@@ -202,6 +235,7 @@ class TwoTowerRetriever:
             seed=context.seed,
             num_negatives=train["num_negatives"],
             negative_pool=pool,
+            condition_of=condition_of,
         )
         module = TwoTowerModule(
             model_factory=model_factory,
@@ -302,6 +336,8 @@ class TwoTowerRetriever:
         """
         if self.artifact is None or self._data is None or self._engagements is None:
             raise RuntimeError("TwoTowerRetriever.retrieve called before fit")
+        if self.interest_serving.engaged(self.conditioning.active):
+            return self._retrieve_by_interest(task, k)
         service = RetrievalService.from_artifact(
             self.artifact,
             self._data,
@@ -318,6 +354,28 @@ class TwoTowerRetriever:
             self._metrics.update(self._pretrained.coverage(task))
         return retrieved
 
+    def _retrieve_by_interest(self, task: EvalTask, k: int) -> np.ndarray:
+        """Interest-aware serving (ebr.serving.conditional): per-interest queries, filters, the merge."""
+        retrieval = InterestRetrieval.from_artifact(
+            self.artifact,
+            self._data,
+            self._train_events,
+            task.corpus,
+            self.index,
+            ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
+            self.interest_serving,
+            batch_size=self.serving_batch_size,
+        )
+        retrieved = retrieval.retrieve(task.user_ids, k, task.exclude)
+        self._metrics.update(retrieval.last)
+        lists, conditions, per_user = retrieval.queries
+        ks = [cut for cut in TOPIC_MATCH_KS if cut <= k] or [k]
+        self._metrics.update(topic_match(lists, conditions, retrieval.tags, ks, per_user))
+        self._metrics["ann_recall@100"] = retrieval.service.ann_recall(
+            retrieval.first_queries, self.ann_recall_queries
+        )
+        return retrieved
+
     def own_metrics(self) -> dict[str, float]:
         """Training statistics (train/..., final_train_loss, final_val_loss) and ann_recall@100;
         with pre-trained IDs the snapshot's window and `id_coverage/user`, `id_coverage/pin`."""
@@ -329,28 +387,3 @@ class TwoTowerRetriever:
         if self._pretrained is not None:
             info["snapshot"] = self._pretrained.describe()
         return {"id_embedding": info}
-
-
-def id_ablated_losses(module: TwoTowerModule, datamodule: TwoTowerDataModule) -> dict[str, float]:
-    """The trained model's loss with and without its ID fields (zeroed, as a dropped ID vector
-    is), in evaluation mode, on the training window's first-epoch batches replayed and on the
-    validation window: `id_ablation/{train,val}_loss`, `..._loss_without_ids` and
-    `id_ablation/{train,val}_reliance` (the difference). A model without ID features relies on
-    them by exactly 0.
-
-    Args:
-        module: the trained module.
-        datamodule: its data module.
-    """
-    ids = frozenset(ID_FEATURES.values())
-    windows = {"train": datamodule.train_replay_dataloader}
-    if not datamodule.split.val.empty:
-        windows["val"] = datamodule.val_dataloader
-    metrics: dict[str, float] = {}
-    for window, loader in windows.items():
-        kept = module.mean_loss(loader())
-        ablated = module.mean_loss(loader(), ablated=ids)
-        metrics[f"id_ablation/{window}_loss"] = kept
-        metrics[f"id_ablation/{window}_loss_without_ids"] = ablated
-        metrics[f"id_ablation/{window}_reliance"] = ablated - kept
-    return metrics

@@ -103,7 +103,10 @@ class RetrievalService:
             label = "embed users" if progress else None
             return embed_rows(tower_encoder(model.user_tower), users, user_ids, batch_size, label)
 
-        return cls(encode_users, pin_embeddings, corpus, index, score_columns, batch_size, progress)
+        service = cls(encode_users, pin_embeddings, corpus, index, score_columns, batch_size, progress)
+        # what interest-aware serving encodes conditioned queries with (ebr.serving.conditional)
+        service.model, service.user_gatherer = model, users
+        return service
 
     @classmethod
     def from_artifact(
