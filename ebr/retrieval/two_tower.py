@@ -182,7 +182,6 @@ class TwoTowerRetriever:
         self._engagements = TrainingEngagements.from_split(split)
         self._metrics = dict(training_metrics or {})
         self._train_events = split.train
-        self._metrics = {}
 
     def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         features = select_id_features(resolve_features(self.features, data), self.id_embedding)
