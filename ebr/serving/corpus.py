@@ -62,6 +62,7 @@ class ServingCorpus:
         duplicates_removed: scored pins dropped because a better-scored pin has their signature.
         representative: with `remap_image_signature=true`, per pin the member of its coarse
             signature that carries its labels (the corpus member when there is one); else None.
+        new_pins: corpus pins taken for the `new_pins` share (no engagement before serving time).
     """
 
     pins: np.ndarray
@@ -70,12 +71,14 @@ class ServingCorpus:
     signature: np.ndarray
     duplicates_removed: int
     representative: np.ndarray | None = None
+    new_pins: int = 0
 
     def metrics(self) -> dict[str, float]:
-        """`corpus/size` and `corpus/duplicates_removed`."""
+        """`corpus/size`, `corpus/duplicates_removed` and `corpus/new_pins`."""
         return {
             "corpus/size": float(len(self.pins)),
             "corpus/duplicates_removed": float(self.duplicates_removed),
+            "corpus/new_pins": float(self.new_pins),
         }
 
 
@@ -97,6 +100,12 @@ class CorpusPolicy:
         remap_image_signature: true: the coarse signature everywhere (corpus, the pins'
             `image_signature` feature, labels moved to their signature's representative); false:
             the fine signature (the old system); None: the data as loaded (today's default).
+        new_pins: share of the budget (in [0, 1)) kept for pins too new to have any engagement
+            before serving time: the most recently created of the pins that exist at serving time
+            and have no score, one per signature, which only the model ranks; the engagement-scored
+            pins fill the rest. 0 (the default): none. Needs a budget and the pins' `created_at`;
+            not combined with `remap_image_signature=true` (an unengaged pin carries no labels to
+            remap).
     """
 
     scoring: str = "sum"
@@ -106,6 +115,7 @@ class CorpusPolicy:
     size: int | float | None = None
     dedup: bool = False
     remap_image_signature: bool | None = None
+    new_pins: float = 0.0
     _weights: dict[int, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +132,14 @@ class CorpusPolicy:
             raise ValueError(
                 "corpus.remap_image_signature=true needs corpus.dedup=true (one pin per signature)"
             )
+        if isinstance(self.new_pins, bool) or not 0 <= self.new_pins < 1:
+            raise ValueError(
+                f"corpus.new_pins must be a share of the budget in [0, 1), got {self.new_pins!r}"
+            )
+        if self.new_pins and self.size is None:
+            raise ValueError("corpus.new_pins needs a budget (corpus.size)")
+        if self.new_pins and self.remap_image_signature:
+            raise ValueError("corpus.new_pins is not combined with corpus.remap_image_signature=true")
         weights = {"click": 1.0, "repin": 1.0} if self.weights is None else dict(self.weights)
         unknown = sorted(set(weights) - set(_ENGAGEMENTS))
         if unknown:
@@ -197,9 +215,12 @@ class CorpusPolicy:
         signature = pin_signatures(pins, level) if self.dedup else np.arange(pins.n_rows, dtype=np.int64)
         best = best_members(signature, scores)
         kept = scored[best[signature[scored]] == scored]
-        if budget is not None and budget < len(kept):
+        fresh = self._new_pins(pins, scores, signature, serving_time, budget)
+        engaged_budget = None if budget is None else budget - len(fresh)
+        if engaged_budget is not None and engaged_budget < len(kept):
             # best score first, ties: lowest pin id
-            kept = kept[np.lexsort((kept, -scores[kept]))[:budget]]
+            kept = kept[np.lexsort((kept, -scores[kept]))[:engaged_budget]]
+        kept = np.concatenate([kept, fresh])
         representative = best[signature] if self.remap_image_signature else None
         return ServingCorpus(
             np.sort(kept).astype(np.int64),
@@ -208,7 +229,34 @@ class CorpusPolicy:
             signature,
             int(scored.size - np.sum(best[signature[scored]] == scored)),
             representative,
+            len(fresh),
         )
+
+    def _new_pins(
+        self,
+        pins: FeatureTable,
+        scores: np.ndarray,
+        signature: np.ndarray,
+        serving_time: int,
+        budget: int | None,
+    ) -> np.ndarray:
+        """The `new_pins` share of the budget: unscored pins created before serving time, newest
+        first (ties: lowest id), one per signature and none of a scored pin's signature."""
+        if not self.new_pins or budget is None:
+            return np.zeros(0, dtype=np.int64)
+        if "created_at" not in pins.meta:
+            raise DataValidationError(
+                "corpus.new_pins needs the pins' creation times (pins.meta['created_at'])"
+            )
+        created = np.asarray(pins.meta["created_at"], dtype=np.int64)
+        taken = np.zeros(int(signature.max()) + 1, dtype=bool)
+        taken[signature[scores > 0]] = True
+        candidates = np.flatnonzero((scores <= 0) & (created < serving_time) & ~taken[signature])
+        candidates = candidates[np.lexsort((candidates, -created[candidates]))]
+        # one per signature: the newest member
+        _, first = np.unique(signature[candidates], return_index=True)
+        candidates = candidates[np.sort(first)]
+        return candidates[: round(self.new_pins * budget)].astype(np.int64)
 
 
 def decay_weights(age_days: np.ndarray, half_life_days: float) -> np.ndarray:

@@ -309,3 +309,51 @@ def test_a_served_corpus_keeps_the_tasks_labels_and_restricts_exclusions() -> No
     assert wide.exclude.values.tolist() == [0, 1, 2, 1]
     assert narrow.exclude.values.tolist() == [1, 1], "only served pins are excluded"
     assert narrow.corpus.tolist() == [1, 4]
+
+
+def test_new_pins_take_their_share_of_the_budget_newest_first() -> None:
+    # pins 0-2 engaged (scores 3, 2, 1); pins 3-6 never engaged, created on days 2, 8, 9.5, 11
+    # (pin 6 only after serving time, so it does not exist yet); pins 4 and 5 share a signature
+    events = _events([(0, 0, 1, CLICK), (1, 0, 2, CLICK), (2, 0, 3, CLICK), (0, 1, 4, REPIN)])
+    events = pd.concat([events, _events([(1, 1, 5, CLICK), (2, 2, 6, CLICK)])], ignore_index=True)
+    created = np.array([0, 0, 0, 2, 8, 9.5, 11]) * DAY
+    pins = FeatureTable(
+        7, meta={"created_at": created.astype(np.int64), COARSE: np.array([0, 1, 2, 3, 4, 4, 5])}
+    )
+    policy = CorpusPolicy(scoring="sum", size=4, new_pins=0.5, dedup=True, remap_image_signature=False)
+    # fine signatures are the pins themselves: 5 (day 9.5) and 4 (day 8) are the newest unengaged
+    pins_fine = FeatureTable(7, meta={**pins.meta, FINE: np.arange(7)})
+    built = policy.build(pins_fine, events, SERVE)
+    assert built.pins.tolist() == [0, 1, 4, 5]
+    assert built.metrics()["corpus/new_pins"] == 2  # 2 engaged (best scores) + 2 new; pin 6 not yet created
+    # without the share the same budget is every engaged pin and nothing new
+    plain = CorpusPolicy(scoring="sum", size=4, dedup=True, remap_image_signature=False).build(
+        pins_fine, events, SERVE
+    )
+    assert plain.pins.tolist() == [0, 1, 2]
+    # one per signature: with 4 and 5 sharing a fine signature only the newer (5) is kept
+    shared = FeatureTable(7, meta={**pins.meta, FINE: np.array([0, 1, 2, 3, 4, 4, 5])})
+    assert policy.build(shared, events, SERVE).pins.tolist() == [0, 1, 3, 5]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"new_pins": 1.0, "size": 10}, r"corpus\.new_pins must be a share"),
+        ({"new_pins": -0.1, "size": 10}, r"corpus\.new_pins must be a share"),
+        ({"new_pins": 0.2}, r"corpus\.new_pins needs a budget"),
+        (
+            {"new_pins": 0.2, "size": 10, "dedup": True, "remap_image_signature": True},
+            "remap_image_signature",
+        ),
+    ],
+)
+def test_bad_new_pin_settings_are_refused(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        CorpusPolicy(**kwargs)
+
+
+def test_new_pins_need_creation_times() -> None:
+    events = _events([(0, 0, 1, CLICK)])
+    with pytest.raises(DataValidationError, match="created_at"):
+        CorpusPolicy(size=1, new_pins=0.5).build(FeatureTable(3), events, SERVE)
