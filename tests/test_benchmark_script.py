@@ -178,8 +178,9 @@ def test_gaussian_mixture_is_unit_norm_and_seeded():
     assert first.dtype == np.float32
     assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(first, gaussian_mixture(500, 16, clusters=4, spread=0.5, seed=3))
-    # a small spread keeps points near their 4 centres: far more similar than uniform directions
+    # a small spread keeps points near their 4 centres: about 1/4 of the pairs share a centre and
+    # have cosine ~0.8, the rest ~0 (uniform directions in 16 dimensions: almost none above 0.6)
     cosines = first @ first.T
-    assert np.mean(cosines > 0.8) > 0.2
+    assert 0.2 < np.mean(cosines > 0.6) < 0.35
     with pytest.raises(ValueError, match="spread"):
         gaussian_mixture(10, 4, clusters=2, spread=-1.0, seed=0)
