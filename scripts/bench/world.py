@@ -103,4 +103,6 @@ def default_run_memory(data: str, run_dir: Path, threads: int, epochs: int | Non
         raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     # ru_maxrss is in KiB on Linux
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"command": " ".join(command[1:]), "seconds": seconds, "peak_rss_mb": peak}
+    # the temporary run directory is left out of the shown command: it names nothing reusable
+    shown = " ".join(part for part in command[1:] if not part.startswith("hydra.run.dir="))
+    return {"command": shown, "seconds": seconds, "peak_rss_mb": peak}
