@@ -7,6 +7,7 @@ import sys
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -17,6 +18,7 @@ from ebr.data.world import WorldConfig, generate_world
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "benchmark.py"
 CROSSINGS = ("mlp", "dcnv2")
+ANN_CORPUS = 5000
 
 
 def _linear(n_in: int, n_out: int) -> int:
@@ -46,6 +48,11 @@ def quick_run(tmp_path_factory) -> tuple[str, dict]:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     command = [sys.executable, str(SCRIPT), "--quick", "--crossings", ",".join(CROSSINGS), "--json", str(out)]
+    # the quick path's sections at tiny sizes (the memory section's extra ebr-train run is left out)
+    command += ["--sections", "world,crossings,index,pipeline,embedding,ann", "--pipeline-rounds", "1"]
+    command += ["--embedding-rows", "20000", "--embedding-batch", "512", "--embedding-steps", "2"]
+    command += ["--ann-corpus", str(ANN_CORPUS), "--ann-queries", "300"]
+    command += ["--ann-sweep", "hnsw:efSearch=16,200"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout, json.loads(out.read_text())
@@ -113,3 +120,67 @@ def test_bad_arguments_name_the_option(capsys):
         with pytest.raises(SystemExit):
             module.parse_args(argv)
         assert option in capsys.readouterr().err
+
+
+def test_quick_benchmark_writes_the_goal_keys(quick_run):
+    _, results = quick_run
+    for key in ("embedding_step_speedup", "flops_fraction_of_gemm", "pipeline_efficiency"):
+        assert results[key] > 0, key
+    for kind in ("hnsw", "ivfpq"):
+        assert 0.0 <= results[f"{kind}_ann_recall@100"] <= 1.0
+        assert results[f"{kind}_qps_ratio"] > 0
+    assert results["world_events_per_second"] == results["world"]["events_per_second"]
+
+    # each headline figure is the ratio of the two measurements it names
+    ann = results["ann_scale"]
+    assert ann["corpus"] == ANN_CORPUS
+    assert ann["queries"] == 300
+    assert ann["kinds"]["flat"]["ann_recall@100"] == 1.0
+    assert results["hnsw_qps_ratio"] == pytest.approx(
+        ann["kinds"]["hnsw"]["queries_per_second"] / ann["kinds"]["flat"]["queries_per_second"]
+    )
+    # a sweep row reuses its preset's build; a longer candidate list never loses recall
+    hnsw, fast, slow = (ann["kinds"][name] for name in ("hnsw", "hnsw efSearch=16", "hnsw efSearch=200"))
+    assert fast["build_seconds"] == hnsw["build_seconds"]
+    assert fast["search_params"]["efSearch"] == 16
+    assert fast["ann_recall@100"] <= slow["ann_recall@100"]
+    # the presets' factory strings, sized to the small corpus
+    assert ann["kinds"]["hnsw"]["factory"].startswith("HNSW")
+    assert "PQ" in ann["kinds"]["ivfpq"]["factory"]
+    embedding = results["embedding_step"]
+    assert embedding["rows"] == 20000
+    assert embedding["batch"] == 512
+    assert results["embedding_step_speedup"] == pytest.approx(
+        embedding["plain_seconds_per_step"] / embedding["torchrec_seconds_per_step"]
+    )
+    pipeline = results["pipeline"]
+    assert results["pipeline_efficiency"] == pytest.approx(
+        pipeline["real_steps_per_second"] / pipeline["prebuilt_steps_per_second"]
+    )
+    gemm = results["gemm"]["gflops_per_second"]
+    for name, row in results["crossings"].items():
+        assert row["flops_fraction_of_gemm"] == pytest.approx(
+            row["step_gflops"] * row["train_steps_per_second"] / gemm
+        ), name
+    # a step's FLOPs include at least the in-batch logits' three (B x d) @ (d x B) products
+    batch, dim = results["settings"]["batch_size"], 64
+    assert results["crossings"]["mlp"]["step_gflops"] * 1e9 >= 3 * 2 * batch * batch * dim
+    assert results["crossings"]["dcnv2"]["step_gflops"] > results["crossings"]["mlp"]["step_gflops"]
+    assert results["settings"]["sizes"]["quick_mode_sizes_differ_from_full"] is True
+
+
+def test_gaussian_mixture_is_unit_norm_and_seeded():
+    # importable because script_loader put scripts/ on sys.path
+    from bench.ann_scale import gaussian_mixture
+
+    first = gaussian_mixture(500, 16, clusters=4, spread=0.5, seed=3)
+    assert first.shape == (500, 16)
+    assert first.dtype == np.float32
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(first, gaussian_mixture(500, 16, clusters=4, spread=0.5, seed=3))
+    # a small spread keeps points near their 4 centres: about 1/4 of the pairs share a centre and
+    # have cosine ~0.8, the rest ~0 (uniform directions in 16 dimensions: almost none above 0.6)
+    cosines = first @ first.T
+    assert 0.2 < np.mean(cosines > 0.6) < 0.35
+    with pytest.raises(ValueError, match="spread"):
+        gaussian_mixture(10, 4, clusters=2, spread=-1.0, seed=0)
