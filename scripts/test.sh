@@ -6,4 +6,4 @@ export WANDB_MODE="${WANDB_MODE:-offline}"
 export WANDB_SILENT=true
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=15 "$@"

@@ -355,9 +355,23 @@ def test_bad_configs_fail_at_construction_naming_the_field(kwargs: dict, message
         IndexConfig(**kwargs)
 
 
-def test_the_three_yaml_options_instantiate() -> None:
+def test_the_yaml_options_instantiate() -> None:
     presets = {path.stem: instantiate(OmegaConf.load(path)) for path in sorted(CONF.glob("*.yaml"))}
-    assert presets == {"flat": IndexConfig(), "hnsw": HNSW, "ivfpq": IVFPQ}
+    hnsw_large = IndexConfig(
+        factory="HNSW16,Flat", build_params={"hnsw": {"efConstruction": 80}}, search_params={"efSearch": 100}
+    )
+    ivfpq_large = IndexConfig(
+        factory="IVF1024,PQ32,RFlat",
+        build_params={"base_index": {"do_polysemous_training": False}},
+        search_params={"nprobe": 8, "k_factor_rf": 4},
+    )
+    assert presets == {
+        "flat": IndexConfig(),
+        "hnsw": HNSW,
+        "ivfpq": IVFPQ,
+        "hnsw_large": hnsw_large,
+        "ivfpq_large": ivfpq_large,
+    }
     assert [name for name, config in presets.items() if config.is_exact] == ["flat"]
 
 
