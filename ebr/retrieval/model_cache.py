@@ -186,8 +186,7 @@ class ModelCache:
             context: the job's fit context (its negative pool is part of the key; its run
                 directory receives the model either way).
         """
-        pool = context.corpus if context.negative_pool is None else context.negative_pool
-        key = training_key(cfg, data, split, pool)
+        key = training_key(cfg, data, split, context.negatives)
         self.root.mkdir(parents=True, exist_ok=True)
         entry = self.root / key
         run_dir = Path(context.run_dir)

@@ -56,6 +56,11 @@ class FitContext:
     artifact_info: dict[str, Any] = field(default_factory=dict)
     negative_pool: np.ndarray | None = None
 
+    @property
+    def negatives(self) -> np.ndarray:
+        """The pins random training negatives are drawn from: `negative_pool`, else `corpus`."""
+        return self.corpus if self.negative_pool is None else self.negative_pool
+
     def tuning_window(self, split: Split) -> TuningWindow:
         """The window to tune on when fitting `split`: `tuning`, or else `split` over `corpus`.
 

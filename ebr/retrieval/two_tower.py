@@ -222,7 +222,7 @@ class TwoTowerRetriever:
             return model if pretrained is None else init_id_tables(model, pretrained)
 
         train = self.train
-        pool = context.corpus if context.negative_pool is None else context.negative_pool
+        pool = context.negatives
         datamodule = TwoTowerDataModule(
             data,
             split,
