@@ -9,7 +9,7 @@ per-interest results merged without duplicates into one list of K (docs/conditio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -72,8 +72,7 @@ class InterestServing:
         Args:
             serving: the `serving` config node as a mapping.
         """
-        keys = ("interest_filter", "n_interests", "interest_budget", "interests_from")
-        keys += ("post_overfetch", "pre_filter_method", "interest_metrics")
+        keys = [setting.name for setting in fields(cls)]
         return cls(**{key: serving[key] for key in keys if key in serving})
 
     def engaged(self, conditioned: bool) -> bool:
