@@ -40,6 +40,7 @@ from ebr.runs import (
     run_in_directory,
     tally_sweep,
 )
+from ebr.runs.cluster import adopt_cluster_task
 
 log = logging.getLogger("ebr")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -153,6 +154,8 @@ def run_app(cfg: DictConfig, job: JobFunction) -> float | None:
     """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    # before anything reads the rank: every task of a multi-task cluster job runs this same job
+    adopt_cluster_task(run_dir)
     metric = OmegaConf.select(cfg, "optimized_metric", default=None)
     if metric:
         # imported here: plain runs need neither the sweeper plugin nor optuna

@@ -72,6 +72,11 @@ class SparseOptimizerSchema:
     lr: float = II("..sparse_lr")
 
 
+# train keys that decide how a training is carried out, not what it computes: a resumed checkpoint
+# and the model cache accept a run that differs in them
+TRAIN_PACE_KEYS = ("checkpoint_every_n_steps", "prefetch_batches")
+
+
 @dataclass
 class TrainSchema:
     """Optimisation of the two-tower model.
@@ -96,6 +101,10 @@ class TrainSchema:
     # so a plain run writes nothing extra). A run started again with the same command resumes
     # from it; it is deleted once model.pt is saved. One-process jobs only.
     checkpoint_every_n_steps: int = 0
+    # training batches built ahead in a background thread while the step runs (ebr/data/prefetch.py);
+    # the batches are the same either way. 0 (the default) builds each on demand: the thread needs a
+    # core the step does not use, which a 2-core machine running parallel sweep jobs does not have
+    prefetch_batches: int = 0
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)

@@ -98,6 +98,23 @@ def validate_config(cfg: DictConfig) -> None:
         check.positive(f"{node}.loss.max_scale")
         check.choice(f"{node}.sparse_optimizer.kind", ("rowwise_adagrad", "adagrad", "sgd", "adam"))
     check.integer("train.num_negatives", minimum=0)
+    check.integer("train.prefetch_batches", minimum=0)
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append(
+                f"trainer.accelerator={accelerator!r} (trainer=gpu): CUDA is not available on this"
+                " machine (install the CUDA wheels with `bash scripts/setup.sh --cuda`, or use trainer=cpu)"
+            )
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    batch_size = OmegaConf.select(cfg, "train.batch_size", default=None)
+    if ranks > 1 and isinstance(batch_size, int) and batch_size % ranks:
+        problems.append(
+            f"train.batch_size={batch_size}: a {ranks}-rank job trains on equal per-rank shares of every"
+            f" batch, so the batch size must be a multiple of {ranks}"
+        )
     check.integer("train.checkpoint_every_n_steps", minimum=0)
     every = OmegaConf.select(cfg, "train.checkpoint_every_n_steps", default=0)
     ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, IterableDataset
 
 from ebr.data.batching import Batch, FeatureGatherer, make_batch
+from ebr.data.prefetch import Prefetched
 from ebr.data.schema import InteractionData, Split
 
 
@@ -32,6 +33,12 @@ class EngagementBatches(IterableDataset):
         num_negatives: random negatives per batch (0 disables them).
         drop_last: drop a final incomplete batch (keeps the in-batch softmax size constant).
         conditions: each row's condition interest (conditional retrieval), or None.
+        rank: this process's rank in a multi-process job.
+        world_size: processes in the job. Each global batch of `batch_size` rows is cut into
+            `world_size` equal shares and this rank yields share `rank`: every rank takes the same
+            number of steps (the sharded tables' forward is a collective) and an epoch still has
+            `len(self)` steps of `batch_size` examples in all. The random negatives are the same on
+            every rank (one draw per global batch).
     """
 
     def __init__(
@@ -46,10 +53,19 @@ class EngagementBatches(IterableDataset):
         num_negatives: int = 0,
         drop_last: bool = False,
         conditions: np.ndarray | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not a rank of a {world_size}-process job")
+        if batch_size % world_size:
+            raise ValueError(
+                f"train.batch_size={batch_size} does not split into {world_size} equal per-rank shares"
+            )
+        self.rank, self.world_size = rank, world_size
         self.users = events["user"].to_numpy(np.int64)
         self.pins = events["pin"].to_numpy(np.int64)
         self.conditions = None if conditions is None else np.asarray(conditions, dtype=np.int64)
@@ -91,6 +107,9 @@ class EngagementBatches(IterableDataset):
         order = rng.permutation(len(self.users)) if self.shuffle else np.arange(len(self.users))
         for b in range(len(self)):
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if self.world_size > 1:
+                # contiguous equal shares (a final short batch, drop_last off, as even as it can be)
+                rows = np.array_split(rows, self.world_size)[self.rank]
             negatives = None
             if self.num_negatives:
                 # drawn for skipped batches too, so the later batches get the same negatives
@@ -123,6 +142,9 @@ class TwoTowerDataModule(pl.LightningDataModule):
         negative_pool: the pins random negatives come from (e.g. the serving corpus).
         condition_of: maps a window's engagement rows to their condition interests (conditional
             retrieval, ebr.models.conditioning); None: unconditioned batches.
+        rank: this process's rank; each rank trains on its share of every batch (EngagementBatches).
+        world_size: processes in the job.
+        prefetch: training batches built ahead in a background thread (0: built on demand).
     """
 
     def __init__(
@@ -138,9 +160,13 @@ class TwoTowerDataModule(pl.LightningDataModule):
         num_negatives: int = 0,
         negative_pool: np.ndarray | None = None,
         condition_of: Callable[[pd.DataFrame], np.ndarray] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        prefetch: int = 0,
     ) -> None:
         super().__init__()
         self.data = data
+        self.rank, self.world_size, self.prefetch = rank, world_size, prefetch
         self.condition_of = condition_of
         self.split = split
         self.user_gatherer = FeatureGatherer(
@@ -156,7 +182,8 @@ class TwoTowerDataModule(pl.LightningDataModule):
         self._train = self._train_batches()
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._train, batch_size=None)
+        batches = self._train if self.prefetch <= 0 else Prefetched(self._train, self.prefetch)
+        return DataLoader(batches, batch_size=None)
 
     def state_dict(self) -> dict[str, int]:
         """The data position a Lightning checkpoint records: the epoch and the batches of it done.
@@ -203,6 +230,8 @@ class TwoTowerDataModule(pl.LightningDataModule):
             num_negatives=self.num_negatives,
             drop_last=True,
             conditions=self._conditions(self.split.train),
+            rank=self.rank,
+            world_size=self.world_size,
         )
 
     def val_dataloader(self) -> DataLoader | list:

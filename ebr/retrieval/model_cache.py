@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ebr.config import TRAIN_PACE_KEYS
 from ebr.data.schema import FeatureTable, InteractionData, Split
 from ebr.retrieval.protocol import FitContext
 from ebr.runs.files import write_json_atomic
@@ -44,6 +45,7 @@ TRAINING_NODES = ("model", "train", "trainer", "features", "seed", "num_threads"
 NOT_TRAINING = {
     "model": ("index", "serving", "ann_recall_queries", "features", "train", "trainer"),
     "trainer": ("enable_progress_bar", "default_root_dir"),
+    "train": TRAIN_PACE_KEYS,
 }
 
 

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ebr.config import TRAIN_PACE_KEYS
 from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.conditional_metrics import topic_match
@@ -33,7 +34,6 @@ from ebr.models.conditioning import (
     ConditioningConfig,
     condition_rows,
     conditioned_user_spec,
-    pin_primary_interest,
     training_conditions,
 )
 from ebr.models.features import resolve_features, tower_specs
@@ -49,13 +49,13 @@ from ebr.retrieval.id_embedding import (
     select_id_features,
 )
 from ebr.retrieval.protocol import FitContext
-from ebr.runs import HISTORY_FILE, MODEL_FILE, is_rank_zero, write_json_atomic
+from ebr.runs import HISTORY_FILE, MODEL_FILE, SHARDING_FILE, is_rank_zero, write_json_atomic
 from ebr.serving.conditional import InterestRetrieval
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
 from ebr.training.checkpoint import CHECKPOINT_DIR, StepCheckpoint, digest, resume_from
-from ebr.training.distributed import ensure_process_group
+from ebr.training.distributed import ensure_process_group, gathered_shard_layouts
 from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule
 
@@ -214,7 +214,6 @@ class TwoTowerRetriever:
                 training_conditions,
                 data=data,
                 source=self.conditioning.source,
-                primary=pin_primary_interest(data),
             )
 
         def model_factory() -> nn.Module:
@@ -235,6 +234,9 @@ class TwoTowerRetriever:
             num_negatives=train["num_negatives"],
             negative_pool=pool,
             condition_of=condition_of,
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            prefetch=int(train.get("prefetch_batches", 0) or 0),
         )
         module = TwoTowerModule(
             model_factory=model_factory,
@@ -266,6 +268,7 @@ class TwoTowerRetriever:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         seconds = time.perf_counter() - started
         state = module.export_state_dict()  # a collective when the tables are sharded over ranks
+        layouts = gathered_shard_layouts(module.model) if dist.get_world_size() > 1 else None
         self.artifact = Path(context.run_dir) / MODEL_FILE
         if is_rank_zero():
             info = {
@@ -280,6 +283,9 @@ class TwoTowerRetriever:
             info = {**context.artifact_info, **info}
             save_artifact(self.artifact, network, user_spec, pin_spec, features, state, info)
             write_json_atomic(Path(context.run_dir) / HISTORY_FILE, history.history())
+            if layouts is not None:
+                plan = {"sharding": train["sharding"], "world_size": len(layouts), "ranks": layouts}
+                write_json_atomic(Path(context.run_dir) / SHARDING_FILE, plan)
             # model.pt is the trained state now: a later kill re-runs only the evaluation's inputs
             shutil.rmtree(Path(context.run_dir) / CHECKPOINT_DIR, ignore_errors=True)
         examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
@@ -308,7 +314,7 @@ class TwoTowerRetriever:
     ) -> dict[str, str]:
         """What decides the training, part by part, as digests: a checkpoint resumes only a run
         whose every part is the same (the checkpoint cadence itself may change)."""
-        train = {k: v for k, v in _plain(self.train).items() if k != "checkpoint_every_n_steps"}
+        train = {k: v for k, v in _plain(self.train).items() if k not in TRAIN_PACE_KEYS}
         trainer = {k: v for k, v in _plain(self.trainer).items() if k not in CONSOLE_TRAINER_KEYS}
         windows = {
             name: digest(np.concatenate([frame["user"].to_numpy(np.int64), frame["pin"].to_numpy(np.int64)]))

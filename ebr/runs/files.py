@@ -21,6 +21,8 @@ OUTCOME_FILE = ".outcome.json"
 MODEL_FILE = "model.pt"
 # per-epoch training and validation losses of a trained model (ebr.training.history)
 HISTORY_FILE = "history.json"
+# a multi-process job's sharding plan as placed: each rank's table shards (ebr.training.distributed)
+SHARDING_FILE = "sharding.json"
 HYDRA_DIR = ".hydra"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"

@@ -28,6 +28,8 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
+from ebr.runs.cluster import RENDEZVOUS_ENV
+
 # The planner warns about hand-built topologies and dry-run sizes on every CPU job; the
 # plan it makes is still the one asked for, so keep the log readable.
 for _noisy in ("torchrec.distributed.planner", "torchrec.distributed.utils"):
@@ -76,8 +78,9 @@ class FusedTableOptimizer:
 def ensure_process_group(run_dir: str | Path | None = None, backend: str | None = None) -> bool:
     """Initialise the process group unless one exists.
 
-    Under torchrun (WORLD_SIZE in the environment) the group comes from the environment; otherwise
-    it is a one-process group with a file rendezvous.
+    Under torchrun (WORLD_SIZE in the environment) the group comes from the environment, in a
+    multi-task cluster job from the rendezvous file ebr.runs.cluster names; otherwise it is a
+    one-process group with a file rendezvous.
 
     Args:
         run_dir: directory for the file rendezvous; a temporary directory when None.
@@ -90,7 +93,17 @@ def ensure_process_group(run_dir: str | Path | None = None, backend: str | None 
         return False
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if "WORLD_SIZE" in os.environ:
-        dist.init_process_group(backend, init_method="env://")
+        shared_file = os.environ.get(RENDEZVOUS_ENV)
+        if shared_file:  # a multi-task cluster job (ebr.runs.cluster)
+            Path(shared_file).parent.mkdir(parents=True, exist_ok=True)
+            dist.init_process_group(
+                backend,
+                init_method=f"file://{shared_file}",
+                rank=int(os.environ["RANK"]),
+                world_size=int(os.environ["WORLD_SIZE"]),
+            )
+        else:
+            dist.init_process_group(backend, init_method="env://")
         return True
     directory = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="ebr-pg-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -266,3 +279,32 @@ def load_fused_optimizer_state(
     for param, states in state.items():
         for name, value in states.items():
             copy_into(live[param][name], value, f"{source}: fused optimizer {param}.{name}")
+
+
+def shard_layout(module: nn.Module) -> dict[str, list[dict[str, list[int]]]]:
+    """Where this rank's shards of each sharded table sit in the full table (offsets and sizes).
+
+    Replicated (data-parallel) tables are not ShardedTensors and are left out.
+
+    Args:
+        module: the sharded model.
+    """
+    return {
+        name: [
+            {"offsets": list(shard.metadata.shard_offsets), "sizes": list(shard.metadata.shard_sizes)}
+            for shard in value.local_shards()
+        ]
+        for name, value in module.state_dict().items()
+        if isinstance(value, ShardedTensor)
+    }
+
+
+def gathered_shard_layouts(module: nn.Module) -> list[dict[str, list[dict[str, list[int]]]]]:
+    """Every rank's `shard_layout`, in rank order (a collective: every rank must call it).
+
+    Args:
+        module: the sharded model.
+    """
+    layouts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(layouts, shard_layout(module))
+    return layouts

@@ -115,3 +115,45 @@ def test_make_batch_with_negatives():
     )
     assert len(batch) == 2
     assert batch.negatives.ids.tolist() == [5, 6, 7]
+
+
+def _rank_batches(events, users, pins, rank: int, world_size: int) -> EngagementBatches:
+    return EngagementBatches(
+        events,
+        FeatureGatherer(users, ["id"], []),
+        FeatureGatherer(pins, ["id"], []),
+        32,
+        shuffle=True,
+        seed=3,
+        negative_pool=np.arange(20),
+        num_negatives=5,
+        drop_last=True,
+        rank=rank,
+        world_size=world_size,
+    )
+
+
+def test_two_ranks_take_complementary_halves_of_every_one_process_batch():
+    rng = np.random.default_rng(4)
+    users, pins = _table(rng, 30), _table(rng, 20)
+    events = pd.DataFrame({"user": rng.integers(0, 30, 100), "pin": rng.integers(0, 20, 100), "interest": -1})
+    whole = list(_rank_batches(events, users, pins, 0, 1))
+    halves = [list(_rank_batches(events, users, pins, rank, 2)) for rank in (0, 1)]
+    assert len(whole) == len(halves[0]) == len(halves[1]) == 3  # 100 rows, batches of 32, drop_last
+    for full, first, second in zip(whole, *halves):
+        assert len(first) == len(second) == 16
+        assert first.user.ids.tolist() + second.user.ids.tolist() == full.user.ids.tolist()
+        assert first.pin.ids.tolist() + second.pin.ids.tolist() == full.pin.ids.tolist()
+        # one draw of random negatives per global batch, shared by the ranks
+        assert first.negatives.ids.tolist() == second.negatives.ids.tolist() == full.negatives.ids.tolist()
+
+
+def test_a_batch_that_does_not_split_into_equal_rank_shares_is_refused():
+    rng = np.random.default_rng(5)
+    users, pins = _table(rng, 5), _table(rng, 5)
+    events = pd.DataFrame({"user": [0, 1], "pin": [1, 2], "interest": -1})
+    gatherers = FeatureGatherer(users, ["id"], []), FeatureGatherer(pins, ["id"], [])
+    with pytest.raises(ValueError, match=r"train\.batch_size=32 does not split into 3"):
+        EngagementBatches(events, *gatherers, 32, shuffle=False, seed=0, world_size=3)
+    with pytest.raises(ValueError, match="rank 2 is not a rank of a 2-process job"):
+        EngagementBatches(events, *gatherers, 32, shuffle=False, seed=0, rank=2, world_size=2)
