@@ -72,11 +72,6 @@ class SparseOptimizerSchema:
     lr: float = II("..sparse_lr")
 
 
-# train keys that decide how a training is carried out, not what it computes: a resumed checkpoint
-# and the model cache accept a run that differs in them
-TRAIN_PACE_KEYS = ("checkpoint_every_n_steps", "prefetch_batches")
-
-
 @dataclass
 class TrainSchema:
     """Optimisation of the two-tower model.

@@ -20,7 +20,11 @@ Sections (`--sections`, default all; the modules are in scripts/bench/):
   - ann: `conf/index/{hnsw_large,ivfpq_large}` against flat on `--ann-corpus` unit vectors of a
     Gaussian mixture (queries per second ratio, ann_recall@100, build time);
   - memory: wall time and peak RSS of a default `ebr-train` run (a child process), and this
-    process's own peak RSS.
+    process's own peak RSS;
+  - scale (only when named): world generation, one training epoch and the evaluation at three world
+    sizes up to `data=synthetic_large` (1M users, 1M pins), each in child processes with its own
+    peak RSS, and each figure's growth exponent over the log's size (`scripts/bench/scale.py`;
+    `--quick`: the tiny world at 1x, 4x, 16x).
 
 The JSON's top level holds the headline keys (`embedding_step_speedup`, `flops_fraction_of_gemm`,
 `pipeline_efficiency`, `hnsw_ann_recall@100`, `hnsw_qps_ratio`, ...) and `settings` the sizes used.
@@ -29,6 +33,7 @@ Usage:
     python scripts/benchmark.py --threads 2                      # default world, full sizes
     python scripts/benchmark.py --quick --json /tmp/bench.json   # tiny world, small sizes (< 5 min)
     python scripts/benchmark.py --sections ann --threads 2       # the 1M-vector index comparison only
+    python scripts/benchmark.py --sections scale --threads 2     # default world -> 1M users and pins
     python scripts/benchmark.py --crossings mlp,dhen --train-batches 100 --json /tmp/bench.json
 """
 
@@ -54,6 +59,7 @@ from bench.index import SEARCH_K, bench_index
 from bench.kernels import bench_embedding_step, gemm_flops_per_second, step_flops
 from bench.pipeline import bench_pipeline
 from bench.report import format_report
+from bench.scale import bench_scale
 from bench.training import CONF, bench_crossing, compose_config
 from bench.world import bench_world, default_run_memory, machine_info
 
@@ -67,7 +73,9 @@ CROSSINGS = tuple(
     sorted((p.stem for p in (CONF / "model" / "crossing").glob("*.yaml")), key=lambda c: (c != "mlp", c))
 )
 DATA_OPTIONS = ("synthetic", "synthetic_tiny", "synthetic_small")
-SECTIONS = ("world", "crossings", "index", "pipeline", "embedding", "ann", "memory")
+SECTIONS = ("world", "crossings", "index", "pipeline", "embedding", "ann", "memory", "scale")
+# scale trains the 1M-user world (about half an hour here): only when asked for
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "scale")
 # the index presets compared with flat at scale: (result name, conf/index preset)
 ANN_PRESETS = (("hnsw", "hnsw_large"), ("ivfpq", "ivfpq_large"))
 GEMM_N = 2048
@@ -100,7 +108,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=DATA_OPTIONS, default=None, help="world (default synthetic)")
     parser.add_argument("--crossings", default=",".join(CROSSINGS), help="comma-separated (default all)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated of {SECTIONS}")
+    parser.add_argument(
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated of {SECTIONS} (default all but scale)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="world generations, searches (default 3)")
     parser.add_argument("--train-batches", type=int, default=None, help="timed batches (default 200)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed first batches (default 5)")
@@ -244,6 +256,12 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
         out[f"{name}_build_seconds"] = kinds[name]["build_seconds"]
     if "world" in results:
         out["world_events_per_second"] = results["world"]["events_per_second"]
+    if "scale" in results:
+        largest = results["scale"]["sizes"][-1]
+        out["large_world_generation_seconds"] = largest["generation_seconds"]
+        out["large_world_epoch_peak_rss_mb"] = largest["run_peak_rss_mb"]
+        for key, exponent in results["scale"]["growth"].items():
+            out[f"growth_exponent/{key}"] = exponent
     if "memory" in results:
         out["default_run_peak_rss_mb"] = results["memory"]["default_run"]["peak_rss_mb"]
         out["benchmark_peak_rss_mb"] = results["memory"]["benchmark_peak_rss_mb"]
@@ -270,6 +288,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             # first: the child's peak must not include a copy of this process's large arrays
             memory_run = default_run_memory(args.data, root / "default_run", args.threads)
             results["memory"] = {"default_run": memory_run}
+        if "scale" in args.sections:
+            # before this process holds a world: each size's children start from a small parent
+            results["scale"] = bench_scale(root / "scale", args.threads, quick=args.quick)
         if {"world", "crossings", "index", "pipeline"} & set(args.sections):
             _model_sections(args, root, results)
         if "embedding" in args.sections:

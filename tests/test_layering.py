@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"data"},  # registers the world's schema, which lives with the world
     "data": set(),
     "models": {"data"},
-    "training": {"data", "models"},
+    # a multi-task cluster job's rendezvous is named where the job starts (ebr.runs.cluster)
+    "training": {"data", "models", "runs"},
     "serving": {"data", "models"},
     "evaluation": {"data"},
     # the two-tower retriever chooses and reads ID snapshots (ebr.retrieval.id_embedding)

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ebr.config import TRAIN_PACE_KEYS
 from ebr.data.schema import FeatureTable, InteractionData, Split
 from ebr.retrieval.protocol import FitContext
 from ebr.runs.files import write_json_atomic
+from ebr.training.checkpoint import TRAIN_PACE_KEYS
 
 MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.json"

@@ -24,7 +24,6 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ebr.config import TRAIN_PACE_KEYS
 from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.conditional_metrics import topic_match
@@ -54,7 +53,7 @@ from ebr.serving.conditional import InterestRetrieval
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
-from ebr.training.checkpoint import CHECKPOINT_DIR, StepCheckpoint, digest, resume_from
+from ebr.training.checkpoint import CHECKPOINT_DIR, TRAIN_PACE_KEYS, StepCheckpoint, digest, resume_from
 from ebr.training.distributed import ensure_process_group, gathered_shard_layouts
 from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule

@@ -33,6 +33,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+# train keys that decide how a training is carried out, not what it computes: a resumed checkpoint
+# and the model cache accept a run that differs in them
+TRAIN_PACE_KEYS = ("checkpoint_every_n_steps", "prefetch_batches")
+
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 FINGERPRINT_KEY = "ebr_fingerprint"

@@ -35,6 +35,18 @@ ANN_COLUMNS = (
 )
 
 
+SCALE_COLUMNS = (
+    ("events", "events", "{:,.0f}"),
+    ("generation s", "generation_seconds", "{:.1f}"),
+    ("generation peak MB", "generation_peak_rss_mb", "{:,.0f}"),
+    ("train examples/s", "train_examples_per_second", "{:,.0f}"),
+    ("eval users", "eval_users", "{:,.0f}"),
+    ("corpus", "eval_corpus", "{:,.0f}"),
+    ("eval users/s", "eval_users_per_second", "{:,.0f}"),
+    ("epoch run peak MB", "run_peak_rss_mb", "{:,.0f}"),
+)
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
@@ -138,6 +150,11 @@ def format_report(results: dict[str, Any]) -> str:
             f"peak RSS {memory['default_run']['peak_rss_mb']:,.0f} MB; this benchmark's peak RSS "
             f"{memory['benchmark_peak_rss_mb']:,.0f} MB",
         ]
+    if "scale" in results:
+        lines += ["", "world sizes (one epoch of the default model each; growth = slope over log events):"]
+        lines += _table("world", {row["label"]: row for row in results["scale"]["sizes"]}, SCALE_COLUMNS)
+        growth = results["scale"]["growth"]
+        lines.append("growth exponents: " + ", ".join(f"{key} {value:.2f}" for key, value in growth.items()))
     headline = results["headline"]
     lines += ["", "headline: " + ", ".join(f"{key} {value:.4g}" for key, value in headline.items())]
     return "\n".join(lines)
