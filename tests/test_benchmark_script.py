@@ -184,3 +184,18 @@ def test_gaussian_mixture_is_unit_norm_and_seeded():
     assert 0.2 < np.mean(cosines > 0.6) < 0.35
     with pytest.raises(ValueError, match="spread"):
         gaussian_mixture(10, 4, clusters=2, spread=-1.0, seed=0)
+
+
+def test_growth_exponents_are_the_log_log_slopes_over_the_logs_size():
+    from bench.scale import GROWN, growth_exponents
+
+    def row(events: float, linear: float, flat: float) -> dict:
+        figures = dict.fromkeys(GROWN, flat)
+        figures.update(events=events, generation_seconds=linear, eval_seconds=linear * linear)
+        return figures
+
+    rows = [row(1e6, 2.0, 5.0), row(4e6, 8.0, 5.0), row(16e6, 32.0, 5.0)]
+    exponents = growth_exponents(rows)
+    assert exponents["generation_seconds"] == pytest.approx(1.0)  # 16x events, 16x seconds
+    assert exponents["eval_seconds"] == pytest.approx(2.0)  # quadratic
+    assert exponents["train_examples_per_second"] == pytest.approx(0.0)
