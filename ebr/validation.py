@@ -78,8 +78,8 @@ def validate_config(cfg: DictConfig) -> None:
     check = _Checker(cfg, problems)
     check.integer("seed", minimum=0)
     check.integer("num_threads", minimum=1)
-    device = "cuda" if available_sharding(cfg) == GPU_SHARDING else "cpu (gloo)"
     plans = available_sharding(cfg)
+    device = "cuda" if plans == GPU_SHARDING else "cpu (gloo)"
     for node in ("train", "pretrain"):
         if OmegaConf.select(cfg, node, default=None) is None:
             continue
@@ -100,15 +100,13 @@ def validate_config(cfg: DictConfig) -> None:
     check.integer("train.num_negatives", minimum=0)
     check.integer("train.prefetch_batches", minimum=0)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
-    if accelerator in ("gpu", "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            problems.append(
-                f"trainer.accelerator={accelerator!r} (trainer=gpu): CUDA is not available on this"
-                " machine (install the CUDA wheels with `bash scripts/setup.sh --cuda`, or use trainer=cpu)"
-            )
-    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    # available_sharding gives the GPU plans exactly when a GPU accelerator finds CUDA
+    if accelerator in ("gpu", "cuda") and plans != GPU_SHARDING:
+        problems.append(
+            f"trainer.accelerator={accelerator!r} (trainer=gpu): CUDA is not available on this"
+            " machine (install the CUDA wheels with `bash scripts/setup.sh --cuda`, or use trainer=cpu)"
+        )
+    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)
     batch_size = OmegaConf.select(cfg, "train.batch_size", default=None)
     if ranks > 1 and isinstance(batch_size, int) and batch_size % ranks:
         problems.append(
@@ -117,7 +115,6 @@ def validate_config(cfg: DictConfig) -> None:
         )
     check.integer("train.checkpoint_every_n_steps", minimum=0)
     every = OmegaConf.select(cfg, "train.checkpoint_every_n_steps", default=0)
-    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if isinstance(every, int) and every > 0 and ranks > 1:
         problems.append(
             f"train.checkpoint_every_n_steps={every}: resumable checkpoints are written by one-process "

@@ -45,26 +45,25 @@ class Prefetched(IterableDataset):
         ready: queue.Queue = queue.Queue(maxsize=self.depth)
         stop = threading.Event()
 
+        def offer(item: Any) -> bool:
+            """Queue `item` unless the consumer stopped first; whether it was queued."""
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce() -> None:
             try:
                 for batch in self.dataset:
-                    while not stop.is_set():
-                        try:
-                            ready.put(batch, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not offer(batch):
                         return
                 item: Any = _DONE
             except BaseException as error:  # re-raised in the consumer, with its traceback
                 item = _Failure(error)
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
+            offer(item)
 
         worker = threading.Thread(target=produce, name="ebr-batch-prefetch", daemon=True)
         worker.start()

@@ -8,7 +8,7 @@
 - `late_fusion`: the condition's embedding (width `output_dim`, its own torchrec collection) is
   added to the user tower's projected output, before the L2 normalisation.
 
-The condition of a training example (`source`) is the engaged pin's primary interest tag
+The condition of a training example (`source`) is one of the engaged pin's interest tags
 (`item_interest`) or the interest the logging policy surfaced the pin through (`source_interest`,
 the events' `interest` column). Its table has one row per interest plus a last "no interest" row:
 exploration impressions (NO_INTEREST), untagged pins, and users served without any interest.
@@ -91,16 +91,6 @@ def condition_rows(data: InteractionData) -> int:
             f" features {sorted(data.pins.categorical)}); use model/conditioning=none"
         )
     return int(data.n_interests) + 1
-
-
-def pin_primary_interest(data: InteractionData) -> np.ndarray:
-    """(n_pins,) each pin's first interest tag, the "no interest" row for an untagged pin."""
-    feature = data.pins.categorical[PIN_INTEREST_FEATURE]
-    lengths = feature.lengths()
-    first = np.full(feature.n_rows, data.n_interests, dtype=np.int64)
-    tagged = lengths > 0
-    first[tagged] = feature.values[feature.offsets[:-1][tagged]]
-    return first
 
 
 def training_conditions(events: pd.DataFrame, data: InteractionData, source: str) -> np.ndarray:
