@@ -94,7 +94,7 @@ class TrainSchema:
     # a resumable checkpoint (RUN_DIR/checkpoints/last.ckpt: tables, fused and dense optimizer
     # state, data position, RNG states) after every N-th optimizer step; 0: none (the default,
     # so a plain run writes nothing extra). A run started again with the same command resumes
-    # from it; it is deleted once model.pt is saved. One-process jobs only.
+    # from it; it is deleted once model.pt is saved. Multi-process jobs too (rank 0 writes it).
     checkpoint_every_n_steps: int = 0
     # training batches built ahead in a background thread while the step runs (ebr/data/prefetch.py);
     # the batches are the same either way. 0 (the default) builds each on demand: the thread needs a

@@ -114,12 +114,6 @@ def validate_config(cfg: DictConfig) -> None:
             f" batch, so the batch size must be a multiple of {ranks}"
         )
     check.integer("train.checkpoint_every_n_steps", minimum=0)
-    every = OmegaConf.select(cfg, "train.checkpoint_every_n_steps", default=0)
-    if isinstance(every, int) and every > 0 and ranks > 1:
-        problems.append(
-            f"train.checkpoint_every_n_steps={every}: resumable checkpoints are written by one-process "
-            f"jobs only, this one has WORLD_SIZE={ranks} (set it to 0)"
-        )
     check.integer("pretrain.embedding_dim", minimum=1)
     check.positive("pretrain.snapshot.every_days")
     check.positive("pretrain.snapshot.window_days")

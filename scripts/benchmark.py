@@ -24,7 +24,9 @@ Sections (`--sections`, default all; the modules are in scripts/bench/):
   - scale (only when named): world generation, one training epoch and the evaluation at three world
     sizes up to `data=synthetic_large` (1M users, 1M pins), each in child processes with its own
     peak RSS, and each figure's growth exponent over the log's size (`scripts/bench/scale.py`;
-    `--quick`: the tiny world at 1x, 4x, 16x).
+    `--quick`: the tiny world at 1x, 4x, 16x); then the largest world's model served through
+    each `--scale-indexes` preset over every pin that exists at serving time: index build, search
+    users/s and its ratio to flat's, ann_recall@100 and recall@100 (`scripts/bench/serving_scale.py`).
 
 The JSON's top level holds the headline keys (`embedding_step_speedup`, `flops_fraction_of_gemm`,
 `pipeline_efficiency`, `hnsw_ann_recall@100`, `hnsw_qps_ratio`, ...) and `settings` the sizes used.
@@ -60,6 +62,8 @@ from bench.kernels import bench_embedding_step, gemm_flops_per_second, step_flop
 from bench.pipeline import bench_pipeline
 from bench.report import format_report
 from bench.scale import bench_scale
+from bench.serving_scale import PRESETS as SERVING_PRESETS
+from bench.serving_scale import QUICK_PRESETS as QUICK_SERVING_PRESETS
 from bench.training import CONF, bench_crossing, compose_config
 from bench.world import bench_world, default_run_memory, machine_info
 
@@ -87,6 +91,7 @@ FULL = {
     "embedding_batch": 4096,
     "ann_corpus": 1_000_000,
     "ann_queries": 5_000,
+    "scale_indexes": ",".join(SERVING_PRESETS),
 }
 QUICK = {
     "data": "synthetic_tiny",
@@ -96,6 +101,7 @@ QUICK = {
     "embedding_batch": 4096,
     "ann_corpus": 100_000,
     "ann_queries": 2_000,
+    "scale_indexes": ",".join(QUICK_SERVING_PRESETS),
 }
 
 
@@ -129,6 +135,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="extra search settings on the same builds, e.g. 'hnsw:efSearch=64,256;ivfpq:nprobe=8,32'",
     )
     parser.add_argument("--pipeline-rounds", type=int, default=2, help="(real, pre-built) pairs (default 2)")
+    parser.add_argument(
+        "--scale-indexes",
+        default=None,
+        help="conf/index presets serving the scale section's largest model, flat first, '' for none"
+        " (default flat,ivfpq_large,hnsw_large; quick: flat,ivfpq,hnsw)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny world, 20 batches, small sizes")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -139,6 +151,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.crossings if c not in CROSSINGS]
     if unknown or not args.crossings:
         parser.error(f"--crossings: unknown or empty {unknown}; the options are {list(CROSSINGS)}")
+    args.scale_indexes = [i.strip() for i in args.scale_indexes.split(",") if i.strip()]
+    if args.scale_indexes and args.scale_indexes[0] != "flat":
+        parser.error(f"--scale-indexes must start with flat (the reference), got {args.scale_indexes}")
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown or not args.sections:
@@ -262,6 +277,10 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
         out["large_world_epoch_peak_rss_mb"] = largest["run_peak_rss_mb"]
         for key, exponent in results["scale"]["growth"].items():
             out[f"growth_exponent/{key}"] = exponent
+        for preset, row in results["scale"].get("serving", {}).get("indexes", {}).items():
+            if preset != "flat":
+                out[f"large_world_{preset}_search_vs_flat"] = row["search_vs_flat"]
+                out[f"large_world_{preset}_ann_recall@100"] = row["ann_recall@100"]
     if "memory" in results:
         out["default_run_peak_rss_mb"] = results["memory"]["default_run"]["peak_rss_mb"]
         out["benchmark_peak_rss_mb"] = results["memory"]["benchmark_peak_rss_mb"]
@@ -290,7 +309,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             results["memory"] = {"default_run": memory_run}
         if "scale" in args.sections:
             # before this process holds a world: each size's children start from a small parent
-            results["scale"] = bench_scale(root / "scale", args.threads, quick=args.quick)
+            results["scale"] = bench_scale(
+                root / "scale", args.threads, quick=args.quick, serving_presets=args.scale_indexes
+            )
         if {"world", "crossings", "index", "pipeline"} & set(args.sections):
             _model_sections(args, root, results)
         if "embedding" in args.sections:

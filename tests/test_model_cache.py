@@ -11,14 +11,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from ebr.retrieval.model_cache import ENTRY_FILE, ModelCache, training_key
+from ebr.runs import WALL_CLOCK_METRICS
 from ebr.serving.signatures import remap_split
 from ebr.training.setup import seeded_data_and_split
 from tests.test_end_to_end import REPO
 from tests.test_end_to_end import _run as run_train
 
 QUICK = ["data=synthetic_tiny", "trainer.enable_progress_bar=false", "logger=none", "trainer.max_epochs=1"]
-# timings differ between any two runs
-TIMINGS = ("train/seconds", "train/examples_per_second", "eval/seconds", "eval/users_per_second")
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -26,7 +25,7 @@ def _metrics(run_dir: Path) -> dict:
 
 
 def _untimed(metrics: dict) -> dict:
-    return {key: value for key, value in metrics.items() if key not in TIMINGS}
+    return {key: value for key, value in metrics.items() if key not in WALL_CLOCK_METRICS}
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from torch.distributed.launcher.api import LaunchConfig
 
@@ -20,3 +21,21 @@ def two_local_ranks() -> LaunchConfig:
         monitor_interval=0.5,
         start_method="spawn",
     )
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descending from it (read from /proc: torchrun's workers run in
+    sessions of their own, so killing the launcher's process group would miss them)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while being read
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        tree.append(current)
+        frontier.extend(children.get(current, []))
+    return tree

@@ -37,6 +37,7 @@ from ebr.models.conditioning import (
 )
 from ebr.models.features import resolve_features, tower_specs
 from ebr.models.frequency import frequency_estimator
+from ebr.retrieval.fingerprint import training_fingerprint
 from ebr.retrieval.id_embedding import (
     ID_FEATURES,
     IdEmbeddingConfig,
@@ -53,14 +54,12 @@ from ebr.serving.conditional import InterestRetrieval
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
-from ebr.training.checkpoint import CHECKPOINT_DIR, TRAIN_PACE_KEYS, StepCheckpoint, digest, resume_from
+from ebr.training.checkpoint import CHECKPOINT_DIR, StepCheckpoint, resume_from
 from ebr.training.distributed import ensure_process_group, gathered_shard_layouts
 from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule
 
 NETWORK_TARGET = "ebr.models.two_tower.TwoTowerModel"
-# trainer keys that change the console or the logs, not what is trained: a resumed run may differ
-CONSOLE_TRAINER_KEYS = ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "callbacks")
 TOPIC_MATCH_KS = (10, 50, 100)
 
 
@@ -130,6 +129,7 @@ class TwoTowerRetriever:
         self._train_events = None
         self._pretrained: PretrainedIds | None = None
         self.artifact: Path | None = None
+        self._service: RetrievalService | None = None
         self._data: InteractionData | None = None
         self._engagements: TrainingEngagements | None = None
         self._metrics: dict[str, float] = {}
@@ -176,7 +176,7 @@ class TwoTowerRetriever:
             training_metrics: the statistics of the training that saved it, reported as this
                 job's (the model cache keeps them); None: none are reported.
         """
-        self.artifact = Path(artifact)
+        self.artifact, self._service = Path(artifact), None
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
         self._metrics = dict(training_metrics or {})
@@ -253,7 +253,14 @@ class TwoTowerRetriever:
         every = int(train.get("checkpoint_every_n_steps", 0) or 0)
         resume = None
         if every > 0:
-            fingerprint = self._fingerprint(network, features, data, split, context)
+            settings = {
+                "train": _plain(self.train),
+                "trainer": _plain(self.trainer),
+                "network": network,
+                "features": features,
+                "id_embedding": dataclasses.asdict(self.id_embedding),
+            }
+            fingerprint = training_fingerprint(settings, data, split, context)
             resume = resume_from(context.run_dir, fingerprint)  # refuses another setup's checkpoint
             callbacks.append(StepCheckpoint(context.run_dir, every, fingerprint))
         trainer: pl.Trainer = hydra.utils.instantiate(
@@ -268,7 +275,7 @@ class TwoTowerRetriever:
         seconds = time.perf_counter() - started
         state = module.export_state_dict()  # a collective when the tables are sharded over ranks
         layouts = gathered_shard_layouts(module.model) if dist.get_world_size() > 1 else None
-        self.artifact = Path(context.run_dir) / MODEL_FILE
+        self.artifact, self._service = Path(context.run_dir) / MODEL_FILE, None
         if is_rank_zero():
             info = {
                 "data_name": data.name,
@@ -303,34 +310,6 @@ class TwoTowerRetriever:
             if key in trainer.callback_metrics:
                 self._metrics[f"final_{key.replace('/', '_')}"] = float(trainer.callback_metrics[key])
 
-    def _fingerprint(
-        self,
-        network: Mapping[str, Any],
-        features: Mapping[str, Any],
-        data: InteractionData,
-        split: Split,
-        context: FitContext,
-    ) -> dict[str, str]:
-        """What decides the training, part by part, as digests: a checkpoint resumes only a run
-        whose every part is the same (the checkpoint cadence itself may change)."""
-        train = {k: v for k, v in _plain(self.train).items() if k not in TRAIN_PACE_KEYS}
-        trainer = {k: v for k, v in _plain(self.trainer).items() if k not in CONSOLE_TRAINER_KEYS}
-        windows = {
-            name: digest(np.concatenate([frame["user"].to_numpy(np.int64), frame["pin"].to_numpy(np.int64)]))
-            for name, frame in (("train_window", split.train), ("val_window", split.val))
-        }
-        return {
-            "seed": digest(context.seed),
-            "network": digest(network),
-            "features": digest(features),
-            "train": digest(train),
-            "trainer": digest(trainer),
-            "id_embedding": digest(dataclasses.asdict(self.id_embedding)),
-            "data": digest(context.artifact_info.get("data_fingerprint", data.source)),
-            "negative_pool": digest(np.asarray(context.corpus, dtype=np.int64)),
-            **windows,
-        }
-
     def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
         """Serve the saved model over the task's corpus and search for every task user.
 
@@ -342,17 +321,24 @@ class TwoTowerRetriever:
             raise RuntimeError("TwoTowerRetriever.retrieve called before fit")
         if self.interest_serving.engaged(self.conditioning.active):
             return self._retrieve_by_interest(task, k)
-        service = RetrievalService.from_artifact(
-            self.artifact,
-            self._data,
-            task.corpus,
-            self.index,
-            ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
-            batch_size=self.serving_batch_size,
-        )
+        service = self._service
+        # one build per corpus: the simulated population is served over the task's corpus too,
+        # and an ANN index's build is most of a large corpus's serving time
+        fresh = service is None or not np.array_equal(service.corpus, task.corpus)
+        if fresh:
+            service = self._service = RetrievalService.from_artifact(
+                self.artifact,
+                self._data,
+                task.corpus,
+                self.index,
+                ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
+                batch_size=self.serving_batch_size,
+            )
         queries = service.user_vectors(task.user_ids)
         retrieved = service.search(queries, k, task.exclude)
-        self._metrics["ann_recall@100"] = service.ann_recall(queries, self.ann_recall_queries)
+        self._metrics.update(service.timings)
+        if fresh:  # the index's, on the first task served over it (the evaluation task)
+            self._metrics["ann_recall@100"] = service.ann_recall(queries, self.ann_recall_queries)
         if self._pretrained is not None and "id_coverage/user" not in self._metrics:
             # of the first task retrieved for: the evaluation task (the pipeline asks it first)
             self._metrics.update(self._pretrained.coverage(task))

@@ -15,6 +15,20 @@ from typing import Any
 import yaml
 
 METRICS_FILE = "metrics.json"
+# the metrics that are wall-clock measurements: the only ones two runs of one config may differ in
+WALL_CLOCK_METRICS = frozenset(
+    {
+        "train/seconds",
+        "train/examples_per_second",
+        "eval/seconds",
+        "eval/users_per_second",
+        "serving/corpus_embed_seconds",
+        "serving/index_build_seconds",
+        "serving/user_embed_seconds",
+        "serving/search_seconds",
+        "serving/search_users_per_second",
+    }
+)
 ERROR_FILE = "error.txt"
 RECORD_FILE = "run.json"
 OUTCOME_FILE = ".outcome.json"

@@ -8,6 +8,7 @@ against exact search over the same vectors.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,7 +68,10 @@ class RetrievalService:
                 f" {len(self.corpus)}"
             )
         self.pin_vectors = self.score_columns.extend_pins(pin_embeddings)
+        started = time.perf_counter()
         self.index = ItemIndex(self.pin_vectors, self.corpus, index)
+        # wall-clock seconds of serving's steps (serving/...; the last call of each)
+        self.timings: dict[str, float] = {"serving/index_build_seconds": time.perf_counter() - started}
 
     @classmethod
     def from_model(
@@ -97,13 +101,16 @@ class RetrievalService:
         pins = FeatureGatherer(data.pins, features["pin_sparse"], features["pin_dense"], "pins")
         desc = "embed corpus" if progress else None
         corpus = np.asarray(corpus, dtype=np.int64)
+        started = time.perf_counter()
         pin_embeddings = embed_rows(tower_encoder(model.pin_tower), pins, corpus, batch_size, desc)
+        embed_seconds = time.perf_counter() - started
 
         def encode_users(user_ids: np.ndarray) -> np.ndarray:
             label = "embed users" if progress else None
             return embed_rows(tower_encoder(model.user_tower), users, user_ids, batch_size, label)
 
         service = cls(encode_users, pin_embeddings, corpus, index, score_columns, batch_size, progress)
+        service.timings["serving/corpus_embed_seconds"] = embed_seconds
         # what interest-aware serving encodes conditioned queries with (ebr.serving.conditional)
         service.model, service.user_gatherer = model, users
         return service
@@ -141,7 +148,9 @@ class RetrievalService:
 
     def user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
         """Request-time query vectors: user embeddings with the score terms' weights appended."""
+        started = time.perf_counter()
         embeddings = np.asarray(self.encode_users(np.asarray(user_ids, dtype=np.int64)))
+        self.timings["serving/user_embed_seconds"] = time.perf_counter() - started
         if embeddings.shape[0] != len(user_ids):
             raise ValueError(f"encode_users returned {embeddings.shape[0]} rows for {len(user_ids)} users")
         return self.score_columns.extend_users(embeddings)
@@ -161,6 +170,7 @@ class RetrievalService:
             (M, k) int64 pin ids, best first, -1 padded.
         """
         parts = []
+        started = time.perf_counter()
         starts = range(0, len(queries), self.batch_size)
         for start in tqdm(starts, desc="retrieval", unit="chunk", disable=not self.progress):
             stop = start + self.batch_size
@@ -168,6 +178,9 @@ class RetrievalService:
             allowed = allow.slice(start, stop) if isinstance(allow, Csr) else allow
             ids, _ = self.index.search(queries[start:stop], k, excluded, allowed)
             parts.append(ids)
+        seconds = time.perf_counter() - started
+        self.timings["serving/search_seconds"] = seconds
+        self.timings["serving/search_users_per_second"] = len(queries) / max(seconds, 1e-9)
         return np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
 
     def ann_recall(self, queries: np.ndarray, n_queries: int = 10_000) -> float:

@@ -15,8 +15,11 @@ metrics (docs: README, Troubleshooting):
   training setup is refused, never resumed from.
 
 The file is written to a temporary name and renamed, so a kill during the write leaves the
-previous checkpoint whole. One-process jobs only (ebr.validation refuses more ranks): the tables
-are gathered into one file.
+previous checkpoint whole. A multi-process job (torchrun, a multi-task cluster job) writes one file
+too: every rank takes part in assembling the sharded tables and sends its RNG states, rank 0 alone
+writes; on resume every rank reads that file and copies its own shards' regions back, so the run
+directory must be on a file system every rank sees. A checkpoint resumes only the world size
+that wrote it (the fingerprint holds it): each rank's share of a batch depends on it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
+from ebr.training.distributed import all_gather
 
 # train keys that decide how a training is carried out, not what it computes: a resumed checkpoint
 # and the model cache accept a run that differs in them
@@ -121,11 +126,6 @@ class StepCheckpoint(pl.Callback):
         self.fingerprint = dict(fingerprint)
         self._last_saved_step: int | None = None
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # the tables are gathered into one file: with several ranks each would hold a part
-        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            raise ValueError("train.checkpoint_every_n_steps > 0 needs a one-process job (set it to 0)")
-
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -144,16 +144,58 @@ class StepCheckpoint(pl.Callback):
         checkpoint[FINGERPRINT_KEY] = self.fingerprint
 
     def save(self, trainer: pl.Trainer) -> None:
-        """Write the checkpoint to a temporary file, flush it to disk and rename it into place."""
+        """Assemble the checkpoint on every rank; rank 0 writes it to a temporary file, flushes it
+        to disk and renames it into place."""
+        # Not trainer.save_checkpoint: under torchrun each rank runs a one-device Lightning
+        # strategy that counts itself global zero, so every rank would write the file. Assembling
+        # is a collective (the sharded tables are gathered), writing is rank 0's alone.
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        if _rank() != 0:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            trainer.save_checkpoint(temporary, weights_only=False)  # the whole training state
+            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, temporary)
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
         finally:
             temporary.unlink(missing_ok=True)
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def every_rank(value: Any) -> list[Any]:
+    """Every rank's `value`, in rank order (a collective when the job has several ranks): what a
+    checkpoint keeps per rank because the ranks need not agree on it.
+
+    Args:
+        value: picklable, possibly holding tensors.
+    """
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return [value]
+    return all_gather(value)
+
+
+def own_rank_entry(saved: list[Any], source: str, what: str) -> Any:
+    """This rank's entry of what `every_rank` saved.
+
+    Args:
+        saved: the saved list.
+        source: where it came from (named in the error).
+        what: what the entries are (named in the error).
+
+    Raises:
+        CheckpointMismatchError: it holds another number of ranks than this job has.
+    """
+    ranks = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    if len(saved) != ranks:
+        raise CheckpointMismatchError(
+            f"{source} holds the {what} of {len(saved)} ranks, this job has {ranks}"
+        )
+    return saved[_rank()]
 
 
 def rng_states() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -235,50 +236,127 @@ def load_dense_state_dict(module: nn.Module, state: dict[str, torch.Tensor], sou
         copy_into(value, state[key], f"{source}: {key}")
 
 
+def gather_to_rank_zero(value: Any) -> list[Any] | None:
+    """Every rank's `value` on rank 0, in rank order (None on the other ranks); a collective.
+
+    Tensors travel as numpy arrays: a pickled tensor's storage does not unpickle on the receiving
+    rank here (torch 2.13: "UntypedStorage has no attribute dtype").
+
+    Args:
+        value: picklable, possibly holding tensors inside dicts, lists and tuples.
+    """
+    gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(_map_tensors(value, lambda t: t.detach().cpu().numpy()), gathered, dst=0)
+    if gathered is None:
+        return None
+    return [_map_tensors(item, torch.from_numpy, np.ndarray) for item in gathered]
+
+
+def all_gather(value: Any) -> list[Any]:
+    """Every rank's `value` on every rank, in rank order (tensors as in `gather_to_rank_zero`); a
+    collective."""
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, _map_tensors(value, lambda t: t.detach().cpu().numpy()))
+    return [_map_tensors(item, torch.from_numpy, np.ndarray) for item in gathered]
+
+
+def _map_tensors(value: Any, convert: Any, kind: type = torch.Tensor) -> Any:
+    if isinstance(value, kind):
+        return convert(value)
+    if isinstance(value, dict):
+        return {key: _map_tensors(item, convert, kind) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_map_tensors(item, convert, kind) for item in value)
+    return value
+
+
 def fused_optimizer_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
     """The state of the optimizers fused into the tables (e.g. row-wise Adagrad's accumulators),
     as plain tensors keyed by parameter and state name; empty for a model without fused tables.
 
+    With several ranks this is a collective (every rank must call it) and only rank 0's result is
+    complete (the others get an empty dict).
+
     Args:
         model: the DistributedModelParallel model (its `fused_optimizer`, torchrec's KeyedOptimizer).
     """
+    local = _fused_state(model)
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return {
+            param: {name: plain_tensor(value) for name, value in states.items()}
+            for param, states in local.items()
+        }
+    # A rank's fused optimizer lists only the tables it holds shards of (table-wise: its own
+    # tables), so a per-tensor ShardedTensor gather, which every rank must join in the same
+    # order, does not apply: each rank sends its local shards to rank 0 instead.
+    pieces = {
+        param: {name: _local_pieces(value) for name, value in states.items()}
+        for param, states in local.items()
+    }
+    gathered = gather_to_rank_zero(pieces)
+    if gathered is None:
+        return {}
+    assembled: dict[str, dict[str, torch.Tensor]] = {}
+    for rank_pieces in gathered:
+        for param, states in rank_pieces.items():
+            for name, (size, dtype, shards) in states.items():
+                full = assembled.setdefault(param, {}).setdefault(name, torch.zeros(size, dtype=dtype))
+                for offsets, tensor in shards:
+                    full[tuple(slice(o, o + n) for o, n in zip(offsets, tensor.shape))] = tensor
+    return assembled
+
+
+def _fused_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """This rank's fused optimizer state tensors (ShardedTensors or replicated plain tensors)."""
     fused = getattr(model, "fused_optimizer", None)
     if fused is None:
         return {}
     return {
-        param: {
-            name: plain_tensor(value) for name, value in states.items() if isinstance(value, torch.Tensor)
-        }
+        param: {name: value for name, value in states.items() if isinstance(value, torch.Tensor)}
         for param, states in fused.state_dict()["state"].items()
     }
+
+
+def _local_pieces(
+    value: torch.Tensor,
+) -> tuple[tuple[int, ...], torch.dtype, list[tuple[list[int], torch.Tensor]]]:
+    """(full size, dtype, [(offsets, CPU tensor)]) of this rank's part of one state tensor."""
+    if isinstance(value, ShardedTensor):
+        shards = [
+            (list(shard.metadata.shard_offsets), shard.tensor.detach().cpu())
+            for shard in value.local_shards()
+        ]
+        return tuple(value.size()), value.dtype, shards
+    return tuple(value.size()), value.dtype, [([0] * value.dim(), value.detach().cpu())]
 
 
 def load_fused_optimizer_state(
     model: nn.Module, state: dict[str, dict[str, torch.Tensor]], source: str
 ) -> None:
     """Copy a `fused_optimizer_state` back into the fused optimizers' live state, in place
-    (the KeyedOptimizer's state dict tensors are views of the kernels' own state).
+    (the KeyedOptimizer's state dict tensors are views of the kernels' own state). With several
+    ranks each copies its own shards' regions (a collective: the ranks' tables are compared).
 
     Args:
         model: the DistributedModelParallel model.
         state: the saved state.
         source: where it came from (named in errors).
     """
-    fused = getattr(model, "fused_optimizer", None)
-    live = {} if fused is None else fused.state_dict()["state"]
-    expected = {
-        param: sorted(k for k, v in states.items() if isinstance(v, torch.Tensor))
-        for param, states in live.items()
-    }
+    live = _fused_state(model)
+    expected: dict[str, list[str]] = {param: sorted(states) for param, states in live.items()}
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        expected = {
+            param: names for rank_expected in all_gather(expected) for param, names in rank_expected.items()
+        }
     saved = {param: sorted(states) for param, states in state.items()}
     if expected != saved:
         raise ValueError(
             f"{source}: the fused table optimizer state does not match this model's "
             f"(checkpoint {sorted(saved)[:3]}..., model {sorted(expected)[:3]}...)"
         )
-    for param, states in state.items():
+    for param, states in live.items():
         for name, value in states.items():
-            copy_into(live[param][name], value, f"{source}: fused optimizer {param}.{name}")
+            copy_into(value, state[param][name], f"{source}: fused optimizer {param}.{name}")
 
 
 def shard_layout(module: nn.Module) -> dict[str, list[dict[str, list[int]]]]:
@@ -305,6 +383,4 @@ def gathered_shard_layouts(module: nn.Module) -> list[dict[str, list[dict[str, l
     Args:
         module: the sharded model.
     """
-    layouts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(layouts, shard_layout(module))
-    return layouts
+    return all_gather(shard_layout(module))

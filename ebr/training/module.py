@@ -23,7 +23,7 @@ from ebr.data.batching import Batch
 from ebr.models.frequency import uniform_log_q
 from ebr.models.loss import SampledSoftmaxLoss
 from ebr.models.tower import ablate_fields
-from ebr.training.checkpoint import rng_states, set_rng_states
+from ebr.training.checkpoint import every_rank, own_rank_entry, rng_states, set_rng_states
 from ebr.training.distributed import (
     FusedTableOptimizer,
     dense_parameters,
@@ -38,6 +38,7 @@ from ebr.training.distributed import (
 DenseOptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 FUSED_OPTIMIZER_KEY = "ebr_fused_optimizer"
 RNG_KEY = "ebr_rng_states"
+RANK_BUFFERS_KEY = "ebr_rank_buffers"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -81,6 +82,7 @@ class TwoTowerModule(pl.LightningModule):
         self.sharding = sharding
         self.run_dir = run_dir
         self._rng_to_restore: dict[str, Any] | None = None
+        self._buffers_to_restore: dict[str, torch.Tensor] | None = None
 
     def configure_model(self) -> None:
         if self.model is not None:
@@ -92,13 +94,18 @@ class TwoTowerModule(pl.LightningModule):
         # ShardedTensors would need an unrestricted unpickle: store the assembled tables instead
         checkpoint["state_dict"] = dense_state_dict(self)
         checkpoint[FUSED_OPTIMIZER_KEY] = fused_optimizer_state(self.model)
-        checkpoint[RNG_KEY] = rng_states()
+        # per rank: the RNGs, and buffers no collective keeps equal (each rank's item-frequency
+        # estimate counts its own share of the batches)
+        checkpoint[RNG_KEY] = every_rank(rng_states())
+        checkpoint[RANK_BUFFERS_KEY] = every_rank(self._plain_buffers())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         load_fused_optimizer_state(self.model, checkpoint.get(FUSED_OPTIMIZER_KEY, {}), "the checkpoint")
         # applied in on_train_start: Lightning draws from torch's RNG when it starts the
         # resumed epoch's data iterator, which the uninterrupted run did before the save
-        self._rng_to_restore = checkpoint.get(RNG_KEY)
+        self._rng_to_restore = own_rank_entry(checkpoint[RNG_KEY], "the checkpoint", "RNG states")
+        # applied in on_train_start too: Lightning loads the state dict (rank 0's buffers) after this
+        self._buffers_to_restore = own_rank_entry(checkpoint[RANK_BUFFERS_KEY], "the checkpoint", "buffers")
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
@@ -119,6 +126,38 @@ class TwoTowerModule(pl.LightningModule):
         if self._rng_to_restore is not None:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
+        if self._buffers_to_restore is not None:
+            live = dict(self._plain_buffers(copy=False))
+            if sorted(live) != sorted(self._buffers_to_restore):
+                raise ValueError("the checkpoint's per-rank buffers are not this model's")
+            with torch.no_grad():
+                for name, value in self._buffers_to_restore.items():
+                    live[name].copy_(value)
+            self._buffers_to_restore = None
+
+    def _plain_buffers(self, copy: bool = True) -> dict[str, torch.Tensor]:
+        """The buffers outside the sharded model (a CPU copy of each, unless `copy` is False).
+
+        The model's own dense buffers are data-parallel (DDP sends rank 0's to every rank) and
+        torchrec adds some lazily, so rank 0's state dict restores them.
+        """
+        return {
+            f"{name}.{buffer_name}": value.detach().cpu().clone() if copy else value
+            for name, child in self.named_children()
+            if child is not self.model
+            for buffer_name, value in child.named_buffers()
+        }
+
+    def on_after_backward(self) -> None:
+        # The loss's own parameters (the learnable temperature) sit outside the data-parallel
+        # model, so no DDP hook averages their gradients: without this each rank would learn
+        # its own temperature from its share of the batch.
+        if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+            return
+        for parameter in self.loss.parameters():
+            if parameter.grad is not None:
+                torch.distributed.all_reduce(parameter.grad)
+                parameter.grad /= torch.distributed.get_world_size()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = dense_parameters(self.model) + [p for p in self.loss.parameters() if p.requires_grad]

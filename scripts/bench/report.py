@@ -45,6 +45,17 @@ SCALE_COLUMNS = (
     ("eval users/s", "eval_users_per_second", "{:,.0f}"),
     ("epoch run peak MB", "run_peak_rss_mb", "{:,.0f}"),
 )
+SERVING_COLUMNS = (
+    ("corpus", "corpus", "{:,.0f}"),
+    ("build s", "build_seconds", "{:.1f}"),
+    ("search s", "search_seconds", "{:.1f}"),
+    ("search users/s", "search_users_per_second", "{:,.0f}"),
+    ("x flat", "search_vs_flat", "{:.2f}"),
+    ("ann_recall@100", "ann_recall@100", "{:.4f}"),
+    ("recall@100", "recall@100", "{:.4f}"),
+    ("eval s", "eval_seconds", "{:.1f}"),
+    ("peak MB", "peak_rss_mb", "{:,.0f}"),
+)
 
 
 def _number(value: float) -> str:
@@ -120,9 +131,11 @@ def format_report(results: dict[str, Any]) -> str:
         pipe = results["pipeline"]
         lines += [
             "",
-            f"data pipeline (default model, best of {pipe['rounds']}): {pipe['real_steps_per_second']:.2f} "
-            f"steps/s with the DataModule, {pipe['prebuilt_steps_per_second']:.2f} on pre-built batches "
-            f"-> pipeline_efficiency {pipe['efficiency']:.3f}",
+            f"data pipeline (default model, {pipe['rounds']} back-to-back pairs): best "
+            f"{pipe['real_steps_per_second']:.2f} steps/s with the DataModule, "
+            f"{pipe['prebuilt_steps_per_second']:.2f} on pre-built batches; pair ratios "
+            + ", ".join(f"{ratio:.3f}" for ratio in pipe["round_ratios"])
+            + f" -> pipeline_efficiency (their median) {pipe['efficiency']:.3f}",
         ]
     if "embedding_step" in results:
         emb = results["embedding_step"]
@@ -155,6 +168,14 @@ def format_report(results: dict[str, Any]) -> str:
         lines += _table("world", {row["label"]: row for row in results["scale"]["sizes"]}, SCALE_COLUMNS)
         growth = results["scale"]["growth"]
         lines.append("growth exponents: " + ", ".join(f"{key} {value:.2f}" for key, value in growth.items()))
+        serving = results["scale"].get("serving")
+        if serving:
+            lines += [
+                "",
+                "the largest world's model served over every pin at serving time"
+                f" ({' '.join(serving['overrides'])}), one evaluation-only job per index:",
+            ]
+            lines += _table("index", serving["indexes"], SERVING_COLUMNS)
     headline = results["headline"]
     lines += ["", "headline: " + ", ".join(f"{key} {value:.4g}" for key, value in headline.items())]
     return "\n".join(lines)

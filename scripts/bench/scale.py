@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.serving_scale import bench_serving_scale
+
 REPO = Path(__file__).resolve().parent.parent.parent
 
 # (label, the `ebr-train` data overrides): the default world, then the large world's family at
@@ -75,13 +77,17 @@ def _child(command: Sequence[str], env: dict[str, str], logs: Path) -> tuple[str
     return out_path.read_text(), seconds, usage.ru_maxrss / 1024
 
 
-def bench_scale(root: Path, threads: int, quick: bool = False) -> dict[str, Any]:
-    """Generation, one training epoch and the evaluation at three world sizes, and their growth.
+def bench_scale(
+    root: Path, threads: int, quick: bool = False, serving_presets: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Generation, one training epoch and the evaluation at three world sizes, and their growth;
+    then the largest world's model served through each of `serving_presets` (bench.serving_scale).
 
     Args:
         root: scratch directory (the worlds' caches and the runs).
         threads: `num_threads=` of the training runs.
         quick: the tiny world at 1x, 4x and 16x instead of the default and large worlds.
+        serving_presets: conf/index options, flat first; empty: no serving comparison.
     """
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     rows = []
@@ -125,7 +131,12 @@ def bench_scale(root: Path, threads: int, quick: bool = False) -> dict[str, Any]
                 "recall@100": metrics["recall@100"],
             }
         )
-    return {"sizes": rows, "growth": growth_exponents(rows)}
+    result: dict[str, Any] = {"sizes": rows, "growth": growth_exponents(rows)}
+    if serving_presets:
+        result["serving"] = bench_serving_scale(
+            run_dir / "model.pt", overrides, env, root, threads, serving_presets, _child
+        )
+    return result
 
 
 GROWN = (

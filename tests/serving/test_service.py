@@ -14,6 +14,7 @@ from ebr.evaluation.metrics import retrieval_metrics
 from ebr.evaluation.protocol import evaluate_ranking, task_counts
 from ebr.evaluation.simulation import SimulationConfig, simulate_online
 from ebr.evaluation.task import EvalTask
+from ebr.runs import WALL_CLOCK_METRICS
 from ebr.serving.score_terms import ScoreColumns
 from ebr.serving.service import RetrievalService, ann_recall
 
@@ -149,3 +150,24 @@ def test_ann_recall_small_corpus_denominator() -> None:
     exact = np.array([[3, 1, -1, -1]])
     assert ann_recall(np.array([[1, 3, -1, -1]]), exact, k=4) == 1.0
     assert ann_recall(np.array([[1, -1, -1, -1]]), exact, k=4) == 0.5
+
+
+def test_the_service_times_its_index_build_embedding_and_search() -> None:
+    rng = np.random.default_rng(3)
+    task = _random_task(rng, n_users=30, n_items=60)
+    users = rng.standard_normal((30, 8)).astype(np.float32)
+    pins = rng.standard_normal((60, 8)).astype(np.float32)
+    service = RetrievalService(_lookup(task, users), pins, task.corpus, _index("flat"), batch_size=7)
+    assert set(service.timings) == {"serving/index_build_seconds"}
+    queries = service.user_vectors(task.user_ids)
+    service.search(queries, 10, task.exclude)
+    timings = service.timings
+    assert set(timings) == {
+        "serving/index_build_seconds",
+        "serving/user_embed_seconds",
+        "serving/search_seconds",
+        "serving/search_users_per_second",
+    }
+    assert set(timings) <= WALL_CLOCK_METRICS, "two runs of one config may differ in these only"
+    assert all(value > 0 for value in timings.values())
+    assert timings["serving/search_users_per_second"] == pytest.approx(30 / timings["serving/search_seconds"])

@@ -7,6 +7,8 @@ from tiny_model import tiny_model_config
 from torch.distributed.launcher.api import elastic_launch
 from two_ranks import two_local_ranks
 
+from ebr.runs import WALL_CLOCK_METRICS
+
 MODEL_CONFIG = tiny_model_config(16, 8, 8)
 
 
@@ -160,11 +162,10 @@ def test_the_same_two_rank_job_gives_the_same_metrics_and_model_twice(two_rank_r
 
     again = tmp_path / "again"
     _train_on_two_ranks(again)
-    timing = ("train/seconds", "train/examples_per_second", "eval/seconds", "eval/users_per_second")
 
     def comparable(run_dir):
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        return {key: value for key, value in metrics.items() if key not in timing}
+        return {key: value for key, value in metrics.items() if key not in WALL_CLOCK_METRICS}
 
     assert comparable(again) == comparable(two_rank_run)
     first = torch.load(two_rank_run / "model.pt", weights_only=True)["state_dict"]
@@ -216,3 +217,63 @@ def test_each_rank_holds_only_its_shards_and_recall_matches_one_process(
     assert two["train/world_size"] == 2.0
     assert one["train/world_size"] == 1.0
     assert abs(two["recall@100"] - one["recall@100"]) < 0.03, (two["recall@100"], one["recall@100"])
+
+
+def test_a_two_rank_job_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(two_rank_run, tmp_path):
+    """torchrun itself, SIGKILLed (launcher and both ranks) once its first checkpoint is in place,
+    then the same command again: it resumes (every rank reading rank 0's file and taking its own
+    shards' regions, its own RNG states) and ends bit-identical to the uninterrupted two-rank run."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from two_ranks import process_tree
+
+    from ebr.training.checkpoint import checkpoint_path
+
+    run_dir = tmp_path / "killed"
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+        *("-m", "ebr.train", *TINY_JOB, "trainer=torchrun", "train.checkpoint_every_n_steps=4"),
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(WANDB_MODE="offline", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    with (tmp_path / "killed.log").open("w") as log:
+        launcher = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 600
+        while (
+            not checkpoint_path(run_dir).exists() and launcher.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.005)
+        assert launcher.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+        for pid in reversed(process_tree(launcher.pid)):  # the ranks first, then torchrun
+            os.kill(pid, signal.SIGKILL)
+        launcher.wait()
+    assert not (run_dir / "metrics.json").exists()
+    saved = torch.load(checkpoint_path(run_dir), map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 4, "killed before the next checkpoint"
+    assert saved["TwoTowerDataModule"] == {"epoch": 0, "batches_done": 4, "batches": 11}
+    assert len(saved["ebr_rng_states"]) == 2, "one RNG state per rank"
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Restoring states from the checkpoint" in result.stdout + result.stderr
+
+    def comparable(directory):
+        metrics = json.loads((directory / "metrics.json").read_text())
+        return {key: value for key, value in metrics.items() if key not in WALL_CLOCK_METRICS}
+
+    assert comparable(run_dir) == comparable(two_rank_run)
+    assert json.loads((run_dir / "history.json").read_text()) == json.loads(
+        (two_rank_run / "history.json").read_text()
+    )
+    resumed = torch.load(run_dir / "model.pt", weights_only=True)["state_dict"]
+    reference = torch.load(two_rank_run / "model.pt", weights_only=True)["state_dict"]
+    assert resumed.keys() == reference.keys()
+    for key, value in reference.items():
+        assert torch.equal(resumed[key], value), key
+    assert not (run_dir / "checkpoints").exists(), "the checkpoint is deleted once model.pt is saved"
