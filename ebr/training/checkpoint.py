@@ -36,7 +36,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ebr.training.distributed import all_gather
+from ebr.runs import is_rank_zero, process_rank
 
 # train keys that decide how a training is carried out, not what it computes: a resumed checkpoint
 # and the model cache accept a run that differs in them
@@ -150,7 +150,7 @@ class StepCheckpoint(pl.Callback):
         # strategy that counts itself global zero, so every rank would write the file. Assembling
         # is a collective (the sharded tables are gathered), writing is rank 0's alone.
         checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-        if _rank() != 0:
+        if not is_rank_zero():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -163,24 +163,8 @@ class StepCheckpoint(pl.Callback):
             temporary.unlink(missing_ok=True)
 
 
-def _rank() -> int:
-    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-
-
-def every_rank(value: Any) -> list[Any]:
-    """Every rank's `value`, in rank order (a collective when the job has several ranks): what a
-    checkpoint keeps per rank because the ranks need not agree on it.
-
-    Args:
-        value: picklable, possibly holding tensors.
-    """
-    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
-        return [value]
-    return all_gather(value)
-
-
 def own_rank_entry(saved: list[Any], source: str, what: str) -> Any:
-    """This rank's entry of what `every_rank` saved.
+    """This rank's entry of a per-rank list a checkpoint saved (ebr.training.distributed.all_gather).
 
     Args:
         saved: the saved list.
@@ -195,7 +179,7 @@ def own_rank_entry(saved: list[Any], source: str, what: str) -> Any:
         raise CheckpointMismatchError(
             f"{source} holds the {what} of {len(saved)} ranks, this job has {ranks}"
         )
-    return saved[_rank()]
+    return saved[process_rank()]
 
 
 def rng_states() -> dict[str, Any]:

@@ -163,10 +163,11 @@ def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def _shard_region(shard: Any) -> tuple[slice, ...]:
     """Where a local shard sits in its ShardedTensor's full extent."""
-    return tuple(
-        slice(offset, offset + size)
-        for offset, size in zip(shard.metadata.shard_offsets, shard.metadata.shard_sizes)
-    )
+    return _region(shard.metadata.shard_offsets, shard.metadata.shard_sizes)
+
+
+def _region(offsets: Any, sizes: Any) -> tuple[slice, ...]:
+    return tuple(slice(offset, offset + size) for offset, size in zip(offsets, sizes))
 
 
 def plain_tensor(value: torch.Tensor) -> torch.Tensor:
@@ -254,7 +255,9 @@ def gather_to_rank_zero(value: Any) -> list[Any] | None:
 
 def all_gather(value: Any) -> list[Any]:
     """Every rank's `value` on every rank, in rank order (tensors as in `gather_to_rank_zero`); a
-    collective."""
+    collective with several ranks, `[value]` in a one-process job."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [value]
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, _map_tensors(value, lambda t: t.detach().cpu().numpy()))
     return [_map_tensors(item, torch.from_numpy, np.ndarray) for item in gathered]
@@ -280,20 +283,15 @@ def fused_optimizer_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]
     Args:
         model: the DistributedModelParallel model (its `fused_optimizer`, torchrec's KeyedOptimizer).
     """
-    local = _fused_state(model)
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return {
-            param: {name: plain_tensor(value) for name, value in states.items()}
-            for param, states in local.items()
-        }
     # A rank's fused optimizer lists only the tables it holds shards of (table-wise: its own
     # tables), so a per-tensor ShardedTensor gather, which every rank must join in the same
     # order, does not apply: each rank sends its local shards to rank 0 instead.
     pieces = {
         param: {name: _local_pieces(value) for name, value in states.items()}
-        for param, states in local.items()
+        for param, states in _fused_state(model).items()
     }
-    gathered = gather_to_rank_zero(pieces)
+    one_process = not dist.is_initialized() or dist.get_world_size() == 1
+    gathered = [pieces] if one_process else gather_to_rank_zero(pieces)
     if gathered is None:
         return {}
     assembled: dict[str, dict[str, torch.Tensor]] = {}
@@ -302,7 +300,7 @@ def fused_optimizer_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]
             for name, (size, dtype, shards) in states.items():
                 full = assembled.setdefault(param, {}).setdefault(name, torch.zeros(size, dtype=dtype))
                 for offsets, tensor in shards:
-                    full[tuple(slice(o, o + n) for o, n in zip(offsets, tensor.shape))] = tensor
+                    full[_region(offsets, tensor.shape)] = tensor
     return assembled
 
 
@@ -344,10 +342,9 @@ def load_fused_optimizer_state(
     """
     live = _fused_state(model)
     expected: dict[str, list[str]] = {param: sorted(states) for param, states in live.items()}
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        expected = {
-            param: names for rank_expected in all_gather(expected) for param, names in rank_expected.items()
-        }
+    expected = {
+        param: names for rank_expected in all_gather(expected) for param, names in rank_expected.items()
+    }
     saved = {param: sorted(states) for param, states in state.items()}
     if expected != saved:
         raise ValueError(

@@ -23,9 +23,10 @@ from ebr.data.batching import Batch
 from ebr.models.frequency import uniform_log_q
 from ebr.models.loss import SampledSoftmaxLoss
 from ebr.models.tower import ablate_fields
-from ebr.training.checkpoint import every_rank, own_rank_entry, rng_states, set_rng_states
+from ebr.training.checkpoint import own_rank_entry, rng_states, set_rng_states
 from ebr.training.distributed import (
     FusedTableOptimizer,
+    all_gather,
     dense_parameters,
     dense_state_dict,
     ensure_process_group,
@@ -96,8 +97,8 @@ class TwoTowerModule(pl.LightningModule):
         checkpoint[FUSED_OPTIMIZER_KEY] = fused_optimizer_state(self.model)
         # per rank: the RNGs, and buffers no collective keeps equal (each rank's item-frequency
         # estimate counts its own share of the batches)
-        checkpoint[RNG_KEY] = every_rank(rng_states())
-        checkpoint[RANK_BUFFERS_KEY] = every_rank(self._plain_buffers())
+        checkpoint[RNG_KEY] = all_gather(rng_states())
+        checkpoint[RANK_BUFFERS_KEY] = all_gather(self._plain_buffers())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         load_fused_optimizer_state(self.model, checkpoint.get(FUSED_OPTIMIZER_KEY, {}), "the checkpoint")
