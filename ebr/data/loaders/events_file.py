@@ -75,15 +75,7 @@ def load_events_file(
     """
     path = Path(path)
     source = str(path)
-    unknown = sorted(set(columns) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
-    absent = [role for role in REQUIRED_COLUMNS if role not in columns]
-    if unknown or absent:
-        raise ValueError(
-            f"data.columns: unknown key(s) {unknown}, missing key(s) {absent};"
-            f" expected {list(REQUIRED_COLUMNS)} plus optional {list(OPTIONAL_COLUMNS)}"
-        )
-    if (min_rating is None) != ("rating" not in columns):
-        raise ValueError("data.min_rating and data.columns.rating must be given together")
+    _check_columns(columns, min_rating)
     frame = read_table(path)
     mapping = {role: str(column) for role, column in columns.items()}
     require_columns(frame, mapping, source)
@@ -94,14 +86,7 @@ def load_events_file(
     pins, pin_keys = dense_ids(frame[mapping["item"]], source, mapping["item"])
     timestamps = timestamps_seconds(frame[mapping["timestamp"]], timestamp_unit, source, mapping["timestamp"])
     check_timestamps(timestamps, source, mapping["timestamp"])
-    if "event" in mapping:
-        events = event_codes(frame[mapping["event"]], source, mapping["event"])
-    else:
-        events = np.full(len(frame), CLICK, dtype=np.int64)
-    if "rating" in mapping:
-        ratings = numeric_column(frame[mapping["rating"]], source, mapping["rating"])
-        events = np.where(ratings >= float(min_rating), events, IMPRESSION)
-
+    events = _event_codes(frame, mapping, min_rating, source)
     table = pd.DataFrame(
         {
             "user": users,
@@ -129,6 +114,40 @@ def load_events_file(
         n_interests=n_interests,
         source=source,
     )
+
+
+def _check_columns(columns: Mapping[str, str], min_rating: float | None) -> None:
+    """Refuse a column mapping with unknown or missing roles, or a rating threshold without its column."""
+    unknown = sorted(set(columns) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
+    absent = [role for role in REQUIRED_COLUMNS if role not in columns]
+    if unknown or absent:
+        raise ValueError(
+            f"data.columns: unknown key(s) {unknown}, missing key(s) {absent};"
+            f" expected {list(REQUIRED_COLUMNS)} plus optional {list(OPTIONAL_COLUMNS)}"
+        )
+    if (min_rating is None) != ("rating" not in columns):
+        raise ValueError("data.min_rating and data.columns.rating must be given together")
+
+
+def _event_codes(
+    frame: pd.DataFrame, mapping: Mapping[str, str], min_rating: float | None, source: str
+) -> np.ndarray:
+    """Each row's event code: the event column's, else a click; rated below `min_rating`, an impression.
+
+    Args:
+        frame: the events as read.
+        mapping: role -> column name (checked).
+        min_rating: the engagement threshold on the rating column (given with it).
+        source: the file, for error messages.
+    """
+    if "event" in mapping:
+        events = event_codes(frame[mapping["event"]], source, mapping["event"])
+    else:
+        events = np.full(len(frame), CLICK, dtype=np.int64)
+    if "rating" in mapping:
+        ratings = numeric_column(frame[mapping["rating"]], source, mapping["rating"])
+        events = np.where(ratings >= float(min_rating), events, IMPRESSION)
+    return events
 
 
 def _feature_table(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -114,25 +115,9 @@ def load_movielens(
     """
     folder = Path(path)
     kind = detect_format(folder)
-    if kind == "100k":
-        ratings = _read(folder / "u.data", "\t", ["user", "movie", "rating", "timestamp"])
-        movies, genre_rows, genre_names = _movies_100k(folder / "u.item")
-        users = _read(folder / "u.user", "|", ["user", "age", "gender", "occupation", "zip"])
-        ratings_file, movies_file, users_file = "u.data", "u.item", "u.user"
-    elif kind == "1m":
-        ratings = _read(folder / "ratings.dat", "::", ["user", "movie", "rating", "timestamp"])
-        movies, genre_rows, genre_names = _movies_joined(
-            _read(folder / "movies.dat", "::", ["movie", "title", "genres"]), folder / "movies.dat"
-        )
-        users = _read(folder / "users.dat", "::", ["user", "gender", "age", "occupation", "zip"])
-        ratings_file, movies_file, users_file = "ratings.dat", "movies.dat", "users.dat"
-    else:
-        ratings = _read_csv(folder / "ratings.csv", ["userId", "movieId", "rating", "timestamp"])
-        ratings.columns = ["user", "movie", "rating", "timestamp"]
-        raw = _read_csv(folder / "movies.csv", ["movieId", "title", "genres"])
-        raw.columns = ["movie", "title", "genres"]
-        movies, genre_rows, genre_names = _movies_joined(raw, folder / "movies.csv")
-        users, ratings_file, movies_file, users_file = None, "ratings.csv", "movies.csv", None
+    ratings, movies, genre_rows, genre_names, users, (ratings_file, movies_file, users_file) = _read_release(
+        folder, kind
+    )
 
     source = str(folder / ratings_file)
     # ids are numbers: order them numerically, not as the text the Latin-1 files are read as
@@ -179,6 +164,46 @@ def load_movielens(
         n_interests=n_interests,
         source=str(folder),
     )
+
+
+class _Release(NamedTuple):
+    """One release's tables as read from its original files, and those files' names."""
+
+    ratings: pd.DataFrame
+    movies: pd.DataFrame
+    genre_rows: np.ndarray
+    genre_names: np.ndarray
+    users: pd.DataFrame | None  # None: the csv releases have no user file
+    files: tuple[str, str, str | None]  # ratings, movies, users
+
+
+def _read_release(folder: Path, kind: str) -> _Release:
+    """The ratings, movies (with genre rows and names) and users of one release.
+
+    Args:
+        folder: the release's folder.
+        kind: its format, as `detect_format` found it.
+    """
+    if kind == "100k":
+        ratings = _read(folder / "u.data", "\t", ["user", "movie", "rating", "timestamp"])
+        movies, genre_rows, genre_names = _movies_100k(folder / "u.item")
+        users = _read(folder / "u.user", "|", ["user", "age", "gender", "occupation", "zip"])
+        files = "u.data", "u.item", "u.user"
+    elif kind == "1m":
+        ratings = _read(folder / "ratings.dat", "::", ["user", "movie", "rating", "timestamp"])
+        movies, genre_rows, genre_names = _movies_joined(
+            _read(folder / "movies.dat", "::", ["movie", "title", "genres"]), folder / "movies.dat"
+        )
+        users = _read(folder / "users.dat", "::", ["user", "gender", "age", "occupation", "zip"])
+        files = "ratings.dat", "movies.dat", "users.dat"
+    else:
+        ratings = _read_csv(folder / "ratings.csv", ["userId", "movieId", "rating", "timestamp"])
+        ratings.columns = ["user", "movie", "rating", "timestamp"]
+        raw = _read_csv(folder / "movies.csv", ["movieId", "title", "genres"])
+        raw.columns = ["movie", "title", "genres"]
+        movies, genre_rows, genre_names = _movies_joined(raw, folder / "movies.csv")
+        users, files = None, ("ratings.csv", "movies.csv", None)
+    return _Release(ratings, movies, genre_rows, genre_names, users, files)
 
 
 def _read(path: Path, sep: str, names: list[str]) -> pd.DataFrame:
