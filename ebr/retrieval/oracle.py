@@ -45,9 +45,7 @@ def within_pool(task: EvalTask, pool: np.ndarray) -> EvalTask:
 def truth_scores(
     truth: SyntheticTruth, pool: np.ndarray, timestamp: float, allow: Allow | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """users (B,) -> (B, n_pins) true scores at `timestamp`, -inf off `pool` and where `allow` is False.
-
-    Only the pool's columns are scored: the other pins can never be retrieved.
+    """users (B,) -> (B, len(pool)) true scores at `timestamp`, -inf where `allow` is False.
 
     Args:
         truth: the truth ranked by.
@@ -57,11 +55,9 @@ def truth_scores(
     """
 
     def score(users: np.ndarray) -> np.ndarray:
-        scores = np.full((len(users), truth.n_pins), -np.inf)
-        pooled = truth.score_matrix(users, pool, timestamp)
+        scores = truth.score_matrix(users, pool, timestamp)
         if allow is not None:
-            pooled[~allow(users)] = -np.inf
-        scores[:, pool] = pooled
+            scores[~allow(users)] = -np.inf
         return scores
 
     return score
@@ -82,7 +78,9 @@ def truth_top_k(
     Returns:
         (len(task.user_ids), depth) int64 pin ids, excluded and disallowed pins removed, -1 padded.
     """
-    return rank_corpus(truth_scores(truth, pool, task.timestamp, allow), within_pool(task, pool), depth)
+    score = truth_scores(truth, pool, task.timestamp, allow)
+    # only the pool is scored: the other pins can never be retrieved
+    return rank_corpus(score, within_pool(task, pool), depth, corpus_columns=True)
 
 
 class Oracle:
