@@ -23,6 +23,9 @@ print `corpus_ceiling`, the share of relevant test (user, pin) pairs whose pin (
 signature) the policy's corpus holds. A gain is known minus unknown; its 95% interval is the t
 interval of the seed-paired gains.
 
+The study is `ebr.diagnostics.headroom` (its ranker `ebr.retrieval.oracle`, the `model=oracle`
+retriever's ranking); this script is its command line.
+
 Usage:
     python scripts/headroom.py                                 # data=synthetic_small, 5 world seeds
     python scripts/headroom.py --rows crossing --seeds 0 experiment=crossing_isolated
