@@ -26,7 +26,8 @@ Sections (`--sections`, default all; the modules are in scripts/bench/):
     peak RSS, and each figure's growth exponent over the log's size (`scripts/bench/scale.py`;
     `--quick`: the tiny world at 1x, 4x, 16x); then the largest world's model served through
     each `--scale-indexes` preset over every pin that exists at serving time: index build, search
-    users/s and its ratio to flat's, ann_recall@100 and recall@100 (`scripts/bench/serving_scale.py`).
+    users/s and its ratio to flat's, ann_recall@100 and recall@100
+    (`ebr/diagnostics/bench/serving_scale.py`).
 
 The JSON's top level holds the headline keys (`embedding_step_speedup`, `flops_fraction_of_gemm`,
 `pipeline_efficiency`, `hnsw_ann_recall@100`, `hnsw_qps_ratio`, ...) and `settings` the sizes used.
@@ -62,11 +63,11 @@ from bench.kernels import bench_embedding_step, gemm_flops_per_second, step_flop
 from bench.pipeline import bench_pipeline
 from bench.report import format_report
 from bench.scale import bench_scale
-from bench.serving_scale import PRESETS as SERVING_PRESETS
-from bench.serving_scale import QUICK_PRESETS as QUICK_SERVING_PRESETS
 from bench.training import CONF, bench_crossing, compose_config
 from bench.world import bench_world, default_run_memory, machine_info
 
+from ebr.diagnostics.bench.serving_scale import PRESETS as SERVING_PRESETS
+from ebr.diagnostics.bench.serving_scale import QUICK_PRESETS as QUICK_SERVING_PRESETS
 from ebr.evaluation.task import build_eval_task
 from ebr.serving.corpus import training_window_corpus
 from ebr.serving.index import IndexConfig

@@ -1,15 +1,29 @@
-"""scripts/crossing_learnability.py: its R², the recovered interaction part, and a tiny run."""
+"""The crossing learnability regression (ebr.diagnostics.learnability, scripts/crossing_learnability.py
+its command line): its R², the recovered interaction part, and a tiny run."""
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from script_loader import load_script
 from sklearn.metrics import r2_score
 
 from ebr.data.world import WorldConfig
 from ebr.data.world.entities import draw_pins, draw_users
 from ebr.data.world.taste import build_truth
+from ebr.diagnostics.learnability import held_out_r2, interaction_part, user_interaction_forms
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_WORLD = ["data.config.n_users=300", "data.config.n_pins=200"]
+
+
+def _run_script(*argv: str) -> str:
+    command = [sys.executable, str(REPO / "scripts" / "crossing_learnability.py"), *argv, *TINY_WORLD]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
 
 
 def test_held_out_r2_is_variance_weighted_r2() -> None:
@@ -17,7 +31,6 @@ def test_held_out_r2_is_variance_weighted_r2() -> None:
     target = rng.standard_normal((50, 4)) * [1.0, 2.0, 0.5, 3.0]
     predicted = target + rng.standard_normal((50, 4))
     expected = r2_score(target, predicted, multioutput="variance_weighted")
-    held_out_r2 = load_script("crossing_learnability.py").held_out_r2
     assert held_out_r2(predicted, target) == pytest.approx(expected, rel=1e-10)
 
 
@@ -27,18 +40,16 @@ def test_interaction_part_is_the_knobs_term_of_the_mix() -> None:
     users, pins = draw_users(world), draw_pins(world)
     off_world = dataclasses.replace(world, feature_interaction=0.0)
     on, off = build_truth(world, users, pins), build_truth(off_world, users, pins)
-    module = load_script("crossing_learnability.py")
-    part = module.interaction_part(world, on.user_vectors.astype(np.float64), off.user_vectors)
+    part = interaction_part(world, on.user_vectors.astype(np.float64), off.user_vectors)
     rms = np.sqrt(np.mean(np.sum(part**2, axis=1)))
     assert rms == pytest.approx(0.9, rel=1e-4)
-    zero = module.interaction_part(off_world, off.pin_vectors, off.pin_vectors, users=False)
+    zero = interaction_part(off_world, off.pin_vectors, off.pin_vectors, users=False)
     np.testing.assert_allclose(zero, 0.0, atol=1e-6)
 
 
-def test_tiny_run_prints_every_side_and_target(capsys) -> None:
-    tiny_world = ["data.config.n_users=300", "data.config.n_pins=200"]
-    load_script("crossing_learnability.py").main(["--seeds", "0", "--epochs", "1", *tiny_world])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| user", "| pin"))]
+def test_tiny_run_prints_every_side_and_target() -> None:
+    out = _run_script("--seeds", "0", "--epochs", "1")
+    rows = [line for line in out.splitlines() if line.startswith(("| user", "| pin"))]
     assert [row.split(" | ")[:2] for row in rows] == [
         ["| user", "interaction"],
         ["| user", "knob off"],
@@ -52,7 +63,7 @@ def test_tiny_run_prints_every_side_and_target(capsys) -> None:
 def test_interaction_forms_match_a_per_user_reference() -> None:
     world = WorldConfig(n_users=300, n_pins=100, n_interests=8, n_days=5)
     users = draw_users(world)
-    forms = load_script("crossing_learnability.py").user_interaction_forms(world, users, seed=3)
+    forms = user_interaction_forms(world, users, seed=3)
     rng = np.random.default_rng(3)
     country, _age, interest = (
         rng.standard_normal((n, world.latent_dim)) for n in (world.n_countries, world.n_age_buckets, 8)
@@ -73,10 +84,9 @@ def test_interaction_forms_match_a_per_user_reference() -> None:
         assert np.sqrt(np.mean(np.sum(form**2, axis=1))) == pytest.approx(1.0)
 
 
-def test_tiny_forms_run_prints_every_form(capsys) -> None:
-    tiny_world = ["data.config.n_users=300", "data.config.n_pins=200"]
-    load_script("crossing_learnability.py").main(["--forms", "--seeds", "0", "--epochs", "1", *tiny_world])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| country")]
+def test_tiny_forms_run_prints_every_form() -> None:
+    out = _run_script("--forms", "--seeds", "0", "--epochs", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| country")]
     assert len(rows) == 4
     for row in rows:
         cells = row.strip("| ").split(" | ")

@@ -1,24 +1,32 @@
-"""scripts/headroom.py: its structure, its ideal ranker against a brute force, and the funnel's reward
-for knowing the truth (the truth's top-100 beats a features-only top-100 on every simulated metric)."""
+"""The headroom study (ebr.diagnostics.headroom, scripts/headroom.py its command line): its structure,
+its ideal ranker against a brute force, and the funnel's reward for knowing the truth (the truth's
+top-100 beats a features-only top-100 on every simulated metric)."""
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import hydra
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from script_loader import load_script
 
+from ebr.config import register_schemas
 from ebr.data.csr import Csr
 from ebr.data.schema import CLICK
 from ebr.data.splits import global_temporal_split
 from ebr.data.world import WorldConfig, generate_world
+from ebr.diagnostics.headroom import study
+from ebr.diagnostics.headroom.rankers import CEILING, features_only, top_k
+from ebr.evaluation.corpus_metrics import share_in_corpus
 from ebr.evaluation.simulation import SimulationConfig, simulate_sessions
 from ebr.evaluation.task import build_simulation_task
 from ebr.serving.corpus import training_window_corpus
 
+REPO = Path(__file__).resolve().parent.parent
 # a world smaller than synthetic_tiny, with the default split's 31 days
 OVERRIDES = ["data=synthetic_tiny", "data.config.n_users=600", "data.config.n_pins=400"]
 ROWS = ["own_taste", "remapping"]
@@ -26,37 +34,32 @@ SEEDS = [0, 1]
 
 
 @pytest.fixture(scope="module")
-def headroom():
-    return load_script("headroom.py")
-
-
-@pytest.fixture(scope="module")
-def setup(headroom):
-    headroom.register_schemas()
-    with initialize_config_dir(config_dir=str(headroom.CONF), version_base=None):
+def setup():
+    register_schemas()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
         cfg = compose("train", overrides=OVERRIDES)
     base = hydra.utils.instantiate(cfg.data.config)
     return cfg, base
 
 
 @pytest.fixture(scope="module")
-def results(headroom, setup):
+def results(setup):
     cfg, base = setup
-    return headroom.measure(ROWS, SEEDS, base, cfg, None, sessions=2)
+    return study.measure(ROWS, SEEDS, base, cfg, None, sessions=2)
 
 
-def test_results_hold_every_row_state_seed_variant_and_metric(headroom, results) -> None:
+def test_results_hold_every_row_state_seed_variant_and_metric(results) -> None:
     assert list(results) == ROWS
     for name in ROWS:
-        row = headroom.ROWS[name]
+        row = study.ROWS[name]
         for state in ("on", "off"):
             assert sorted(results[name][state]) == SEEDS
             for seed in SEEDS:
                 variants = results[name][state][seed]
                 assert {row.known, row.unknown} <= set(variants)
                 for metrics in variants.values():
-                    assert set(headroom.METRICS) <= set(metrics)
-                    assert all(np.isfinite(metrics[m]) for m in headroom.METRICS)
+                    assert set(study.METRICS) <= set(metrics)
+                    assert all(np.isfinite(metrics[m]) for m in study.METRICS)
     # the control world of the remapping row has no near-duplicates: remapping changes nothing
     for seed in SEEDS:
         off = results["remapping"]["off"][seed]
@@ -92,18 +95,21 @@ def test_ideal_rankers_recall_matches_a_brute_force(results, setup) -> None:
         assert measured > results["own_taste"]["on"][seed]["features only"]["recall@100"]
 
 
-def test_interval_is_the_t_interval_of_paired_gains(headroom) -> None:
-    mean, low, high = headroom.interval([1.0, 2.0, 3.0])
+def test_interval_is_the_t_interval_of_paired_gains() -> None:
+    mean, low, high = study.interval([1.0, 2.0, 3.0])
     assert mean == 2.0
     assert (low, high) == pytest.approx((2.0 - 2.4843, 2.0 + 2.4843), abs=1e-3)  # t(0.975, 2) * 1/sqrt(3)
-    assert np.isnan(headroom.interval([1.0])[1])
+    assert np.isnan(study.interval([1.0])[1])
 
 
-def test_main_prints_one_line_per_row_and_metric(headroom, capsys) -> None:
-    headroom.main(["--rows", "own_taste", "--seeds", "0", "--sessions", "1", *OVERRIDES])
-    lines = capsys.readouterr().out.splitlines()
+def test_the_script_prints_one_line_per_row_and_metric() -> None:
+    command = [sys.executable, str(REPO / "scripts" / "headroom.py")]
+    command += ["--rows", "own_taste", "--seeds", "0", "--sessions", "1", *OVERRIDES]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = result.stdout.splitlines()
     summary = [line for line in lines if line.startswith("| own_taste | `idiosyncrasy` 1 → 0 |")]
-    assert [line.split(" | ")[2] for line in summary] == list(headroom.METRICS)
+    assert [line.split(" | ")[2] for line in summary] == list(study.METRICS)
     variants = [
         line.split(" | ")[1] for line in lines if line.startswith("| own_taste | ") and "`" not in line
     ]
@@ -113,15 +119,14 @@ def test_main_prints_one_line_per_row_and_metric(headroom, capsys) -> None:
 def test_the_funnel_rewards_the_truths_top_100_over_a_features_only_top_100() -> None:
     """The issue's requirement on a tiny world: every simulated metric, by more than 3 standard errors
     of the per-user paired difference (the arms share the users and every random number)."""
-    rankers = load_script("headroom_rankers.py")
     data = generate_world(WorldConfig(n_users=1500, n_pins=800, n_interests=12, n_days=30))
     split = global_temporal_split(data, test_days=7, val_days=3, train_days=21)
     corpus = training_window_corpus(split)
     population = build_simulation_task(split, corpus, users=10_000, seed=0)
     config = SimulationConfig(sessions_per_user=16)
     outcomes = {}
-    for name, truth in (("truth", data.truth), ("features only", rankers.features_only(data.truth))):
-        retrieved = rankers.top_k(truth, population, corpus)
+    for name, truth in (("truth", data.truth), ("features only", features_only(data.truth))):
+        retrieved = top_k(truth, population, corpus)
         outcomes[name] = simulate_sessions(
             data.truth, population.user_ids, retrieved, population.timestamp, config
         )
@@ -137,13 +142,12 @@ def test_the_funnel_rewards_the_truths_top_100_over_a_features_only_top_100() ->
 
 
 def test_corpus_ceiling_is_the_share_of_relevant_pairs_in_the_pool(results) -> None:
-    rankers = load_script("headroom_rankers.py")
     relevant = Csr.from_pairs(np.array([0, 0, 1, 2, 2, 2]), np.array([5, 7, 7, 1, 2, 9]), 3)
     pool = np.array([2, 7, 8])
     in_pool = [v in set(pool.tolist()) for v in [5, 7, 7, 1, 2, 9]]
-    assert rankers.corpus_ceiling(relevant, pool) == pytest.approx(sum(in_pool) / len(in_pool))
+    assert share_in_corpus(relevant, pool) == pytest.approx(sum(in_pool) / len(in_pool))
     for seed in SEEDS:
         on = results["remapping"]["on"][seed]
         # the unremapped corpus is the task's own: every relevant signature is in it
-        assert on["no remapping"][rankers.CEILING] == pytest.approx(1.0)
-        assert 0.0 < on["freshest"][rankers.CEILING] <= 1.0
+        assert on["no remapping"][CEILING] == pytest.approx(1.0)
+        assert 0.0 < on["freshest"][CEILING] <= 1.0

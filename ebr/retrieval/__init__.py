@@ -6,5 +6,6 @@ of `FitContext.tuning_window` when it tunes: under the refit protocol, `ebr.retr
 pins for an evaluation task. The two-tower model (`two_tower`: trained with Lightning and
 torchrec, served from its saved artifact through ebr.serving) and the classical baselines
 (`popularity`, `puresvd`, `itemknn`, `ease`: exhaustive scoring) take the same path, so the same
-evaluation code scores them all.
+evaluation code scores them all; so does `oracle`, a synthetic world's true score (the ceiling of any
+retriever on that world).
 """

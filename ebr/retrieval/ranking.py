@@ -64,13 +64,18 @@ def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(columns, order, axis=1).astype(np.int64, copy=False)
 
 
-def rank_corpus(score_users: Callable[[np.ndarray], np.ndarray], task: EvalTask, k: int) -> np.ndarray:
+def rank_corpus(
+    score_users: Callable[[np.ndarray], np.ndarray], task: EvalTask, k: int, corpus_columns: bool = False
+) -> np.ndarray:
     """Retrieval by exhaustive scoring: top-k corpus pins per user, excluded pins removed.
 
     Args:
-        score_users: maps user ids (B,) to dense scores (B, n_pins) over all pin ids.
+        score_users: maps user ids (B,) to dense scores (B, n_pins) over all pin ids, or with
+            `corpus_columns` (B, len(task.corpus)) over the corpus pins only.
         task: the evaluation task.
         k: results per user.
+        corpus_columns: `score_users` scores the corpus pins only (a scorer that can score any
+            subset, such as the oracle, need not score every pin).
 
     Returns:
         (M, k) int64 pin ids, -1 padded (when the corpus minus exclusions has fewer than k pins).
@@ -83,7 +88,9 @@ def rank_corpus(score_users: Callable[[np.ndarray], np.ndarray], task: EvalTask,
     batch = max(1, SCORE_BLOCK // max(len(corpus), 1))
     for start in range(0, n_users, batch):
         stop = min(start + batch, n_users)
-        scores = np.asarray(score_users(task.user_ids[start:stop]), dtype=np.float64)[:, corpus]
+        scores = np.asarray(score_users(task.user_ids[start:stop]), dtype=np.float64)
+        if not corpus_columns:
+            scores = scores[:, corpus]
         if task.exclude is not None:
             block = task.exclude.slice(start, stop)
             # excluded pins are corpus pins by construction, so searchsorted finds their columns

@@ -1,5 +1,6 @@
-"""The pieces of `scripts/benchmark.py`, one module per measured area.
+"""The pieces of `scripts/benchmark.py`, one module per measured area (those that need no script,
+such as the ANN corpus's vectors and the growth exponents, are in `ebr.diagnostics.bench`).
 
-They import ebr only through its public modules and are importable on their own (tests load them
-with scripts/ on sys.path, as `python scripts/benchmark.py` has it).
+They import ebr only through its public modules (`python scripts/benchmark.py` has scripts/ on
+sys.path).
 """

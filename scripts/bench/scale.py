@@ -12,7 +12,6 @@ size, 0 is constant; a throughput's exponent near 0 means the cost grows linearl
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -21,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.serving_scale import bench_serving_scale
+from ebr.diagnostics.bench.growth import growth_exponents
+from ebr.diagnostics.bench.serving_scale import bench_serving_scale
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -81,7 +81,8 @@ def bench_scale(
     root: Path, threads: int, quick: bool = False, serving_presets: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Generation, one training epoch and the evaluation at three world sizes, and their growth;
-    then the largest world's model served through each of `serving_presets` (bench.serving_scale).
+    then the largest world's model served through each of `serving_presets`
+    (ebr.diagnostics.bench.serving_scale).
 
     Args:
         root: scratch directory (the worlds' caches and the runs).
@@ -137,24 +138,3 @@ def bench_scale(
             run_dir / "model.pt", overrides, env, root, threads, serving_presets, _child
         )
     return result
-
-
-GROWN = (
-    "generation_seconds",
-    "generation_peak_rss_mb",
-    "run_peak_rss_mb",
-    "train_examples_per_second",
-    "eval_users_per_second",
-    "eval_seconds",
-)
-
-
-def growth_exponents(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Slope of log(figure) over log(events) from the smallest size to the largest, per figure.
-
-    Args:
-        rows: the sizes' figures, smallest first (each with `events` and the GROWN keys).
-    """
-    first, last = rows[0], rows[-1]
-    scale = math.log(last["events"] / first["events"])
-    return {key: math.log(last[key] / first[key]) / scale for key in GROWN}

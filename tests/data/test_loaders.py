@@ -39,11 +39,18 @@ def test_the_world_is_named_by_its_config_hash_generated_and_cached(world, tmp_p
     assert with_history(cached, global_temporal_split(cached, test_days=2, val_days=1), 5).source == expected
 
 
-def test_the_world_loader_is_also_reachable_from_the_generator_package() -> None:
-    assert ebr.data.world.load_world is ebr.data.loaders.load_world
+def test_the_world_loader_lives_with_the_loaders_and_the_generator_does_not_import_it() -> None:
+    assert ebr.data.loaders.load_world is ebr.data.loaders.synthetic.load_world
     assert set(ebr.data.loaders.__all__) == {"load_world", "load_movielens", "load_events_file"}
-    with pytest.raises(AttributeError, match="no attribute 'load_wrld'"):
-        _ = ebr.data.world.load_wrld
+    assert not hasattr(ebr.data.world, "load_world")
+    # the loader imports the generator, never the other way round: no import cycle between them
+    code = "import sys, ebr.data.world\n"
+    code += "print(sorted(m for m in sys.modules if m.startswith('ebr.data.loaders')))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -51,12 +58,14 @@ def test_the_world_loader_is_also_reachable_from_the_generator_package() -> None
     [
         "import ebr.data.loaders.synthetic",
         "import ebr.data.world.config",
-        "from ebr.data.world import load_world",
+        "from ebr.data.loaders import load_world",
         "import ebr.data.loaders",
     ],
 )
 def test_loaders_and_world_import_in_any_order(first_import: str) -> None:
-    code = f"{first_import}\nfrom ebr.data.world import load_world, WorldConfig\nprint(load_world.__module__)"
+    code = f"{first_import}\nfrom ebr.data.world import WorldConfig\n"
+    code += "from ebr.data.loaders import load_world\n"
+    code += "print(load_world.__module__)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False, timeout=120
     )

@@ -11,8 +11,9 @@ import pytest
 from world_helpers import CONF, TINY, assert_worlds_equal, tiny
 
 from ebr.data.loaders import synthetic as world_cache
+from ebr.data.loaders.synthetic import load_world
 from ebr.data.schema import SECONDS_PER_DAY
-from ebr.data.world import WorldConfig, load_world
+from ebr.data.world import WorldConfig
 from ebr.data.world.config import register_world_schema
 
 

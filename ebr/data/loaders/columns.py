@@ -18,7 +18,6 @@ from ebr.data.schema import EVENT_NAMES, CategoricalFeature, DataValidationError
 TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 # a timestamp later than now by more than this is refused (clock skew allowed, a unit mix-up not)
 FUTURE_SLACK_SECONDS = 86_400
-_TEXT_SUFFIXES = (".csv", ".tsv", ".dat", ".data", ".item", ".user")
 
 
 def check_whole_text_file(path: Path, header: bool = True) -> None:

@@ -5,23 +5,12 @@
 `entities` (observable users and pins), `truth` (the hidden taste and engagement model), `events`
 (the simulated logs), `generate` (the feature tables and the whole world).
 
-`load_world`, the cached loader, lives with the other loaders in `ebr.data.loaders.synthetic`; it is
-also reachable here as `ebr.data.world.load_world`.
+`load_world`, the cached loader, lives with the other loaders in `ebr.data.loaders.synthetic`
+(which imports this package, so this package does not import it back).
 """
-
-from typing import Any
 
 from ebr.data.world.config import WorldConfig
 from ebr.data.world.generate import generate_world
 from ebr.data.world.truth import SyntheticTruth
 
-__all__ = ["SyntheticTruth", "WorldConfig", "generate_world", "load_world"]
-
-
-def __getattr__(name: str) -> Any:
-    # the loader imports this package, so it is looked up on first use instead of at import time
-    if name == "load_world":
-        from ebr.data.loaders.synthetic import load_world
-
-        return load_world
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["SyntheticTruth", "WorldConfig", "generate_world"]

@@ -150,15 +150,6 @@ class SyntheticTruth:
         weight = np.where(found, self.user_interest_weights[np.maximum(entry, 0)], 0.0)
         return weight, entry
 
-    def interest_weight(self, users: np.ndarray, interests: np.ndarray) -> np.ndarray:
-        """The users' weights on the given interests (0 for interests a user does not have, or -1).
-
-        Args:
-            users: int user ids; broadcasts against `interests`.
-            interests: int interest ids (-1 allowed, meaning none).
-        """
-        return self.interest_entry(users, interests)[0]
-
     def pin_match(self, users: np.ndarray, pins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(w_u(p), entry) per user-pin pair: the pin's tag the user weighs most (entry -1: neither).
 

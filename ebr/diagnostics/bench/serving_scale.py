@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ def bench_serving_scale(
     root: Path,
     threads: int,
     presets: Sequence[str],
-    child: Any,
+    child: Callable[[list[str], dict[str, str], Path], tuple[str, float, float]],
 ) -> dict[str, Any]:
     """Serve `model` through each index preset over the whole corpus; one row per preset.
 
@@ -41,7 +41,8 @@ def bench_serving_scale(
         root: scratch directory of the runs.
         threads: `num_threads=` of the children (torch and faiss).
         presets: conf/index options, flat first (the reference of the ratios).
-        child: runs a command and returns (stdout, seconds, peak RSS MB) (bench.scale._child).
+        child: runs a command and returns (stdout, seconds, peak RSS MB) (scripts/bench/scale.py's
+            `_child`).
     """
     if not presets or presets[0] != "flat":
         raise ValueError(f"the serving presets must start with flat (the reference), got {list(presets)}")
