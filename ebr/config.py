@@ -217,8 +217,10 @@ class SnapshotScheduleSchema:
 class PretrainSchema:
     """Contrastive pre-training of the user and pin ID tables (ebr.pretraining).
 
-    `logq` is `exact` (counts of the snapshot's window), `sketch` or `none`; `sharding` the torchrec
-    plan of both tables (`table_wise`, `column_wise`, `data_parallel` on CPU).
+    `batch_size` is global, as `train.batch_size` is: N ranks train on equal shares of every batch
+    (ebr.pretraining.model.PairBatches). `logq` is `exact` (counts of the snapshot's window),
+    `sketch` or `none`; `sharding` the torchrec plan of both tables (`table_wise`, `column_wise`,
+    `data_parallel` on CPU).
     """
 
     embedding_dim: int = 32

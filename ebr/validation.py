@@ -27,6 +27,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ebr.runs.wrapper import unwrapped
+
 # torchrec sharding plans by device kind (names of ebr.training.distributed.SHARDING_TYPES)
 CPU_SHARDING = ("table_wise", "column_wise", "data_parallel")
 GPU_SHARDING = (*CPU_SHARDING, "row_wise", "table_row_wise")
@@ -107,12 +109,13 @@ def validate_config(cfg: DictConfig) -> None:
             " machine (install the CUDA wheels with `bash scripts/setup.sh --cuda`, or use trainer=cpu)"
         )
     ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    batch_size = OmegaConf.select(cfg, "train.batch_size", default=None)
-    if ranks > 1 and isinstance(batch_size, int) and batch_size % ranks:
-        problems.append(
-            f"train.batch_size={batch_size}: a {ranks}-rank job trains on equal per-rank shares of every"
-            f" batch, so the batch size must be a multiple of {ranks}"
-        )
+    for node in ("train", "pretrain"):
+        batch_size = OmegaConf.select(cfg, f"{node}.batch_size", default=None)
+        if ranks > 1 and isinstance(batch_size, int) and batch_size % ranks:
+            problems.append(
+                f"{node}.batch_size={batch_size}: a {ranks}-rank job trains on equal per-rank shares of"
+                f" every batch, so the batch size must be a multiple of {ranks}"
+            )
     check.integer("train.checkpoint_every_n_steps", minimum=0)
     check.integer("pretrain.embedding_dim", minimum=1)
     check.positive("pretrain.snapshot.every_days")
@@ -251,10 +254,7 @@ class _Checker:
         try:
             build(value)
         except Exception as error:
-            cause: BaseException = error
-            # Hydra's instantiation wraps the constructor's own error: show that one
-            while type(cause).__module__.startswith("hydra") and cause.__cause__ is not None:
-                cause = cause.__cause__
+            cause = unwrapped(error)  # Hydra wraps the constructor's own error: show that one
             self.problems.append(f"{key}: {str(cause).strip() or type(cause).__name__}")
 
     def data_path(self) -> None:

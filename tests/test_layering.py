@@ -3,7 +3,7 @@
 data <- models <- training, serving <- evaluation <- retrieval <- pipeline <- train (the entry point);
 data <- models <- training <- pretraining <- pretrain (the pre-training entry point);
 pretraining <- retrieval (the towers read pre-trained ID snapshots);
-ebr.runs and ebr.report import nothing of ebr but ebr.runs.
+ebr.runs and ebr.report import nothing of ebr but ebr.runs; every package may import ebr.runs.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 
+# ebr.runs imports nothing of ebr, so importing it can close no cycle: it is the one place of the
+# run-file names (model.pt, ...), the atomic file and directory writers, the rank readers and the
+# Hydra-exception unwrapper, which every layer uses
+EVERYONE_MAY_IMPORT = {"runs"}
+
+
 def _unit(path: Path) -> str:
     parts = path.relative_to(EBR).with_suffix("").parts
     return parts[0]
@@ -73,7 +79,7 @@ def test_every_package_has_a_rule() -> None:
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(EBR).as_posix())
 def test_imports_point_one_way(path: Path) -> None:
     unit = _unit(path)
-    wrong = _ebr_imports(path) - ALLOWED[unit] - {unit}
+    wrong = _ebr_imports(path) - ALLOWED[unit] - {unit} - EVERYONE_MAY_IMPORT
     assert not wrong, (
         f"ebr/{path.relative_to(EBR)} ({unit}) imports {sorted(wrong)}; allowed: {sorted(ALLOWED[unit])}"
     )
