@@ -35,14 +35,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ebr.runs import is_rank_zero, process_rank, write_atomic
+from ebr.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, is_rank_zero, process_rank, write_atomic
 
 # train keys that decide how a training is carried out, not what it computes: a resumed checkpoint
 # and the model cache accept a run that differs in them
 TRAIN_PACE_KEYS = ("checkpoint_every_n_steps", "prefetch_batches")
 
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
 FINGERPRINT_KEY = "ebr_fingerprint"
 
 
