@@ -19,7 +19,9 @@ EBR = Path(__file__).resolve().parent.parent / "ebr"
 ALLOWED: dict[str, set[str]] = {
     "runs": set(),
     "override_check": set(),
-    "config": {"data"},  # registers the world's schema, which lives with the world
+    # registers the structured schemas of the groups' owners (the world, the splits, the serving
+    # corpus, interest serving, the simulated funnel), which live with them
+    "config": {"data", "serving", "evaluation"},
     "data": set(),
     "models": {"data"},
     # a multi-task cluster job's rendezvous is named where the job starts (ebr.runs.cluster)
@@ -30,8 +32,10 @@ ALLOWED: dict[str, set[str]] = {
     "retrieval": {"data", "models", "training", "serving", "evaluation", "runs", "pretraining"},
     "pipeline": {"data", "models", "training", "serving", "evaluation", "retrieval", "runs"},
     "search": set(),
-    # the checks before work read the config only (the index and other targets through Hydra)
-    "validation": set(),
+    # the checks before work read the config only (the index and other targets through Hydra); each
+    # value's rule is its owner's: the schemas' declarations (config), and the objects that check
+    # themselves when built (conditioning, interest serving) or define the options (sharding plans)
+    "validation": {"config", "models", "serving", "training"},
     "app": {"config", "override_check", "runs", "search", "validation"},
     "train": {"app", "runs", "pipeline"},
     "pretraining": {"data", "models", "training", "runs"},

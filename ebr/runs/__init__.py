@@ -20,6 +20,7 @@ nothing else of ebr and no torch: the report reads run directories through it.
 from ebr.runs.arms import Arm, arm_from_overrides, parse_override, read_arm
 from ebr.runs.dashboard import RunLabels, column_name, info_columns, run_labels, run_tags
 from ebr.runs.files import (
+    CHECKPOINT_DIR,
     CONFIG_FILE,
     ERROR_FILE,
     FAILED,
@@ -27,6 +28,7 @@ from ebr.runs.files import (
     HISTORY_FILE,
     HYDRA_DIR,
     HYDRA_FILE,
+    LAST_CHECKPOINT,
     METRICS_FILE,
     MODEL_FILE,
     OUTCOME_FILE,
@@ -70,6 +72,7 @@ from ebr.runs.wrapper import (
 )
 
 __all__ = [
+    "CHECKPOINT_DIR",
     "CONFIG_FILE",
     "ERROR_FILE",
     "FAILED",
@@ -78,6 +81,7 @@ __all__ = [
     "HISTORY_FILE",
     "HYDRA_DIR",
     "HYDRA_FILE",
+    "LAST_CHECKPOINT",
     "METRICS_FILE",
     "MODEL_FILE",
     "OUTCOME_FILE",

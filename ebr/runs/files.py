@@ -44,6 +44,9 @@ MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.json"
 # a multi-process job's sharding plan as placed: each rank's table shards (ebr.training.distributed)
 SHARDING_FILE = "sharding.json"
+# the resumable checkpoint of a training: CHECKPOINT_DIR/LAST_CHECKPOINT (ebr.training.checkpoint)
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
 HYDRA_DIR = ".hydra"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
