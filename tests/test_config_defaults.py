@@ -96,16 +96,14 @@ def restated_defaults(body: dict[str, Any], base: dict[str, Any], schemas: dict[
 
 
 def _presets() -> list[Path]:
-    return sorted(
-        p for p in CONF.rglob("*.yaml") if p.parent.relative_to(CONF).parts[:1] != ("hparams_search",)
-    )
+    return sorted(CONF.rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", _presets(), ids=lambda p: p.relative_to(CONF).as_posix())
 def test_a_preset_lists_only_what_differs_from_its_schema(path: Path) -> None:
     base, schemas = inherited(path), inherited(path, schemas_only=True)
-    if path.parent.relative_to(CONF).as_posix() in (".", "experiment"):
-        # the tops (train.yaml, pretrain.yaml) and the experiments' global keys: the top schema,
+    if path.parent.relative_to(CONF).as_posix() in (".", "experiment", "hparams_search"):
+        # the tops (train.yaml, pretrain.yaml), the experiments' and searches' global keys: the top schema,
         # the world's and the simulation's
         top = EbrPretrainSchema if path.stem == "pretrain" else EbrSchema
         groups = {
@@ -131,3 +129,16 @@ def test_the_check_finds_a_restated_default(tmp_path: Path) -> None:
     undoing = tmp_path / "corpus" / "undoing.yaml"
     undoing.write_text("defaults:\n  - restating\n  - _self_\n\nsize: null\n")
     assert restated_defaults(_body(undoing), inherited(undoing), inherited(undoing, True)) == []
+
+
+# the groups whose presets build one owner's object: each preset starts from the owner's schema
+SCHEMA_GROUPS = ("corpus", "split", "eval")
+
+
+OWNED_PRESETS = [p for g in SCHEMA_GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", OWNED_PRESETS, ids=lambda p: p.relative_to(CONF).as_posix())
+def test_a_preset_of_an_owned_group_starts_from_the_owners_schema(path: Path) -> None:
+    # a preset that listed every key itself would escape the check above
+    assert inherited(path, schemas_only=True), f"conf/{path.relative_to(CONF)} does not compose its schema"
