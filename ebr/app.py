@@ -39,6 +39,7 @@ from ebr.runs import (
     job_objective,
     run_in_directory,
     tally_sweep,
+    unwrapped,
 )
 from ebr.runs.cluster import adopt_cluster_task
 
@@ -178,9 +179,7 @@ def run_app(cfg: DictConfig, job: JobFunction) -> float | None:
     except Exception as exc:
         # recorded and printed once by the wrapper: Hydra prints only this line, not the traceback
         where = f"{run_dir / ERROR_FILE}" if (run_dir / ERROR_FILE).is_file() else f"{run_dir}"
-        cause: BaseException = exc
-        while type(cause).__module__.startswith("hydra") and cause.__cause__ is not None:
-            cause = cause.__cause__  # Hydra's instantiation wrapper: name the error itself
+        cause = unwrapped(exc)  # Hydra's instantiation wrapper: name the error itself
         raise JobFailedError(f"ebr: the job did not finish ({type(cause).__name__}; see {where})") from exc
     if not metric:
         return None

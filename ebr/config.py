@@ -4,7 +4,11 @@ Registered with Hydra's ConfigStore as `ebr_schema` and listed first in `conf/tr
 defaults, so a mistyped key or a value of the wrong type fails before any work, naming the key.
 `conf/train.yaml` lists the config groups and Hydra's settings only; `python -m ebr.train --cfg job`
 prints the whole composed config. Config groups that build objects (`data`, `model`, ...) are
-checked by their targets' constructors instead.
+checked by their targets' constructors instead; where one owner builds a group's object (the world,
+the serving corpus, the simulated funnel, the splits), its dataclass or function is the group's
+schema (`schema/<name>`, `owner_schema`), first in every preset of the group, so the defaults stay
+written once, in the owner. A field's rule (a range, an option list) is declared beside its
+default (`ebr.runs.checks`) and applied by ebr.validation before any work.
 
 `ebr-pretrain` has its own top, `EbrPretrainSchema` (`ebr_pretrain_schema`, first in
 `conf/pretrain.yaml`), sharing the loss and optimizer schemas below under `pretrain`.
@@ -16,14 +20,94 @@ knobs researchers sweep (`train.dense_lr`, `train.sparse_lr`, `train.logq`, ...)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional, get_args, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II
 
+from ebr.data.splits import global_temporal_split, per_user_temporal_split
 from ebr.data.world.config import register_world_schema
+from ebr.evaluation.simulation import SimulationConfig
+from ebr.evaluation.task import HIT_LEVELS, WINDOWS
+from ebr.runs.checks import POSITIVE, Integer, IntegerList, OneOf, checked
+from ebr.serving.corpus import CorpusPolicy
+from ebr.serving.interests import InterestServing
+
+# the owners' option lists, named by path: importing them (torch, torchrec) would slow every command
+LOGQ_OPTIONS = "ebr.models.frequency.LOGQ_OPTIONS"
+SPARSE_OPTIMIZERS = "ebr.training.distributed.SPARSE_OPTIMIZERS"
+SNAPSHOT_ENDS = "ebr.pretraining.selection.SNAPSHOT_ENDS"
+
+# the torchrec plan of the ID tables of both trainings (train.sharding, pretrain.sharding): one
+# table per rank, the plan every device runs; the plans are ebr.training.distributed.SHARDING_TYPES
+DEFAULT_SHARDING = "table_wise"
+
+# the value types a derived schema node enforces; any other annotation is left to the owner's checks
+# (Any). Floats only where asked: a float node turns `7` into `7.0` in every record of the job
+# (run.json, messages), so a group whose presets were untyped keeps its numbers as written.
+_PLAIN_TYPES = (int, bool, str)
+
+
+def _schema_type(hint: Any, floats: bool) -> Any:
+    plain = (*_PLAIN_TYPES, float) if floats else _PLAIN_TYPES
+    if hint in plain:
+        return hint
+    args = get_args(hint)
+    rest = [arg for arg in args if arg is not type(None)]
+    if len(rest) == 1 and len(args) == 2 and rest[0] in plain:
+        return Optional[rest[0]]  # noqa: UP045  (a runtime type for OmegaConf, not an annotation)
+    return Any
+
+
+def settings_fields(
+    owner: Callable[..., Any], skip: Sequence[str] = (), floats: bool = False
+) -> list[tuple[str, Any, Any]]:
+    """`(name, type, dataclasses.field)` of every setting of `owner` with its default, for a schema.
+
+    The settings are a dataclass's init fields or a function's parameters with defaults; the owner
+    stays the one place of their defaults (and of their checks, run when the object is built).
+
+    Args:
+        owner: a dataclass or a function.
+        skip: settings left out (given by the caller, not by the config).
+        floats: type float settings as floats (else they take any value, kept as written).
+    """
+    hints = get_type_hints(owner)
+    found: list[tuple[str, Any, Any]] = []
+    if dataclasses.is_dataclass(owner):
+        for setting in dataclasses.fields(owner):
+            if not setting.init or setting.name in skip:
+                continue
+            if setting.default is dataclasses.MISSING:
+                raise TypeError(f"{owner.__qualname__}.{setting.name}: a schema needs a default")
+            kind = _schema_type(hints[setting.name], floats)
+            found.append((setting.name, kind, field(default=setting.default)))
+        return found
+    for name, parameter in inspect.signature(owner).parameters.items():
+        if name in skip:
+            continue
+        if parameter.default is inspect.Parameter.empty:
+            raise TypeError(f"{owner.__qualname__}({name}): a schema needs a default")
+        found.append((name, _schema_type(hints[name], floats), field(default=parameter.default)))
+    return found
+
+
+def owner_schema(owner: Callable[..., Any], skip: Sequence[str] = (), partial: bool = False) -> type:
+    """A structured config of `owner`'s settings and defaults, with `_target_` naming the owner.
+
+    Args:
+        owner: the dataclass or function a config group's presets build.
+        skip: settings the caller gives (not in the config).
+        partial: the presets build a partial (`_partial_: true`), called later with the rest.
+    """
+    target = f"{owner.__module__}.{owner.__qualname__}"
+    extra = [("_partial_", bool, field(default=True))] if partial else []
+    fields = [("_target_", str, field(default=target)), *extra, *settings_fields(owner, skip)]
+    return dataclasses.make_dataclass(f"{owner.__qualname__}Schema", fields)
 
 
 @dataclass
@@ -40,7 +124,7 @@ class FeaturesSchema:
     pin_sparse: list[str] | None = None
     pin_dense: list[str] | None = None
     history: bool = False
-    history_length: int = 200
+    history_length: int = field(default=200, metadata=checked(Integer(1)))
 
 
 @dataclass
@@ -48,8 +132,8 @@ class LossSchema:
     """Sampled softmax over in-batch negatives (ebr.models.loss.SampledSoftmaxLoss)."""
 
     _target_: str = "ebr.models.loss.SampledSoftmaxLoss"
-    temperature: float = 0.05
-    max_scale: float = 100.0
+    temperature: float = field(default=0.05, metadata=checked(POSITIVE))
+    max_scale: float = field(default=100.0, metadata=checked(POSITIVE))
     learn_temperature: bool = True
 
 
@@ -68,7 +152,7 @@ class SparseOptimizerSchema:
     """The optimizer fused into the embedding tables' backward (ebr.training.distributed)."""
 
     _target_: str = "ebr.training.distributed.FusedTableOptimizer"
-    kind: str = "rowwise_adagrad"
+    kind: str = field(default="rowwise_adagrad", metadata=checked(OneOf(SPARSE_OPTIMIZERS)))
     lr: float = II("..sparse_lr")
 
 
@@ -82,12 +166,12 @@ class TrainSchema:
     CPU; row-wise plans need GPUs).
     """
 
-    batch_size: int = 1024
-    dense_lr: float = 1e-3
-    sparse_lr: float = 0.05
-    logq: str = "sketch"
+    batch_size: int = field(default=1024, metadata=checked(Integer(1)))
+    dense_lr: float = field(default=1e-3, metadata=checked(POSITIVE))
+    sparse_lr: float = field(default=0.05, metadata=checked(POSITIVE))
+    logq: str = field(default="sketch", metadata=checked(OneOf(LOGQ_OPTIONS)))
     num_negatives: int = 0
-    sharding: str = "table_wise"
+    sharding: str = DEFAULT_SHARDING
     # after training, the losses on the training and validation windows with and without the ID
     # fields (metrics `id_ablation/*`): how much of the fit rests on the IDs; two forward passes
     id_ablated_loss: bool = False
@@ -95,11 +179,11 @@ class TrainSchema:
     # state, data position, RNG states) after every N-th optimizer step; 0: none (the default,
     # so a plain run writes nothing extra). A run started again with the same command resumes
     # from it; it is deleted once model.pt is saved. Multi-process jobs too (rank 0 writes it).
-    checkpoint_every_n_steps: int = 0
+    checkpoint_every_n_steps: int = field(default=0, metadata=checked(Integer(0)))
     # training batches built ahead in a background thread while the step runs (ebr/data/prefetch.py);
     # the batches are the same either way. 0 (the default) builds each on demand: the thread needs a
     # core the step does not use, which a 2-core machine running parallel sweep jobs does not have
-    prefetch_batches: int = 0
+    prefetch_batches: int = field(default=0, metadata=checked(Integer(0)))
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)
@@ -120,24 +204,55 @@ class ScoreTermsSchema:
     popularity_prior: PopularityPriorSchema = field(default_factory=PopularityPriorSchema)
 
 
-@dataclass
-class ServingSchema:
-    """How a saved model is served: the index comes from the `index` group, these from here."""
+# How a saved model is served: the index comes from the `index` group, these keys from here.
+# `batch_size`: rows embedded per forward pass and queries searched per call (both bound memory);
+# the interest keys and their defaults are ebr.serving.interests.InterestServing's (conditional
+# retrieval's serving, docs/conditional.md).
+ServingSchema = dataclasses.make_dataclass(
+    "ServingSchema",
+    [
+        ("score_terms", ScoreTermsSchema, field(default_factory=ScoreTermsSchema)),
+        ("batch_size", int, field(default=4096, metadata=checked(Integer(1)))),
+        *settings_fields(InterestServing, floats=True),
+    ],
+)
 
-    score_terms: ScoreTermsSchema = field(default_factory=ScoreTermsSchema)
-    # rows embedded per forward pass and queries searched per call (both bound memory)
-    batch_size: int = 4096
-    # conditional retrieval's serving (ebr/serving/interests.py, docs/conditional.md): per user its
-    # top n_interests (followed or inferred), one query each with an equal or proportional share of
-    # K, an interest filter (none, post, pre; union: one plain query over the user's interests' pins)
-    interest_filter: str = "none"
-    n_interests: int = 3
-    interest_budget: str = "equal"
-    interests_from: str = "followed"
-    post_overfetch: float = 4.0
-    pre_filter_method: str = "sub_index"
-    # topic_match@K, filtered_hr@100, recall@100 per interest and per user group, sim/* per group
-    interest_metrics: bool = False
+
+@dataclass
+class EvalSchema:
+    """The `eval` group: offline evaluation over the full corpus and simulated online metrics.
+
+    Registered as `schema/eval`, first in `conf/eval/default.yaml`; the simulated funnel's keys
+    under `simulation` are `ebr.evaluation.simulation.SimulationConfig`'s (`schema/simulation`),
+    used only when the data set is the synthetic world, whose true engagement model is known.
+
+    Args:
+        ks: the cut-offs K of every @K metric.
+        window: the window scored: `test` (the reported numbers) or `val` (for tuning
+            hyperparameters; never tune on test).
+        refit: refit on train+val before scoring test (docs/real_data.md, "Refit"): the model, the
+            serving corpus, the popularity counts and each user's exclusions use train+val; tuning
+            baselines still choose on train -> val. Off by default so the synthetic world's numbers
+            stay; `eval=refit` (the default of `data=movielens`) turns it on. Ignored, with a
+            warning, when `window` is `val`.
+        hit_level: what a hit is: `pin` (the engaged pin itself) or `signature` (any pin of the
+            engaged pin's coarse image signature, each signature counted once per ranking;
+            exclusions and repeats per signature too): the same label definition for every arm of a
+            comparison whose corpora de-duplicate (docs/serving_corpus.md). Data without image
+            signatures refuses `signature`.
+        exclude_train: drop each user's train-window engaged pins from their retrieval (and from
+            their relevant set).
+        ann_recall_queries: users on which the ANN index's recall against exact search is measured.
+        simulation: the simulated funnel (ebr.evaluation.simulation.SimulationConfig).
+    """
+
+    ks: list[int] = field(default_factory=lambda: [10, 50, 100], metadata=checked(IntegerList()))
+    window: str = field(default="test", metadata=checked(OneOf(WINDOWS)))
+    refit: bool = False
+    hit_level: str = field(default="pin", metadata=checked(OneOf(HIT_LEVELS)))
+    exclude_train: bool = True
+    ann_recall_queries: int = field(default=10_000, metadata=checked(Integer(0)))
+    simulation: Any = None
 
 
 @dataclass
@@ -170,9 +285,9 @@ class EbrSchema:
     """
 
     experiment_name: str = "default"
-    seed: int = 0
+    seed: int = field(default=0, metadata=checked(Integer(0)))
     force: bool = False
-    num_threads: int = 1
+    num_threads: int = field(default=1, metadata=checked(Integer(1)))
     optimized_metric: str | None = None
     eval_only: bool = False
     ckpt_path: str | None = None
@@ -206,10 +321,10 @@ class SnapshotScheduleSchema:
         dir: where the snapshot set goes (null: `snapshots/` in the run directory).
     """
 
-    every_days: float = 7.0
-    window_days: float = 14.0
-    end: str = "train_start"
-    max_snapshots: int | None = None
+    every_days: float = field(default=7.0, metadata=checked(POSITIVE))
+    window_days: float = field(default=14.0, metadata=checked(POSITIVE))
+    end: str = field(default="train_start", metadata=checked(OneOf(SNAPSHOT_ENDS)))
+    max_snapshots: int | None = field(default=None, metadata=checked(Integer(1, optional=True)))
     dir: str | None = None
 
 
@@ -217,16 +332,18 @@ class SnapshotScheduleSchema:
 class PretrainSchema:
     """Contrastive pre-training of the user and pin ID tables (ebr.pretraining).
 
-    `logq` is `exact` (counts of the snapshot's window), `sketch` or `none`; `sharding` the torchrec
-    plan of both tables (`table_wise`, `column_wise`, `data_parallel` on CPU).
+    `batch_size` is global, as `train.batch_size` is: N ranks train on equal shares of every batch
+    (ebr.pretraining.model.PairBatches). `logq` is `exact` (counts of the snapshot's window),
+    `sketch` or `none`; `sharding` the torchrec plan of both tables (`table_wise`, `column_wise`,
+    `data_parallel` on CPU).
     """
 
-    embedding_dim: int = 32
-    batch_size: int = 512
-    dense_lr: float = 1e-2
-    sparse_lr: float = 0.1
-    logq: str = "exact"
-    sharding: str = "table_wise"
+    embedding_dim: int = field(default=32, metadata=checked(Integer(1)))
+    batch_size: int = field(default=512, metadata=checked(Integer(1)))
+    dense_lr: float = field(default=1e-2, metadata=checked(POSITIVE))
+    sparse_lr: float = field(default=0.1, metadata=checked(POSITIVE))
+    logq: str = field(default="exact", metadata=checked(OneOf(LOGQ_OPTIONS)))
+    sharding: str = DEFAULT_SHARDING
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)
@@ -238,9 +355,9 @@ class EbrPretrainSchema:
     """The top level of `conf/pretrain.yaml` (the keys are those of `EbrSchema` where they are shared)."""
 
     experiment_name: str = "pretrain"
-    seed: int = 0
+    seed: int = field(default=0, metadata=checked(Integer(0)))
     force: bool = False
-    num_threads: int = 1
+    num_threads: int = field(default=1, metadata=checked(Integer(1)))
     pretrain: PretrainSchema = field(default_factory=PretrainSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
     report: Any = None
@@ -251,10 +368,25 @@ class EbrPretrainSchema:
 
 
 def register_schemas() -> None:
-    """Register the schemas every ebr Hydra app composes with (idempotent)."""
-    ConfigStore.instance().store(name="ebr_schema", node=EbrSchema)
-    ConfigStore.instance().store(name="ebr_pretrain_schema", node=EbrPretrainSchema)
+    """Register the schemas every ebr Hydra app composes with (idempotent).
+
+    Besides the two tops, each config group whose options build one owner's object gets that
+    owner's settings and defaults as `schema/<name>` (first in the group's presets, so a preset
+    lists only what it changes): the world (`schema/world`), the serving corpus (`schema/corpus`),
+    the evaluation (`schema/eval`) and its simulated funnel (`schema/simulation`) and the splits
+    (`schema/split/<function>`).
+    """
+    store = ConfigStore.instance()
+    store.store(name="ebr_schema", node=EbrSchema)
+    store.store(name="ebr_pretrain_schema", node=EbrPretrainSchema)
     register_world_schema()
+    store.store(group="schema", name="corpus", node=owner_schema(CorpusPolicy))
+    store.store(group="schema", name="eval", node=EvalSchema)
+    store.store(group="schema", name="simulation", node=owner_schema(SimulationConfig))
+    for split in (global_temporal_split, per_user_temporal_split):
+        # the data comes from the job and `refit` from eval.refit (ebr.retrieval.refit)
+        node = owner_schema(split, skip=("data", "refit"), partial=True)
+        store.store(group="schema/split", name=split.__name__.removesuffix("_split"), node=node)
 
 
 def with_default_experiment(overrides: Sequence[str], default: str) -> list[str]:

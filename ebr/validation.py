@@ -2,15 +2,22 @@
 
 `validate_config(cfg)` is called by the application shell (ebr.app.run_app, inside the job wrapper
 so a refusal is recorded like any failure) before the job reads any data. It collects every problem
-and raises one `ConfigValidationError` naming each key, its value and what is allowed:
+and raises one `ConfigValidationError` naming each key, its value and what is allowed.
 
-- enumerations (`train.logq`, `train.sharding`, `train.sparse_optimizer.kind`, `eval.window`, ...);
-- ranges and types (`seed >= 0`, `train.batch_size > 0`, learning rates > 0, `eval.ks` ...);
-- resumable checkpoints (`train.checkpoint_every_n_steps > 0`) in one-process jobs only;
+A value's own rule (a range, an option list) is written once, by its owner, and only applied here:
+
+- the typed schemas of ebr.config declare theirs per field (`ebr.runs.checks`), option lists named
+  from the modules that define the options (`train.logq`, `eval.window`, ...);
+- a `_target_` function declares its parameters' (the splits, ebr.data.splits);
+- the objects a group builds check themselves when built here (`index`, `corpus`,
+  `eval.simulation`, `model.conditioning`, the interest keys of `serving`).
+
+What this module adds are the rules that span several keys or the machine:
+
 - the torchrec sharding plans available on this device: on CPU (gloo) `table_wise`,
   `column_wise` and `data_parallel`; `row_wise` and `table_row_wise` need GPUs;
-- the index (`index.*`): the faiss factory string and its parameters (ebr.serving.index_config
-  builds an empty index, so a bad string, HNSW M <= 0, IVF nlist <= 0, nprobe <= 0 fail here);
+- a GPU trainer needs CUDA; a multi-rank job's batch sizes split into equal per-rank shares;
+- `serving.interest_filter=union` serves unconditioned models only;
 - every `_target_` (an unknown crossing module, a misspelt class) can be imported;
 - a data file or folder the data group names (`data.path`) exists.
 
@@ -19,7 +26,7 @@ The checks read the config only; the data is checked by its loader (ebr.data.loa
 
 from __future__ import annotations
 
-import numbers
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,19 +34,14 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-# torchrec sharding plans by device kind (names of ebr.training.distributed.SHARDING_TYPES)
-CPU_SHARDING = ("table_wise", "column_wise", "data_parallel")
-GPU_SHARDING = (*CPU_SHARDING, "row_wise", "table_row_wise")
-LOGQ_OPTIONS = ("sketch", "exact", "none")
-EVAL_WINDOWS = ("test", "val")
-SNAPSHOT_ENDS = ("train_start", "train_end")
-# conditional retrieval (the same names as ebr.models.conditioning and ebr.serving.interests)
-CONDITIONING_MODES = ("none", "early_fusion", "late_fusion")
-CONDITIONING_SOURCES = ("item_interest", "source_interest")
-INTEREST_FILTERS = ("none", "post", "pre", "union")
-INTEREST_BUDGETS = ("equal", "proportional")
-INTERESTS_FROM = ("followed", "inferred")
-PRE_FILTER_METHODS = ("sub_index", "selector")
+from ebr.config import EbrPretrainSchema, EbrSchema, EvalSchema
+from ebr.models.conditioning import ConditioningConfig
+from ebr.runs.checks import Check, Integer, IntegerList, declared_checks, problems
+from ebr.runs.wrapper import unwrapped
+from ebr.serving.interests import InterestServing
+from ebr.training.distributed import CPU_SHARDING, SHARDING_TYPES
+
+GPU_SHARDING = tuple(SHARDING_TYPES)
 
 
 class ConfigValidationError(ValueError):
@@ -76,67 +78,20 @@ def validate_config(cfg: DictConfig) -> None:
     """
     problems: list[str] = []
     check = _Checker(cfg, problems)
-    check.integer("seed", minimum=0)
-    check.integer("num_threads", minimum=1)
-    plans = available_sharding(cfg)
-    device = "cuda" if plans == GPU_SHARDING else "cpu (gloo)"
-    for node in ("train", "pretrain"):
-        if OmegaConf.select(cfg, node, default=None) is None:
-            continue
-        check.integer(f"{node}.batch_size", minimum=1)
-        check.positive(f"{node}.dense_lr")
-        check.positive(f"{node}.sparse_lr")
-        check.choice(f"{node}.logq", LOGQ_OPTIONS)
-        sharding = OmegaConf.select(cfg, f"{node}.sharding", default=None)
-        if sharding is not None and sharding not in plans:
-            needs_gpu = " (it needs GPUs)" if sharding in GPU_SHARDING else ""
-            problems.append(
-                f"{node}.sharding={sharding!r}{needs_gpu}: the plans available on this device ({device}) are"
-                f" {', '.join(plans)}"
-            )
-        check.positive(f"{node}.loss.temperature")
-        check.positive(f"{node}.loss.max_scale")
-        check.choice(f"{node}.sparse_optimizer.kind", ("rowwise_adagrad", "adagrad", "sgd", "adam"))
+    top = EbrPretrainSchema if OmegaConf.select(cfg, "pretrain", default=None) is not None else EbrSchema
+    check.declared(top)
+    check.declared(EvalSchema, "eval")
+    _devices(cfg, problems)
     check.integer("train.num_negatives", minimum=0)
-    check.integer("train.prefetch_batches", minimum=0)
-    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
-    # available_sharding gives the GPU plans exactly when a GPU accelerator finds CUDA
-    if accelerator in ("gpu", "cuda") and plans != GPU_SHARDING:
-        problems.append(
-            f"trainer.accelerator={accelerator!r} (trainer=gpu): CUDA is not available on this"
-            " machine (install the CUDA wheels with `bash scripts/setup.sh --cuda`, or use trainer=cpu)"
-        )
-    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    batch_size = OmegaConf.select(cfg, "train.batch_size", default=None)
-    if ranks > 1 and isinstance(batch_size, int) and batch_size % ranks:
-        problems.append(
-            f"train.batch_size={batch_size}: a {ranks}-rank job trains on equal per-rank shares of every"
-            f" batch, so the batch size must be a multiple of {ranks}"
-        )
-    check.integer("train.checkpoint_every_n_steps", minimum=0)
-    check.integer("pretrain.embedding_dim", minimum=1)
-    check.positive("pretrain.snapshot.every_days")
-    check.positive("pretrain.snapshot.window_days")
-    check.choice("pretrain.snapshot.end", SNAPSHOT_ENDS)
-    check.integer("pretrain.snapshot.max_snapshots", minimum=1, optional=True)
-    check.integer("features.history_length", minimum=1)
-    check.integer("serving.batch_size", minimum=1)
-    check.integer("model.embedding_dim", minimum=1)
-    check.integer("model.output_dim", minimum=1)
-    check.positive_list("model.dense_hidden", allow_empty=True)
-    check.positive_list("eval.ks")
-    check.choice("eval.window", EVAL_WINDOWS)
-    check.integer("eval.ann_recall_queries", minimum=0)
-    check.non_negative("split.val_days")
-    check.positive("split.test_days")
-    check.positive("split.train_days", optional=True)
-    check.positive("split.pretrain_days", optional=True)
-    check.integer("split.min_engagements", minimum=1)
-    check.fraction("split.test_fraction")
-    check.fraction("split.val_fraction", allow_zero=True)
+    # the two-tower retriever's widths (its constructor arguments)
+    check.rule("model.embedding_dim", Integer(1))
+    check.rule("model.output_dim", Integer(1))
+    check.rule("model.dense_hidden", IntegerList(allow_empty=True))
+    check.target_arguments("split")
     _conditional(check, cfg, problems)
     check.targets(cfg)
     check.built("index", _instantiate)
+    check.built("corpus", _instantiate)
     check.built("eval.simulation", _instantiate)
     check.data_path()
     if problems:
@@ -149,16 +104,39 @@ def validate_config(cfg: DictConfig) -> None:
         )
 
 
+def _devices(cfg: DictConfig, problems: list[str]) -> None:
+    """The sharding plans, accelerator and batch shares this machine and job size allow."""
+    plans = available_sharding(cfg)
+    device = "cuda" if plans == GPU_SHARDING else "cpu (gloo)"
+    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    for node in ("train", "pretrain"):
+        sharding = OmegaConf.select(cfg, f"{node}.sharding", default=None)
+        if sharding is not None and sharding not in plans:
+            needs_gpu = " (it needs GPUs)" if sharding in GPU_SHARDING else ""
+            problems.append(
+                f"{node}.sharding={sharding!r}{needs_gpu}: the plans available on this device ({device}) are"
+                f" {', '.join(plans)}"
+            )
+        batch_size = OmegaConf.select(cfg, f"{node}.batch_size", default=None)
+        if ranks > 1 and isinstance(batch_size, int) and batch_size % ranks:
+            problems.append(
+                f"{node}.batch_size={batch_size}: a {ranks}-rank job trains on equal per-rank shares of"
+                f" every batch, so the batch size must be a multiple of {ranks}"
+            )
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
+    # available_sharding gives the GPU plans exactly when a GPU accelerator finds CUDA
+    if accelerator in ("gpu", "cuda") and plans != GPU_SHARDING:
+        problems.append(
+            f"trainer.accelerator={accelerator!r} (trainer=gpu): CUDA is not available on this"
+            " machine (install the CUDA wheels with `bash scripts/setup.sh --cuda`, or use trainer=cpu)"
+        )
+
+
 def _conditional(check: _Checker, cfg: DictConfig, problems: list[str]) -> None:
-    """Conditional retrieval's keys (ebr.models.conditioning, ebr.serving.interests)."""
-    check.choice("model.conditioning.mode", CONDITIONING_MODES)
-    check.choice("model.conditioning.source", CONDITIONING_SOURCES)
-    check.choice("serving.interest_filter", INTEREST_FILTERS)
-    check.choice("serving.interest_budget", INTEREST_BUDGETS)
-    check.choice("serving.interests_from", INTERESTS_FROM)
-    check.choice("serving.pre_filter_method", PRE_FILTER_METHODS)
-    check.integer("serving.n_interests", minimum=1)
-    check._number("serving.post_overfetch", lambda v: 1 <= v < float("inf"), "a finite number >= 1", False)
+    """Conditional retrieval's keys: each owner checks its own (ebr.models.conditioning,
+    ebr.serving.interests); the one rule across both is here."""
+    check.built("model.conditioning", ConditioningConfig.of)
+    check.built("serving", InterestServing.of)
     mode = OmegaConf.select(cfg, "model.conditioning.mode", default="none")
     if mode != "none" and OmegaConf.select(cfg, "serving.interest_filter", default="none") == "union":
         problems.append(
@@ -187,49 +165,39 @@ class _Checker:
             return False, None
         return True, value
 
-    def integer(self, key: str, minimum: int, optional: bool = False) -> None:
+    def integer(self, key: str, minimum: int) -> None:
+        self.rule(key, Integer(minimum))
+
+    def rule(self, key: str, rule: Check) -> None:
+        """Apply one rule to the value at `key` (when present)."""
         present, value = self._get(key)
-        if not present or (optional and value is None):
+        if present:
+            line = rule.problem(key, _plain(value))
+            if line is not None:
+                self.problems.append(line)
+
+    def declared(self, schema: type, prefix: str = "") -> None:
+        """The checks a typed schema declares on its fields, its nested schemas' too."""
+        for name, rule in declared_checks(schema).items():
+            self.rule(f"{prefix}.{name}" if prefix else name, rule)
+        for setting in dataclasses.fields(schema):
+            nested = setting.default_factory
+            if nested is not dataclasses.MISSING and dataclasses.is_dataclass(nested):
+                self.declared(nested, f"{prefix}.{setting.name}" if prefix else setting.name)
+
+    def target_arguments(self, key: str) -> None:
+        """The checks the `_target_` function or class of the node at `key` declares on its settings."""
+        present, node = self._get(key)
+        if not present or not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
             return
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problems.append(f"{key}={value!r}: must be an integer >= {minimum}")
+        from hydra._internal.utils import _locate
 
-    def _number(self, key: str, ok: Callable[[float], bool], what: str, optional: bool) -> None:
-        present, value = self._get(key)
-        if not present or (optional and value is None):
-            return
-        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if not number or value != value or not ok(float(value)):
-            self.problems.append(f"{key}={value!r}: must be {what}")
-
-    def positive(self, key: str, optional: bool = False) -> None:
-        self._number(key, lambda v: 0 < v < float("inf"), "a finite number > 0", optional)
-
-    def non_negative(self, key: str, optional: bool = False) -> None:
-        self._number(key, lambda v: 0 <= v < float("inf"), "a finite number >= 0", optional)
-
-    def fraction(self, key: str, allow_zero: bool = False) -> None:
-        low = "0 <=" if allow_zero else "0 <"
-        self._number(
-            key, lambda v: (v >= 0 if allow_zero else v > 0) and v < 1, f"a number with {low} x < 1", False
-        )
-
-    def choice(self, key: str, allowed: tuple[str, ...]) -> None:
-        present, value = self._get(key)
-        if present and value not in allowed:
-            self.problems.append(f"{key}={value!r}: must be one of {', '.join(allowed)}")
-
-    def positive_list(self, key: str, allow_empty: bool = False) -> None:
-        present, value = self._get(key)
-        if not present or value is None:
-            return
-        items = list(value) if isinstance(value, ListConfig | list | tuple) else None
-        bad = items is None or (not items and not allow_empty)
-        bad = bad or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items or [])
-        if bad:
-            self.problems.append(
-                f"{key}={_shown(value)}: must be a {'' if allow_empty else 'non-empty '}list of integers >= 1"
-            )
+        try:
+            owner = _locate(node["_target_"])
+        except Exception:
+            return  # named by `targets`
+        values = {str(name): _plain(value) for name, value in node.items() if not str(name).startswith("_")}
+        self.problems.extend(problems(owner, values, key))
 
     def targets(self, cfg: DictConfig) -> None:
         """Every `_target_` of the config names something importable."""
@@ -244,18 +212,18 @@ class _Checker:
                 reason = " ".join(str(error).split()) or type(error).__name__
                 self.problems.append(f"{key}._target_={target!r}: cannot be imported ({reason})")
 
-    def built(self, key: str, build: Callable[[Any], None]) -> None:
+    def built(self, key: str, build: Callable[[Any], object]) -> None:
+        """Build the node at `key` as the job will, so its owner's own checks run now."""
         present, value = self._get(key)
         if not present or value is None:
             return
         try:
             build(value)
         except Exception as error:
-            cause: BaseException = error
-            # Hydra's instantiation wraps the constructor's own error: show that one
-            while type(cause).__module__.startswith("hydra") and cause.__cause__ is not None:
-                cause = cause.__cause__
-            self.problems.append(f"{key}: {str(cause).strip() or type(cause).__name__}")
+            cause = unwrapped(error)  # Hydra wraps the constructor's own error: show that one
+            message = str(cause).strip() or type(cause).__name__
+            # the owners name their keys (`serving.n_interests must be ...`): no second prefix
+            self.problems.append(message if message.startswith(f"{key}.") else f"{key}: {message}")
 
     def data_path(self) -> None:
         """A data loader's `path` (a file or folder the user gives) must exist."""
@@ -287,5 +255,5 @@ def _targets(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return found
 
 
-def _shown(value: Any) -> str:
-    return repr(OmegaConf.to_container(value) if isinstance(value, ListConfig | DictConfig) else value)
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if isinstance(value, ListConfig | DictConfig) else value

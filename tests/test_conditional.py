@@ -365,12 +365,24 @@ def test_bad_conditional_settings_name_their_key(composed, overrides, key) -> No
         validation.validate_config(composed(overrides))
 
 
-def test_the_checks_list_the_modules_options() -> None:
-    assert validation.CONDITIONING_MODES == conditioning.MODES
-    assert validation.CONDITIONING_SOURCES == conditioning.SOURCES
-    assert validation.INTEREST_FILTERS == serving_interests.INTEREST_FILTERS
-    assert validation.INTEREST_BUDGETS == serving_interests.BUDGETS
-    assert validation.PRE_FILTER_METHODS == serving_interests.PRE_FILTER_METHODS
+@pytest.mark.parametrize(
+    ("override", "options"),
+    [
+        ("model.conditioning.mode=late", conditioning.MODES),
+        ("model.conditioning.source=clicks", conditioning.SOURCES),
+        ("serving.interest_filter=exact", serving_interests.INTEREST_FILTERS),
+        ("serving.interest_budget=random", serving_interests.BUDGETS),
+        ("serving.interests_from=guessed", serving_interests.INTERESTS_FROM),
+        ("serving.pre_filter_method=scan", serving_interests.PRE_FILTER_METHODS),
+    ],
+)
+def test_the_checks_list_the_modules_options(composed, override, options) -> None:
+    # the options are the owning module's, not a copy: the refusal names the key and lists them
+    key = override.partition("=")[0]
+    with pytest.raises(validation.ConfigValidationError) as refused:
+        validation.validate_config(composed([override]))
+    assert key in str(refused.value)
+    assert ", ".join(options) in str(refused.value)
 
 
 def _astuple(inputs: TowerInput) -> tuple:

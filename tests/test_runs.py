@@ -198,3 +198,59 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     write_bytes_atomic(target, b"abc")
     assert target.read_bytes() == b"abc"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    from ebr.runs import write_atomic
+
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+
+    def half(tmp: Path) -> None:
+        tmp.write_bytes(b"ne")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, half, durable=True)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_a_torch_file_is_the_same_bytes_from_any_process(tmp_path: Path, monkeypatch) -> None:
+    # torch.save names its archive after the file it writes: the temporary is `<name>.tmp` whatever
+    # the process, so model.pt's bytes do not depend on who wrote it
+    import os
+
+    import torch
+
+    from ebr.runs import write_atomic
+
+    written = []
+    for pid in (11, 12):
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        (tmp_path / f"{pid}").mkdir()
+        path = write_atomic(
+            tmp_path / f"{pid}" / "model.pt", lambda tmp: torch.save({"w": torch.ones(2)}, tmp)
+        )
+        written.append(path.read_bytes())
+    assert written[0] == written[1]
+
+
+def test_a_published_directory_replaces_an_old_one_unless_it_is_kept(tmp_path: Path) -> None:
+    from ebr.runs import publish_directory, remove_directory
+
+    final = tmp_path / "entry"
+
+    def fill(text: str):
+        return lambda folder: (folder / "f.txt").write_text(text)
+
+    assert publish_directory(final, fill("one")) is None
+    assert publish_directory(final, fill("two")) is None  # replaced whole
+    assert (final / "f.txt").read_text() == "two"
+    kept = publish_directory(final, fill("three"), keep=lambda found: (found / "f.txt").read_text())
+    assert kept == "two"  # another job's valid copy wins; ours is dropped
+    assert (final / "f.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]  # no temporary or trash left
+    assert remove_directory(final)
+    assert not remove_directory(final)
+    assert list(tmp_path.iterdir()) == []

@@ -41,11 +41,13 @@ a decades-long log).
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 
 from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split
+from ebr.runs.checks import NON_NEGATIVE, POSITIVE, Integer, Number, refuse_problems
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +57,11 @@ MIN_TRAIN_SHARE = 0.1
 
 def global_temporal_split(
     data: InteractionData,
-    test_days: float = 7.0,
-    val_days: float = 3.0,
-    train_days: float | None = 21.0,
-    pretrain_days: float | None = None,
+    # whole days written as ints: the config (schema/split/global_temporal) shows them as written
+    test_days: Annotated[float, POSITIVE] = 7,
+    val_days: Annotated[float, NON_NEGATIVE] = 3,
+    train_days: Annotated[float | None, Number(optional=True)] = 21,
+    pretrain_days: Annotated[float | None, Number(low_inclusive=True, optional=True)] = None,
     refit: bool = False,
 ) -> Split:
     """Cut the data's engagements (clicks and repins) into consecutive time windows.
@@ -83,15 +86,14 @@ def global_temporal_split(
         `<window>_users_unseen` and `<window>_pins_unseen` (distinct window users / pins with no
         train engagement).
     """
-    for name, value in (("test_days", test_days), ("val_days", val_days)):
-        if value < 0:
-            raise ValueError(f"split.{name} must be >= 0, got {value}")
-    if test_days <= 0:
-        raise ValueError(f"split.test_days must be > 0, got {test_days}")
-    if train_days is not None and train_days <= 0:
-        raise ValueError(f"split.train_days must be > 0 or null, got {train_days}")
-    if pretrain_days is not None and pretrain_days < 0:
-        raise ValueError(f"split.pretrain_days must be >= 0 or null, got {pretrain_days}")
+    refuse_problems(
+        global_temporal_split,
+        "split",
+        test_days=test_days,
+        val_days=val_days,
+        train_days=train_days,
+        pretrain_days=pretrain_days,
+    )
 
     events = data.engagements()
     if events.empty:
@@ -150,9 +152,9 @@ def global_temporal_split(
 
 def per_user_temporal_split(
     data: InteractionData,
-    min_engagements: int = 5,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.2,
+    min_engagements: Annotated[int, Integer(2)] = 5,
+    test_fraction: Annotated[float, Number(high=1.0)] = 0.2,
+    val_fraction: Annotated[float, Number(low_inclusive=True, high=1.0)] = 0.2,
     refit: bool = False,
 ) -> Split:
     """Split every eligible user's engagements into train / val / test by their own time order.
@@ -176,12 +178,13 @@ def per_user_temporal_split(
     Raises:
         ValueError: for bad parameters or when no user is eligible.
     """
-    if min_engagements < 2:
-        raise ValueError(f"split.min_engagements must be >= 2, got {min_engagements}")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"split.val_fraction must be in [0, 1), got {val_fraction}")
+    refuse_problems(
+        per_user_temporal_split,
+        "split",
+        min_engagements=min_engagements,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+    )
 
     events = data.engagements()
     users = events["user"].to_numpy(np.int64)

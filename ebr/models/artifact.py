@@ -16,7 +16,6 @@ refused, naming both versions and what differs; a truncated or foreign file gets
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ebr.models.tower import TowerSpec
 from ebr.models.two_tower import TwoTowerModel
+from ebr.runs.files import write_atomic
 
 # 2: categorical bags are weighted averages (weights in the input); 1 pooled unweighted means.
 # The optional `info` manifest is additive: version 2 files without it still load.
@@ -97,13 +97,7 @@ def save_artifact(
         "features": features,
         "state_dict": state_dict,
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_artifact(path: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:

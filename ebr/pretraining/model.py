@@ -97,17 +97,20 @@ def pair_batch(users: np.ndarray, pins: np.ndarray) -> PairBatch:
 
 
 class PairBatches(IterableDataset):
-    """This rank's share of the window's pairs, reshuffled every pass.
+    """This rank's share of every batch of the window's pairs, reshuffled every pass.
 
-    Every rank draws the same permutation from (seed, pass) and takes every `world_size`-th pair
-    from its rank on, so ranks see disjoint data and the same number of batches (each batch is a
-    collective through the sharded tables). A final incomplete batch is dropped so the in-batch
-    softmax keeps its width, unless the share is smaller than one batch.
+    `batch_size` is global, as `train.batch_size` is: every rank draws the same permutation from
+    (seed, pass), cuts it into batches of `batch_size` pairs and takes the `rank`-th of
+    `world_size` equal contiguous shares of each (the split of ebr.data.datamodule), so ranks see
+    disjoint data and the same number of batches (each batch is a collective through the sharded
+    tables), and one process trains on whole batches. A final incomplete batch is dropped so the
+    in-batch softmax keeps its width, unless the pairs are fewer than one batch: then one batch of
+    as many pairs as split equally over the ranks.
 
     Args:
         users: user row of each pair.
         pins: pin row of each pair.
-        batch_size: pairs per batch (per rank).
+        batch_size: pairs per batch over all ranks (a multiple of `world_size`).
         seed: base seed of the shuffles.
         rank: this process's rank.
         world_size: number of ranks.
@@ -125,24 +128,32 @@ class PairBatches(IterableDataset):
         super().__init__()
         if batch_size <= 0:
             raise ValueError(f"pretrain.batch_size must be positive, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not a rank of a {world_size}-process job")
+        if batch_size % world_size:
+            raise ValueError(
+                f"pretrain.batch_size={batch_size} does not split into {world_size} equal per-rank shares"
+            )
         self.users = np.asarray(users, dtype=np.int64)
         self.pins = np.asarray(pins, dtype=np.int64)
-        self.share = len(self.users) // world_size
-        if self.share == 0:
+        shared = len(self.users) // world_size * world_size
+        if shared == 0:
             raise ValueError(f"{len(self.users)} pairs cannot be shared by {world_size} ranks")
-        self.batch_size = min(batch_size, self.share)
+        self.batch_size = min(batch_size, shared)
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self._passes = 0
 
     def __len__(self) -> int:
-        return self.share // self.batch_size
+        return len(self.users) // self.batch_size
 
     def __iter__(self) -> Iterator[PairBatch]:
         rng = np.random.default_rng([self.seed, self._passes])
         self._passes += 1
-        order = rng.permutation(len(self.users))[self.rank :: self.world_size][: self.share]
+        order = rng.permutation(len(self.users))
         for b in range(len(self)):
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if self.world_size > 1:
+                rows = np.array_split(rows, self.world_size)[self.rank]
             yield pair_batch(self.users[rows], self.pins[rows])
 
 

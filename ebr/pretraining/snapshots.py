@@ -17,10 +17,6 @@ directory that looks like a snapshot (`selection.read_snapshot` ignores anything
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +34,7 @@ from ebr.pretraining.selection import (
     SnapshotInfo,
     read_snapshot,
 )
-from ebr.runs import write_bytes_atomic, write_json_atomic
+from ebr.runs import publish_directory, remove_directory, write_bytes_atomic, write_json_atomic
 
 SIDES = ("user", "pin")
 
@@ -118,26 +114,16 @@ def save_snapshot(
         "rows": {side: int(tables[side].shape[0]) for side in SIDES},
         "files": {"tables": TABLES_FILE, "ids": IDS_FILE},
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    try:
+
+    def fill(tmp: Path) -> None:
         write_bytes_atomic(tmp / TABLES_FILE, _tensor_bytes({s: tables[s].float() for s in SIDES}))
         write_bytes_atomic(
             tmp / IDS_FILE, _tensor_bytes({s: torch.from_numpy(np.asarray(ids[s], np.int64)) for s in SIDES})
         )
         write_json_atomic(tmp / MANIFEST_FILE, full)  # last: a manifest means the files are whole
-        _publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_directory(final, fill)  # a re-run replaces an existing snapshot
     return final
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename `tmp` to `final`, first moving an existing `final` aside (a re-run replaces it)."""
-    if final.exists():
-        trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex}")
-        os.rename(final, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.rename(tmp, final)
 
 
 def discard_snapshots(snapshot_dir: str | Path) -> int:
@@ -149,9 +135,7 @@ def discard_snapshots(snapshot_dir: str | Path) -> int:
     for entry in root.iterdir():
         if entry.name.startswith((SNAPSHOT_PREFIX, ".tmp-", ".trash-")) and entry.is_dir():
             # renamed first, so a reader never sees a snapshot half removed
-            trash = entry.with_name(f".trash-{entry.name.lstrip('.')}-{uuid.uuid4().hex}")
-            os.rename(entry, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            remove_directory(entry)
             removed += entry.name.startswith(SNAPSHOT_PREFIX)
     return removed
 

@@ -23,7 +23,16 @@ from typing import Any
 
 import yaml
 
-from ebr.runs import CONFIG_FILE, ERROR_FILE, HYDRA_FILE, OVERRIDES_FILE, dig, read_metrics, read_yaml
+from ebr.runs import (
+    CONFIG_FILE,
+    ERROR_FILE,
+    HYDRA_FILE,
+    METRICS_FILE,
+    OVERRIDES_FILE,
+    dig,
+    read_metrics,
+    read_yaml,
+)
 
 # overrides a best-trial file leaves out: the search itself, Hydra's settings, the window (the
 # final runs score test) and keys that cannot change results
@@ -109,7 +118,7 @@ def load_search(sweep_dir: Path) -> Search:
         study = str(sweeper.get("study_name") or study)
         overrides = [str(o) for o in read_yaml(job / OVERRIDES_FILE, default=[])]
         status, value = "missing", None
-        if (job / "metrics.json").is_file():
+        if (job / METRICS_FILE).is_file():
             status = "finished"
             value = read_metrics(job).get(str(metric)) if metric else None
         elif (job / ERROR_FILE).is_file():
@@ -197,7 +206,7 @@ def _set(node: dict[str, Any], dotted: str, value: Any) -> None:
 
 def grid_rows(job: Path) -> list[tuple[str, float, bool]]:
     """A baseline job's in-job grid: (``name=value``, validation score, chosen) per grid value."""
-    if not (job / "metrics.json").is_file():
+    if not (job / METRICS_FILE).is_file():
         return []
     metrics = read_metrics(job)
     rows = []

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ebr.report.document import DataRead
 from ebr.runs import CONFIG_FILE, HYDRA_FILE, RECORD_FILE, dig, read_record, read_yaml
 
-RECORDED, CONFIGURED = "run.json", "config"
+RECORDED, CONFIGURED = RECORD_FILE, "config"
 
 
 class SweepError(ValueError):

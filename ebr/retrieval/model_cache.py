@@ -31,11 +31,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ebr.data.schema import FeatureTable, InteractionData, Split
 from ebr.retrieval.protocol import FitContext
-from ebr.runs.files import write_json_atomic
+from ebr.runs.files import HISTORY_FILE, MODEL_FILE, publish_directory, write_json_atomic
 from ebr.training.checkpoint import TRAIN_PACE_KEYS
 
-MODEL_FILE = "model.pt"
-HISTORY_FILE = "history.json"
 ENTRY_FILE = "training.json"
 # the config nodes the trainer reads (besides the data); everything else is serving or bookkeeping
 TRAINING_NODES = ("model", "train", "trainer", "features", "seed", "num_threads")
@@ -201,20 +199,19 @@ class ModelCache:
                         _link_or_copy(entry / name, run_dir / name)
                 return {"key": key, "reused": str(entry), "trained_in": record["trained_in"]}
             retriever.fit(data, split, context)
-            shutil.rmtree(entry, ignore_errors=True)  # a directory without its record is incomplete
-            staging = self.root / f".tmp-{key}-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-            for name in (MODEL_FILE, HISTORY_FILE):
-                if (run_dir / name).is_file():
-                    _link_or_copy(run_dir / name, staging / name)
             record = {
                 "metrics": retriever.own_metrics(),
                 "trained_in": str(run_dir),
                 "seed": context.seed,
                 "config": training_config(cfg),
             }
-            # the record marks the entry complete: written last, inside a directory renamed whole
-            write_json_atomic(staging / ENTRY_FILE, record)
-            os.replace(staging, entry)
+
+            def fill(staging: Path) -> None:
+                for name in (MODEL_FILE, HISTORY_FILE):
+                    if (run_dir / name).is_file():
+                        _link_or_copy(run_dir / name, staging / name)
+                # the record marks the entry complete: written last, inside a directory renamed whole
+                write_json_atomic(staging / ENTRY_FILE, record)
+
+            publish_directory(entry, fill)  # replaces a directory without its record (incomplete)
             return {"key": key, "stored": str(entry)}

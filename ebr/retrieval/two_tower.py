@@ -49,12 +49,12 @@ from ebr.retrieval.id_embedding import (
     select_id_features,
 )
 from ebr.retrieval.protocol import FitContext
-from ebr.runs import HISTORY_FILE, MODEL_FILE, SHARDING_FILE, is_rank_zero, write_json_atomic
+from ebr.runs import CHECKPOINT_DIR, HISTORY_FILE, MODEL_FILE, SHARDING_FILE, is_rank_zero, write_json_atomic
 from ebr.serving.conditional import InterestRetrieval
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
-from ebr.training.checkpoint import CHECKPOINT_DIR, StepCheckpoint, resume_from
+from ebr.training.checkpoint import StepCheckpoint, resume_from
 from ebr.training.distributed import ensure_process_group, gathered_shard_layouts
 from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule

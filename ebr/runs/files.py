@@ -1,6 +1,8 @@
 """The files of a run directory and the atomic writers every part of ebr uses.
 
-Every file is written to a temporary name and renamed, so a reader never sees half a file.
+Every file is written to a temporary name and renamed (`write_atomic`), every directory built at a
+temporary name and renamed (`publish_directory`), so a reader never sees half of either. The file
+names of a run directory are defined here once; any package of ebr may import them.
 """
 
 from __future__ import annotations
@@ -8,11 +10,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 METRICS_FILE = "metrics.json"
 # the metrics that are wall-clock measurements: the only ones two runs of one config may differ in
@@ -37,6 +44,9 @@ MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.json"
 # a multi-process job's sharding plan as placed: each rank's table shards (ebr.training.distributed)
 SHARDING_FILE = "sharding.json"
+# the resumable checkpoint of a training: CHECKPOINT_DIR/LAST_CHECKPOINT (ebr.training.checkpoint)
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
 HYDRA_DIR = ".hydra"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
@@ -60,21 +70,44 @@ FINISHED, SKIPPED, FAILED, REFUSED = "finished", "skipped", "failed", "refused"
 SINGLE_ARM = "single"
 
 
+def write_atomic(
+    path: str | os.PathLike[str], write: Callable[[Path], object], durable: bool = False
+) -> Path:
+    """Have `write` fill a temporary file beside `path`, then rename it over `path`.
+
+    The one atomic file writer of ebr: a reader sees the old file or the whole new one. The
+    temporary is `<name>.tmp` inside a hidden folder of this process (`.<name>.<pid>.tmp/`), so two
+    processes never share one, and a writer that records its file name (torch.save names its
+    archive after the file) writes the same bytes from any process.
+
+    Args:
+        path: the target file; its directory must exist.
+        write: writes the content to the path it is given.
+        durable: flush the file to disk before the rename (a checkpoint that must survive a crash).
+    """
+    target = Path(path)
+    folder = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = folder / f"{target.name}.tmp"
+    try:
+        folder.mkdir(exist_ok=True)
+        write(tmp)
+        if durable:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return target
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`.
+    """`write_atomic` for bytes.
 
     Args:
         path: the target file; its directory must exist.
         data: the content.
     """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -85,6 +118,68 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     """`write_bytes_atomic` for JSON (indented, keys in the given order, a final newline)."""
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def publish_directory(
+    final: str | os.PathLike[str],
+    fill: Callable[[Path], object],
+    keep: Callable[[Path], T | None] | None = None,
+) -> T | None:
+    """Have `fill` build a directory at a temporary name beside `final`, then rename it to `final`.
+
+    The one atomic directory publisher of ebr: a reader sees no directory, an old one or the whole
+    new one. A directory already at `final` is replaced (moved aside whole, then removed), unless
+    `keep` accepts it: then the new one is dropped and `keep`'s answer returned (a cache entry
+    another job published first).
+
+    Args:
+        final: the directory to publish; its parent is created.
+        fill: writes the directory's content into the (empty) folder it is given.
+        keep: asked about a directory found at `final`; a value other than None keeps it.
+
+    Returns:
+        None when this call published `final`, else `keep`'s answer.
+
+    Raises:
+        OSError: when `final` could not be replaced in three tries (other jobs racing for it).
+    """
+    target = Path(final)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        fill(tmp)
+        for _ in range(3):
+            try:
+                os.rename(tmp, target)
+                return None
+            except OSError:
+                if not target.exists():
+                    continue  # moved away by a concurrent job between our attempts
+                kept = keep(target) if keep is not None else None
+                if kept is not None:
+                    return kept
+                if not remove_directory(target):
+                    continue
+        raise OSError(f"could not publish the directory {target}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_directory(path: str | os.PathLike[str]) -> bool:
+    """Rename a directory aside (`.trash-<name>-<random>`), then delete it: a reader never sees it
+    half removed. Returns False when it was gone already.
+
+    Args:
+        path: the directory.
+    """
+    folder = Path(path)
+    trash = folder.with_name(f".trash-{folder.name.lstrip('.')}-{uuid.uuid4().hex}")
+    try:
+        os.rename(folder, trash)
+    except FileNotFoundError:
+        return False
+    shutil.rmtree(trash, ignore_errors=True)
+    return True
 
 
 def write_metrics(run_dir: Path, metrics: Mapping[str, float]) -> Path:

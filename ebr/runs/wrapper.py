@@ -219,8 +219,12 @@ def headline_table(metrics: Mapping[str, float], path: Path) -> str:
     return "\n".join(lines)
 
 
-def _unwrapped(exc: BaseException) -> BaseException:
-    """The error itself, not Hydra's wrappers of it (InstantiationException, ...)."""
+def unwrapped(exc: BaseException) -> BaseException:
+    """The error itself, not Hydra's wrappers of it (InstantiationException, ...).
+
+    Args:
+        exc: an exception, possibly raised by Hydra around the constructor's own error.
+    """
     while type(exc).__module__.startswith("hydra") and exc.__cause__ is not None:
         exc = exc.__cause__
     return exc
@@ -228,13 +232,13 @@ def _unwrapped(exc: BaseException) -> BaseException:
 
 def error_text(exc: BaseException) -> str:
     """The exception's type and whole message, without Hydra's wrappers of it."""
-    cause = _unwrapped(exc)
+    cause = unwrapped(exc)
     return f"{type(cause).__name__}: {str(cause).strip()}"
 
 
 def first_line(exc: BaseException) -> str:
     """The exception's type and the first line of its message (Hydra wraps the cause in more lines)."""
-    cause = _unwrapped(exc)
+    cause = unwrapped(exc)
     lines = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 

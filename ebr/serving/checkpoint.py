@@ -9,10 +9,9 @@ from typing import Any
 
 from ebr.models.artifact import artifact_info
 
-MODEL_FILE = "model.pt"
-# written beside model.pt by ebr-train (ebr.runs); its info.data_source is the fallback of
-# artifacts saved before they recorded the data
-RUN_RECORD = "run.json"
+# RECORD_FILE (run.json) is written beside model.pt by ebr-train; its info.data_source is the
+# fallback of artifacts saved before they recorded the data
+from ebr.runs.files import MODEL_FILE, RECORD_FILE
 
 
 def resolve_checkpoint(ckpt_path: str | None) -> Path:
@@ -64,14 +63,14 @@ def check_same_data(path: Path, source: str, fingerprint: str) -> dict[str, Any]
                 " evaluate it with the data (and data.config) it was trained on"
             )
         return info
-    record = path.parent / RUN_RECORD
+    record = path.parent / RECORD_FILE
     trained_on = None
     if record.is_file():
         trained_on = (json.loads(record.read_text()).get("info") or {}).get("data_source")
     if trained_on is None:
         raise ValueError(
-            f"ckpt_path={path}: the model records no data fingerprint and no {RUN_RECORD} beside it names its"
-            " data, so it cannot be checked against this job's data"
+            f"ckpt_path={path}: the model records no data fingerprint and no {RECORD_FILE} beside it"
+            " names its data, so it cannot be checked against this job's data"
         )
     if trained_on != source:
         raise ValueError(

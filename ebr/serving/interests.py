@@ -8,6 +8,7 @@ per-interest results merged without duplicates into one list of K (docs/conditio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -62,8 +63,10 @@ class InterestServing:
                 raise ValueError(f"serving.{key} must be one of {', '.join(allowed)}, got {value!r}")
         if self.n_interests < 1:
             raise ValueError(f"serving.n_interests must be at least 1, got {self.n_interests}")
-        if not self.post_overfetch >= 1.0:
-            raise ValueError(f"serving.post_overfetch must be at least 1, got {self.post_overfetch}")
+        if not 1.0 <= self.post_overfetch < math.inf:
+            raise ValueError(
+                f"serving.post_overfetch must be a finite number >= 1, got {self.post_overfetch}"
+            )
 
     @classmethod
     def of(cls, serving: Mapping[str, Any]) -> InterestServing:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,14 +35,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ebr.runs import is_rank_zero, process_rank
+from ebr.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, is_rank_zero, process_rank, write_atomic
 
 # train keys that decide how a training is carried out, not what it computes: a resumed checkpoint
 # and the model cache accept a run that differs in them
 TRAIN_PACE_KEYS = ("checkpoint_every_n_steps", "prefetch_batches")
 
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
 FINGERPRINT_KEY = "ebr_fingerprint"
 
 
@@ -153,14 +150,8 @@ class StepCheckpoint(pl.Callback):
         if not is_rank_zero():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, temporary)
-            with open(temporary, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        save = trainer.strategy.checkpoint_io.save_checkpoint
+        write_atomic(self.path, lambda temporary: save(checkpoint, temporary), durable=True)
 
 
 def own_rank_entry(saved: list[Any], source: str, what: str) -> Any:

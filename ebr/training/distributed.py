@@ -43,6 +43,8 @@ SHARDING_TYPES = {
     "row_wise": ShardingType.ROW_WISE,
     "table_row_wise": ShardingType.TABLE_ROW_WISE,
 }
+# the plans a CPU (gloo) process group runs; the row-wise ones need GPUs
+CPU_SHARDING = ("table_wise", "column_wise", "data_parallel")
 SPARSE_OPTIMIZERS = {
     "rowwise_adagrad": RowWiseAdagrad,
     "adagrad": torch.optim.Adagrad,

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from ebr.data.schema import (
     CLICK,
@@ -144,7 +143,17 @@ def test_bad_parameters_and_no_eligible_user() -> None:
 
 
 def test_hydra_config_is_partial() -> None:
-    cfg = OmegaConf.load(REPO / "conf" / "split" / "per_user_temporal.yaml")
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ebr.config import register_schemas
+
+    # the preset starts from the function's schema (schema/split/per_user_temporal): compose it
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["split=per_user_temporal"]).split
+    GlobalHydra.instance().clear()
     split_fn = instantiate(cfg)
     data = random_data(4)
     expected = per_user_temporal_split(data, 5, 0.2, 0.2)

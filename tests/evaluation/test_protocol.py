@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from ebr.data.schema import (
     CLICK,
@@ -165,7 +164,17 @@ def test_evaluate_ranking_prefixes_keys() -> None:
 
 
 def test_config_files_instantiate() -> None:
-    evaluation = OmegaConf.load(CONF / "eval" / "default.yaml")
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ebr.config import register_schemas
+
+    # the preset starts from its schemas (schema/eval, schema/simulation): compose it
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        evaluation = compose("train", overrides=["eval=default"]).eval
+    GlobalHydra.instance().clear()
     assert list(evaluation.ks) == [10, 50, 100]
     assert evaluation.exclude_train is True
     assert instantiate(evaluation.simulation) == SimulationConfig()

@@ -139,10 +139,18 @@ def test_a_share_of_the_pairs_per_rank_is_disjoint_and_equal(tmp_path: Path) -> 
     from ebr.pretraining.model import PairBatches
 
     users, pins = np.arange(103), np.arange(103) + 1000
-    shares = [PairBatches(users, pins, 10, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    shares = [PairBatches(users, pins, 20, seed=3, rank=r, world_size=2) for r in (0, 1)]
     seen = [np.concatenate([b.users.numpy() for b in s]) for s in shares]
-    assert len(shares[0]) == len(shares[1]) == 5  # 51 pairs each: 5 whole batches of 10
+    # pretrain.batch_size is global, as train.batch_size: 5 whole batches of 20, 10 pairs per rank
+    assert len(shares[0]) == len(shares[1]) == 5
+    assert len(seen[0]) == len(seen[1]) == 50
     assert not set(seen[0]) & set(seen[1])
+    # the ranks' shares of a batch are the one-process batch, cut in two
+    whole = [b.users.numpy() for b in PairBatches(users, pins, 20, seed=3)]
+    halves = [[b.users.numpy() for b in PairBatches(users, pins, 20, 3, r, 2)] for r in (0, 1)]
+    assert all(np.array_equal(np.concatenate(h), w) for *h, w in zip(*halves, whole, strict=True))
+    with pytest.raises(ValueError, match=r"pretrain\.batch_size=21 does not split into 2"):
+        PairBatches(users, pins, 21, seed=3, rank=0, world_size=2)
     # pairs stay aligned in every batch, and the next pass is another order
     batches = list(shares[0])
     assert all((b.pins.numpy() == b.users.numpy() + 1000).all() for b in batches)

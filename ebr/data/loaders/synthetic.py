@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from ebr.data.schema import CLICK, IMPRESSION, REPIN, CategoricalFeature, Featur
 from ebr.data.world.config import GENERATOR_VERSION, WorldConfig
 from ebr.data.world.generate import WORLD_NAME, generate_world
 from ebr.data.world.truth import SyntheticTruth
+from ebr.runs.files import publish_directory
 
 logger = logging.getLogger(__name__)
 
@@ -64,36 +62,12 @@ def load_world(
     start = time.perf_counter()
     data = generate_world(config)
     seconds = time.perf_counter() - start
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    try:
-        write_world(tmp, data, config, seconds)
-        winner = _publish(tmp, final, config)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    winner = publish_directory(
+        final,
+        lambda tmp: write_world(tmp, data, config, seconds),
+        keep=lambda found: read_cached_world(found, config),
+    )
     return data if winner is None else winner
-
-
-def _publish(tmp: Path, final: Path, config: WorldConfig) -> InteractionData | None:
-    """Rename `tmp` to `final`. Returns None when we published, else the valid copy another job published."""
-    for _ in range(3):
-        try:
-            os.rename(tmp, final)
-            return None
-        except OSError:
-            if not final.exists():
-                continue  # moved away by a concurrent job between our attempts
-            winner = read_cached_world(final, config)
-            if winner is not None:
-                return winner
-            # an invalid copy is in the way: move it aside atomically, then retry
-            trash = final.parent / f".trash-{final.name}-{uuid.uuid4().hex}"
-            try:
-                os.rename(final, trash)
-            except FileNotFoundError:
-                continue
-            shutil.rmtree(trash, ignore_errors=True)
-    raise OSError(f"could not publish world cache directory {final}")
 
 
 def read_manifest(directory: Path, config: WorldConfig) -> dict[str, Any] | None:
