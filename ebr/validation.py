@@ -20,12 +20,13 @@ The checks read the config only; the data is checked by its loader (ebr.data.loa
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ebr.runs.ranks import world_size
 
 # torchrec sharding plans by device kind (names of ebr.training.distributed.SHARDING_TYPES)
 CPU_SHARDING = ("table_wise", "column_wise", "data_parallel")
@@ -106,7 +107,7 @@ def validate_config(cfg: DictConfig) -> None:
             f"trainer.accelerator={accelerator!r} (trainer=gpu): CUDA is not available on this"
             " machine (install the CUDA wheels with `bash scripts/setup.sh --cuda`, or use trainer=cpu)"
         )
-    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    ranks = world_size()
     batch_size = OmegaConf.select(cfg, "train.batch_size", default=None)
     if ranks > 1 and isinstance(batch_size, int) and batch_size % ranks:
         problems.append(

@@ -30,8 +30,9 @@ ALLOWED: dict[str, set[str]] = {
     "retrieval": {"data", "models", "training", "serving", "evaluation", "runs", "pretraining"},
     "pipeline": {"data", "models", "training", "serving", "evaluation", "retrieval", "runs"},
     "search": set(),
-    # the checks before work read the config only (the index and other targets through Hydra)
-    "validation": set(),
+    # the checks before work read the config only (the index and other targets through Hydra),
+    # and the job's process count from the one reader of the launcher's environment (ebr.runs.ranks)
+    "validation": {"runs"},
     "app": {"config", "override_check", "runs", "search", "validation"},
     "train": {"app", "runs", "pipeline"},
     "pretraining": {"data", "models", "training", "runs"},
