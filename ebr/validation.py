@@ -27,7 +27,6 @@ The checks read the config only; the data is checked by its loader (ebr.data.loa
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ebr.config import EbrPretrainSchema, EbrSchema, EvalSchema
 from ebr.models.conditioning import ConditioningConfig
 from ebr.runs.checks import Check, Integer, IntegerList, declared_checks, problems
+from ebr.runs.ranks import world_size
 from ebr.runs.wrapper import unwrapped
 from ebr.serving.interests import InterestServing
 from ebr.training.distributed import CPU_SHARDING, SHARDING_TYPES
@@ -108,7 +108,7 @@ def _devices(cfg: DictConfig, problems: list[str]) -> None:
     """The sharding plans, accelerator and batch shares this machine and job size allow."""
     plans = available_sharding(cfg)
     device = "cuda" if plans == GPU_SHARDING else "cpu (gloo)"
-    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    ranks = world_size()
     for node in ("train", "pretrain"):
         sharding = OmegaConf.select(cfg, f"{node}.sharding", default=None)
         if sharding is not None and sharding not in plans:

@@ -35,8 +35,9 @@ ALLOWED: dict[str, set[str]] = {
     "search": set(),
     # the checks before work read the config only (the index and other targets through Hydra); each
     # value's rule is its owner's: the schemas' declarations (config), and the objects that check
-    # themselves when built (conditioning, interest serving) or define the options (sharding plans)
-    "validation": {"config", "models", "serving", "training"},
+    # themselves when built (conditioning, interest serving) or define the options (sharding plans);
+    # the job's process count comes from the one reader of the launcher's environment (ebr.runs.ranks)
+    "validation": {"config", "models", "serving", "training", "runs"},
     "app": {"config", "override_check", "runs", "search", "validation"},
     "train": {"app", "runs", "pipeline"},
     "pretraining": {"data", "models", "training", "runs"},

@@ -10,7 +10,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from ebr.retrieval.model_cache import ENTRY_FILE, ModelCache, training_key
+from ebr.retrieval.fingerprint import fingerprint_key, training_fingerprint
+from ebr.retrieval.model_cache import ENTRY_FILE, ModelCache, training_config, training_key
+from ebr.retrieval.protocol import FitContext
 from ebr.runs import WALL_CLOCK_METRICS
 from ebr.serving.signatures import remap_split
 from ebr.training.setup import seeded_data_and_split
@@ -76,21 +78,53 @@ def compose_tiny():
     GlobalHydra.instance().clear()
 
 
+def _context(pool: np.ndarray, corpus: np.ndarray | None = None, seed: int = 0) -> FitContext:
+    """A fit context drawing negatives from `pool`, serving `corpus` (default: the pool)."""
+    return FitContext(
+        corpus=pool if corpus is None else corpus, run_dir=Path("."), seed=seed, negative_pool=pool
+    )
+
+
 def test_the_key_follows_what_training_reads(compose_tiny) -> None:
     cfg = compose_tiny()
     data, split = seeded_data_and_split(cfg)
     pool = np.unique(split.train["pin"].to_numpy())
-    key = training_key(cfg, data, split, pool)
+    key = training_key(cfg, data, split, _context(pool))
     # serving-only settings keep the key
     for serving in (["corpus=time_decay"], ["index=hnsw"], ["eval.ks=[10]"], ["serving.batch_size=7"]):
-        assert training_key(compose_tiny(*serving), data, split, pool) == key, serving
+        assert training_key(compose_tiny(*serving), data, split, _context(pool)) == key, serving
     # anything the trainer reads changes it
-    for training in (["seed=1"], ["train.dense_lr=0.5"], ["model.output_dim=32"], ["trainer.max_epochs=2"]):
-        assert training_key(compose_tiny(*training), data, split, pool) != key, training
-    assert training_key(cfg, data, split, pool[1:]) != key, "the negative pool"
+    for training in (["train.dense_lr=0.5"], ["model.output_dim=32"], ["trainer.max_epochs=2"]):
+        assert training_key(compose_tiny(*training), data, split, _context(pool)) != key, training
+    assert training_key(cfg, data, split, _context(pool, seed=1)) != key, "the seed"
+    assert training_key(cfg, data, split, _context(pool[1:])) != key, "the negative pool"
+    # the serving corpus alone is not read by training: a smaller corpus, the same pool, the same key
+    assert training_key(cfg, data, split, _context(pool, corpus=pool[::2])) == key, "the serving corpus"
     # remapped labels: every pin's label moves to the lowest id of its pair of pins
     representative = np.arange(data.pins.n_rows) // 2 * 2
-    assert training_key(cfg, data, remap_split(split, representative), pool) != key
+    assert training_key(cfg, data, remap_split(split, representative), _context(pool)) != key
+
+
+def test_the_resume_check_and_the_cache_read_one_fingerprint(compose_tiny) -> None:
+    cfg = compose_tiny()
+    data, split = seeded_data_and_split(cfg)
+    pool = np.unique(split.train["pin"].to_numpy())
+    settings = {"train": {"batch_size": 8}, "trainer": {"max_epochs": 1}}
+    fingerprint = training_fingerprint(settings, data, split, _context(pool))
+    assert training_fingerprint(settings, data, split, _context(pool, corpus=pool[::2])) == fingerprint
+    differing = training_fingerprint(settings, data, split, _context(pool[1:]))
+    assert [name for name in fingerprint if differing[name] != fingerprint[name]] == ["negative_pool"]
+    # a checkpoint resumes whatever the pace or the console
+    paced = {
+        "train": {"batch_size": 8, "prefetch_batches": 2},
+        "trainer": {"max_epochs": 1, "log_every_n_steps": 5},
+    }
+    assert training_fingerprint(paced, data, split, _context(pool)) == fingerprint
+    # the cache's key is the digest of the same fingerprint over the job config's training nodes
+    expected = fingerprint_key(training_fingerprint(training_config(cfg), data, split, _context(pool)))
+    assert training_key(cfg, data, split, _context(pool)) == expected
+    with pytest.raises(ValueError, match="clash"):
+        training_fingerprint({"seed": 1}, data, split, _context(pool))
 
 
 def test_an_entry_without_its_record_is_trained_again(compose_tiny, tmp_path) -> None:
@@ -110,14 +144,12 @@ def test_an_entry_without_its_record_is_trained_again(compose_tiny, tmp_path) ->
         def own_metrics(self) -> dict:
             return {"final_train_loss": 1.5}
 
-    from ebr.retrieval.protocol import FitContext
-
     cfg = compose_tiny(f"model_cache={tmp_path / 'models'}")
     cache = ModelCache.of(cfg)
     assert cache is not None
     data, split = seeded_data_and_split(cfg)
     pool = np.unique(split.train["pin"].to_numpy())
-    key = training_key(cfg, data, split, pool)
+    key = training_key(cfg, data, split, _context(pool))
     (tmp_path / "models" / key).mkdir(parents=True)  # a crash left the directory, not the record
     retriever = Recorder()
     for name in ("a", "b"):

@@ -6,6 +6,7 @@ row id (0..n-1), so an event's `user` / `pin` is directly a row of its table.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -174,6 +175,22 @@ class Split:
     reference_time: int
     cold: dict[str, int] = field(default_factory=dict)
     windows: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def train_engaged(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user, pin) arrays of `train`'s engagements (`engaged_pairs`), read-only.
+
+        Computed once per split: the corpus, the evaluation tasks' exclusions, the corpus metrics,
+        the served popularity and the baselines' train matrix all read them. A split made from this
+        one (`dataclasses.replace`, e.g. with remapped labels) computes its own.
+
+        Raises:
+            DataValidationError: when `train` lacks the user/pin/event columns.
+        """
+        users, pins = engaged_pairs(self.train, "split.train")
+        users.flags.writeable = False
+        pins.flags.writeable = False
+        return users, pins
 
 
 class GroundTruth(Protocol):

@@ -38,7 +38,7 @@ def recall_ceiling(
     keys = pins if label_of is None else label_of[pins]
     users, keys = _unique_pairs(users, keys)
     if exclude_train:
-        train_users, train_pins = engaged_pairs(split.train, "split.train")
+        train_users, train_pins = split.train_engaged
         train_keys = train_pins if label_of is None else label_of[train_pins]
         width = int(max(keys.max(initial=0), train_keys.max(initial=0))) + 1
         fresh = ~np.isin(users * width + keys, train_users * width + train_keys)

@@ -126,7 +126,7 @@ def build_eval_task(
     history: Csr | None = None
     repeat = np.zeros(len(pair_user), dtype=bool)
     if exclude_train:
-        train_users, train_pins = engaged_pairs(split.train, "split.train")
+        train_users, train_pins = split.train_engaged
         train_pins = train_pins if label_of is None else label_of[train_pins]
         history = _rows_for(corpus_users, train_users, train_pins, items)
         repeat = history.contains_pairs(np.searchsorted(corpus_users, pair_user), pair_pin)
@@ -189,7 +189,7 @@ def build_simulation_task(
         active = np.sort(active[np.argsort(keys, kind="stable")[:users]])
     exclude = None
     if exclude_train:
-        train_users, train_pins = engaged_pairs(split.train, "split.train")
+        train_users, train_pins = split.train_engaged
         train_pins = train_pins if label_of is None else label_of[train_pins]
         exclude = _rows_for(active, train_users, train_pins, items)
     relevant = _rows_for(active, *_unique_pairs(window_user, window_pin), items)

@@ -2,9 +2,10 @@
 
 A serving ablation (corpus policies, indexes, score terms) changes nothing the model learns from,
 yet a sweep runs one job per arm. With `model_cache=DIR` a job first computes the key of its
-training, a hash of everything the trainer reads: the model's, training's, trainer's and features'
-config, the seed and thread count, and the content of the fitted split, the feature tables and the
-negative pool as this job hands them to the trainer. The first job with a key trains and stores its
+training, a hash of everything the trainer reads (ebr.retrieval.fingerprint, the definition the
+resume check uses too): the model's, training's, trainer's and features' config and the thread
+count, the seed, the data's fingerprint, and the content of the fitted split, the feature tables and
+the negative pool as this job hands them to the trainer. The first job with a key trains and stores its
 `model.pt`, `history.json` and training metrics under `DIR/<key>/`; every later job with that key
 serves the stored model (as `eval_only` does) and reports the stored training metrics. A setting
 that changes the training, even one this module has never heard of, changes the key: a miss costs a
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -25,26 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ebr.data.schema import FeatureTable, InteractionData, Split
-from ebr.retrieval.protocol import FitContext
+from ebr.data.schema import InteractionData, Split
+from ebr.retrieval.fingerprint import NOT_TRAINING, fingerprint_key, training_fingerprint
+from ebr.retrieval.protocol import FitContext, Retriever, retriever_class
+from ebr.runs import world_size
 from ebr.runs.files import HISTORY_FILE, MODEL_FILE, publish_directory, write_json_atomic
-from ebr.training.checkpoint import TRAIN_PACE_KEYS
 
 ENTRY_FILE = "training.json"
-# the config nodes the trainer reads (besides the data); everything else is serving or bookkeeping
-TRAINING_NODES = ("model", "train", "trainer", "features", "seed", "num_threads")
-# keys inside those nodes that training does not read: serving's, the console's, where Lightning
-# writes its logs (each job's own directory), and the model node's copies of top-level nodes
-# (`${train}`, ...), which are keyed as top-level nodes already
-NOT_TRAINING = {
-    "model": ("index", "serving", "ann_recall_queries", "features", "train", "trainer"),
-    "trainer": ("enable_progress_bar", "default_root_dir"),
-    "train": TRAIN_PACE_KEYS,
-}
+# the config nodes the trainer reads (besides the data); everything else is serving or bookkeeping.
+# The seed is one of the fingerprint's own inputs (the job's FitContext.seed).
+TRAINING_NODES = ("model", "train", "trainer", "features", "num_threads")
 
 
 def training_config(cfg: DictConfig) -> dict[str, Any]:
@@ -70,43 +62,16 @@ def training_config(cfg: DictConfig) -> dict[str, Any]:
     return config
 
 
-def _update_table(digest: Any, name: str, table: FeatureTable) -> None:
-    digest.update(f"{name}|{table.n_rows}".encode())
-    for feature_name in sorted(table.categorical):
-        feature = table.categorical[feature_name]
-        digest.update(f"c|{feature_name}|{feature.cardinality}".encode())
-        digest.update(np.ascontiguousarray(feature.offsets).tobytes())
-        digest.update(np.ascontiguousarray(feature.values).tobytes())
-        if feature.weights is not None:
-            digest.update(np.ascontiguousarray(feature.weights).tobytes())
-    for feature_name in sorted(table.dense):
-        digest.update(f"d|{feature_name}".encode())
-        digest.update(np.ascontiguousarray(table.dense[feature_name]).tobytes())
-
-
-def _update_frame(digest: Any, name: str, frame: pd.DataFrame) -> None:
-    digest.update(f"{name}|{len(frame)}|{','.join(map(str, frame.columns))}".encode())
-    if len(frame):
-        hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-        digest.update(np.ascontiguousarray(hashed).tobytes())
-
-
-def training_key(cfg: DictConfig, data: InteractionData, split: Split, negative_pool: np.ndarray) -> str:
-    """A 20-hex-digit key of everything a two-tower training reads.
+def training_key(cfg: DictConfig, data: InteractionData, split: Split, context: FitContext) -> str:
+    """A 20-hex-digit key of everything a two-tower training reads (ebr.retrieval.fingerprint).
 
     Args:
         cfg: the job config.
         data: the data as the trainer receives it (signature level and history features set).
         split: the fitted split (remapped, when the corpus remaps).
-        negative_pool: the pins random negatives are drawn from.
+        context: the job's fit context (its seed, negative pool and data fingerprint).
     """
-    digest = hashlib.sha256(json.dumps(training_config(cfg), sort_keys=True, default=str).encode())
-    _update_table(digest, "users", data.users)
-    _update_table(digest, "pins", data.pins)
-    for window in ("train", "val"):
-        _update_frame(digest, window, getattr(split, window))
-    digest.update(np.ascontiguousarray(negative_pool, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:20]
+    return fingerprint_key(training_fingerprint(training_config(cfg), data, split, context))
 
 
 @contextlib.contextmanager
@@ -141,8 +106,9 @@ class ModelCache:
 
     @classmethod
     def of(cls, cfg: DictConfig) -> ModelCache | None:
-        """The job's cache, or None when `model_cache` is unset or the job does not train a
-        two-tower model here (another model, or `eval_only=true`, which names its model itself).
+        """The job's cache, or None when `model_cache` is unset or the job does not train a model
+        it could load again here (a model that saves none, or `eval_only=true`, which names its
+        model itself).
 
         Args:
             cfg: the job config.
@@ -154,9 +120,9 @@ class ModelCache:
         root = OmegaConf.select(cfg, "model_cache", default=None)
         if not root or OmegaConf.select(cfg, "eval_only", default=False):
             return None
-        if not str(OmegaConf.select(cfg, "model._target_", default="")).endswith("TwoTowerRetriever"):
+        if not retriever_class(cfg.model).loadable:
             return None
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if world_size() > 1:
             raise ValueError(
                 f"model_cache={root}: a multi-process job trains without the model cache; unset it"
             )
@@ -169,7 +135,7 @@ class ModelCache:
 
     def fit_or_load(
         self,
-        retriever: Any,
+        retriever: Retriever,
         cfg: DictConfig,
         data: InteractionData,
         split: Split,
@@ -179,14 +145,14 @@ class ModelCache:
         run.json records (the key, and whether the model was stored or reused, from where).
 
         Args:
-            retriever: the two-tower retriever (`fit`, `load`, `own_metrics`).
+            retriever: the job's retriever (a `loadable` one).
             cfg: the job config.
             data: the data as the trainer receives it.
             split: the fitted split.
             context: the job's fit context (its negative pool is part of the key; its run
                 directory receives the model either way).
         """
-        key = training_key(cfg, data, split, context.negatives)
+        key = training_key(cfg, data, split, context)
         self.root.mkdir(parents=True, exist_ok=True)
         entry = self.root / key
         run_dir = Path(context.run_dir)

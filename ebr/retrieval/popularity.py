@@ -17,11 +17,11 @@ import numpy as np
 from ebr.data.csr import first_kept
 from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.task import EvalTask
-from ebr.retrieval.protocol import FitContext
+from ebr.retrieval.protocol import FitContext, FittedPerJob
 from ebr.serving.score_terms import TrainingEngagements
 
 
-class Popularity:
+class Popularity(FittedPerJob):
     """Most-popular retriever (no hyperparameters; `tune` is accepted for a uniform config).
 
     Ranks corpus pins by train engagement count, descending, ties to the lower pin id.

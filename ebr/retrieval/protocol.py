@@ -1,11 +1,20 @@
-"""The one protocol every model follows: fit on the split, then retrieve for the evaluation task."""
+"""The one protocol every model follows: fit on the split (or load a saved model), then retrieve for
+the evaluation task.
+
+A job never names a model: it asks the model's class whether it serves saved models (`loadable`,
+read from the config before any data work, `retriever_class`), then fits or loads, retrieves, and
+records the retriever's `own_metrics` and `info`. A retriever that saves no model takes `load` and
+`info` from `FittedPerJob`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
+import hydra
 import numpy as np
 
 from ebr.data.schema import InteractionData, Split
@@ -72,7 +81,15 @@ class FitContext:
 
 @runtime_checkable
 class Retriever(Protocol):
-    """A model that retrieves pins for the users of an evaluation task."""
+    """A model that retrieves pins for the users of an evaluation task.
+
+    Attributes:
+        loadable: whether the model saves an artifact that `load` serves in another job
+            (`eval_only=true`, the model cache); a class attribute, so a job reads it from the
+            config (`retriever_class`) before any data work.
+    """
+
+    loadable: ClassVar[bool]
 
     def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
         """Fit on `split.train`; when tuning, first choose hyperparameters on
@@ -83,6 +100,27 @@ class Retriever(Protocol):
             split: the time split; `split.test` must never be read. Under the refit protocol
                 `split.train` is train+val and `split.val` is empty.
             context: the job's corpus, run directory, loggers and tuning window.
+        """
+        ...
+
+    def load(
+        self,
+        artifact: Path,
+        data: InteractionData,
+        split: Split,
+        training_metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Serve a saved model instead of fitting (only when `loadable`).
+
+        Args:
+            artifact: the saved model file.
+            data: the data set it is served on.
+            split: the fitted split (`split.train` is what serving may read of the events).
+            training_metrics: the statistics of the training that saved it, reported as this
+                job's `own_metrics` (the model cache keeps them); None: none are reported.
+
+        Raises:
+            ValueError: when the retriever saves no model (`loadable` is false).
         """
         ...
 
@@ -102,3 +140,40 @@ class Retriever(Protocol):
         """The retriever's own figures: training statistics, tuning choices and scores (tune/...),
         the serving index's recall against exact search. Empty when it has none."""
         ...
+
+    def info(self) -> dict[str, Any]:
+        """What run.json records of the fit besides the metrics and the data (e.g. the two-tower's
+        ID embedding snapshot). Empty when there is nothing."""
+        ...
+
+
+class FittedPerJob:
+    """`loadable`, `load` and `info` of a retriever that saves no model: it is fitted in every job
+    that uses it (the baselines), and records nothing besides its metrics."""
+
+    loadable: ClassVar[bool] = False
+
+    def load(
+        self,
+        artifact: Path,
+        data: InteractionData,
+        split: Split,
+        training_metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Refuse: there is no saved model to serve (see `Retriever.load`)."""
+        raise ValueError(
+            f"{type(self).__name__} saves no model, so it cannot serve {artifact}: it is fitted in every job"
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Nothing (see `Retriever.info`)."""
+        return {}
+
+
+def retriever_class(model: Mapping[str, Any]) -> type[Retriever]:
+    """The retriever class a `model` config builds, found without building it.
+
+    Args:
+        model: the job's `model` node (its `_target_`).
+    """
+    return cast(type[Retriever], hydra.utils.get_class(str(model["_target_"])))

@@ -11,8 +11,9 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ebr.data.schema import Split, engaged_pairs
+from ebr.data.schema import Split
 from ebr.evaluation.task import EvalTask
+from ebr.retrieval.protocol import FittedPerJob
 
 # scores are materialised for this many (user, corpus pin) pairs at a time
 SCORE_BLOCK = 1 << 22
@@ -26,7 +27,7 @@ def interaction_matrix(split: Split, n_users: int, n_pins: int) -> sp.csr_matrix
         n_users: rows.
         n_pins: columns.
     """
-    users, pins = engaged_pairs(split.train, "split.train")
+    users, pins = split.train_engaged
     if len(users) and (users.max() >= n_users or pins.max() >= n_pins):
         raise ValueError(
             f"split.train: ids exceed the table sizes (user max {users.max()} for n_users={n_users},"
@@ -102,8 +103,9 @@ def rank_corpus(
     return result
 
 
-class ExhaustiveRanking:
-    """What a baseline with dense scores over every pin id shares: retrieval ranks the corpus by them.
+class ExhaustiveRanking(FittedPerJob):
+    """What a baseline with dense scores over every pin id shares: retrieval ranks the corpus by them
+    (each is fitted in every job: no saved model to load).
 
     Subclasses define `score(users) -> (len(users), n_pins)`.
     """

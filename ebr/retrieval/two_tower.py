@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import hydra
 import numpy as np
@@ -90,6 +90,8 @@ class TwoTowerRetriever:
         id_embedding: the `model/id_embedding` node (ebr.retrieval.id_embedding; None: scratch).
         conditioning: the `model/conditioning` node (ebr.models.conditioning; None: none).
     """
+
+    loadable: ClassVar[bool] = True  # `load` serves a saved model.pt (eval_only, the model cache)
 
     def __init__(
         self,
@@ -371,7 +373,7 @@ class TwoTowerRetriever:
         with pre-trained IDs the snapshot's window and `id_coverage/user`, `id_coverage/pin`."""
         return dict(self._metrics)
 
-    def own_info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         """What run.json records besides the metrics: the ID embedding mode and chosen snapshot."""
         info: dict[str, Any] = {"mode": self.id_embedding.mode}
         if self._pretrained is not None:

@@ -12,8 +12,8 @@ A run directory holds:
 
 Modules: `files` (names and atomic writers), `arms` (what a sweep compares), `identity` (the config
 that decides a job's results), `dashboard` (the config columns and tags a job's run is sliced by
-on a dashboard), `objective` (the metric a search optimizes), `wrapper` (skip,
-refuse, run, record, rank-0 guard), `tally` (what a sweep's jobs did). This package imports
+on a dashboard), `objective` (the metric a search optimizes), `ranks` (the job's process count),
+`wrapper` (skip, refuse, run, record, rank-0 guard), `tally` (what a sweep's jobs did). This package imports
 nothing else of ebr and no torch: the report reads run directories through it.
 """
 
@@ -56,6 +56,7 @@ from ebr.runs.files import (
 )
 from ebr.runs.identity import config_differences, config_hash, flatten_config, result_config
 from ebr.runs.objective import job_objective
+from ebr.runs.ranks import launched, world_size
 from ebr.runs.tally import Tally, tally_sweep
 from ebr.runs.wrapper import (
     HEADLINE_METRICS,
@@ -112,6 +113,7 @@ __all__ = [
     "is_finished",
     "is_rank_zero",
     "job_objective",
+    "launched",
     "parse_override",
     "process_rank",
     "publish_directory",
@@ -127,6 +129,7 @@ __all__ = [
     "run_tags",
     "tally_sweep",
     "unwrapped",
+    "world_size",
     "write_atomic",
     "write_bytes_atomic",
     "write_json_atomic",

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ebr.runs.ranks import launched
+
 # the environment variable ebr.training.distributed.ensure_process_group reads the rendezvous from
 RENDEZVOUS_ENV = "EBR_PROCESS_GROUP_FILE"
 
@@ -29,7 +31,7 @@ def adopt_cluster_task(run_dir: Path) -> bool:
     Returns:
         True when this process is one task of a multi-task job.
     """
-    if not os.environ.get("SUBMITIT_EXECUTOR") or "WORLD_SIZE" in os.environ:
+    if not os.environ.get("SUBMITIT_EXECUTOR") or launched():
         return False
     from submitit import JobEnvironment  # only cluster jobs need submitit
 

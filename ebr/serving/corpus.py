@@ -41,7 +41,7 @@ def training_window_corpus(split: Split) -> np.ndarray:
     Raises:
         DataValidationError: when split.train lacks the user/pin/event columns or has no engagements.
     """
-    _, pins = engaged_pairs(split.train, "split.train")
+    _, pins = split.train_engaged
     corpus = np.unique(pins)
     if corpus.size == 0:
         raise DataValidationError(

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ebr.data.schema import CLICK, Split, engaged_pairs
+from ebr.data.schema import CLICK, Split
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class TrainingEngagements:
     @classmethod
     def from_split(cls, split: Split) -> TrainingEngagements:
         """Read `split.train` (and nothing else)."""
-        _, pins = engaged_pairs(split.train, "split.train")
+        _, pins = split.train_engaged
         if "timestamp" in split.train.columns:
             engaged = split.train["event"].to_numpy() >= CLICK
             timestamps = split.train["timestamp"].to_numpy()[engaged].astype(np.int64, copy=False)

@@ -11,8 +11,8 @@ metrics (docs: README, Troubleshooting):
   the batch order is a function of seed and epoch, so skipping them is exact);
 - the RNG states (torch, numpy's global generator, Python's `random`);
 - the per-epoch loss history callback's sums;
-- a fingerprint of what decides the training (config, data, windows): a checkpoint of another
-  training setup is refused, never resumed from.
+- a fingerprint of what the training read (config, data, windows, negative pool;
+  ebr.retrieval.fingerprint): a checkpoint of another training setup is refused, never resumed from.
 
 The file is written to a temporary name and renamed, so a kill during the write leaves the
 previous checkpoint whole. A multi-process job (torchrun, a multi-task cluster job) writes one file

@@ -29,6 +29,7 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
+from ebr.runs import launched, process_rank, world_size
 from ebr.runs.cluster import RENDEZVOUS_ENV
 
 # The planner warns about hand-built topologies and dry-run sizes on every CPU job; the
@@ -95,15 +96,15 @@ def ensure_process_group(run_dir: str | Path | None = None, backend: str | None 
     if dist.is_initialized():
         return False
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-    if "WORLD_SIZE" in os.environ:
+    if launched():
         shared_file = os.environ.get(RENDEZVOUS_ENV)
         if shared_file:  # a multi-task cluster job (ebr.runs.cluster)
             Path(shared_file).parent.mkdir(parents=True, exist_ok=True)
             dist.init_process_group(
                 backend,
                 init_method=f"file://{shared_file}",
-                rank=int(os.environ["RANK"]),
-                world_size=int(os.environ["WORLD_SIZE"]),
+                rank=process_rank(),
+                world_size=world_size(),
             )
         else:
             dist.init_process_group(backend, init_method="env://")

@@ -53,3 +53,24 @@ def test_bad_categorical_feature_is_rejected(offsets, values, weights, match):
         CategoricalFeature(
             np.array(offsets), np.array(values), 4, None if weights is None else np.array(weights, np.float32)
         )
+
+
+def test_a_splits_train_engagements_are_computed_once_and_read_only():
+    import dataclasses
+
+    from ebr.data.schema import CLICK, IMPRESSION, Split
+
+    train = pd.DataFrame({"user": [0, 1, 2], "pin": [5, 6, 7], "event": [CLICK, IMPRESSION, CLICK]})
+    empty = train.iloc[:0]
+    split = Split(pretrain=empty, train=train, val=empty, test=empty, reference_time=0)
+    users, pins = split.train_engaged
+    assert users.tolist() == [0, 2]
+    assert pins.tolist() == [5, 7]
+    assert split.train_engaged[0] is users, "computed once per split"
+    with pytest.raises(ValueError, match="read-only"):
+        pins[0] = 1
+    # a split made from it (e.g. with remapped labels) computes its own
+    moved = dataclasses.replace(split, train=train.assign(pin=[1, 2, 3]))
+    assert moved.train_engaged[1].tolist() == [1, 3]
+    with pytest.raises(DataValidationError, match=r"split\.train: missing column"):
+        _ = dataclasses.replace(split, train=train.drop(columns="event")).train_engaged
