@@ -25,12 +25,11 @@ from torch import nn
 
 from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split
 from ebr.evaluation.task import EvalTask
+from ebr.models.features import ID_FEATURES
 from ebr.pretraining.selection import POLICIES, SnapshotInfo, select_snapshot
 from ebr.pretraining.snapshots import Snapshot, load_snapshot
 
 MODES = ("none", "scratch", "pretrained")
-# the entity-ID feature of each side: every loader names them so (ebr.data)
-ID_FEATURES = {"user": "user_id", "pin": "pin_id"}
 SIDE_FEATURES = {"user": "user_sparse", "pin": "pin_sparse"}
 
 
@@ -227,28 +226,3 @@ def check_dim(pretrained: PretrainedIds, embedding_dim: int) -> None:
             f"model.embedding_dim={embedding_dim}: pre-train with pretrain.embedding_dim={embedding_dim} "
             f"or train with model.embedding_dim={pretrained.dim}"
         )
-
-
-def id_ablated_losses(module: Any, datamodule: Any) -> dict[str, float]:
-    """The trained model's loss with and without its ID fields (zeroed, as a dropped ID vector
-    is), in evaluation mode, on the training window's first-epoch batches replayed and on the
-    validation window: `id_ablation/{train,val}_loss`, `..._loss_without_ids` and
-    `id_ablation/{train,val}_reliance` (the difference). A model without ID features relies on
-    them by exactly 0.
-
-    Args:
-        module: the trained `TwoTowerModule` (`mean_loss`).
-        datamodule: its `TwoTowerDataModule` (`train_replay_dataloader`, `val_dataloader`).
-    """
-    ids = frozenset(ID_FEATURES.values())
-    windows = {"train": datamodule.train_replay_dataloader}
-    if not datamodule.split.val.empty:
-        windows["val"] = datamodule.val_dataloader
-    metrics: dict[str, float] = {}
-    for window, loader in windows.items():
-        kept = module.mean_loss(loader())
-        ablated = module.mean_loss(loader(), ablated=ids)
-        metrics[f"id_ablation/{window}_loss"] = kept
-        metrics[f"id_ablation/{window}_loss_without_ids"] = ablated
-        metrics[f"id_ablation/{window}_reliance"] = ablated - kept
-    return metrics

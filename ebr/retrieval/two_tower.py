@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import shutil
-import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
-import pytorch_lightning as pl
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.conditional_metrics import topic_match
 from ebr.evaluation.task import EvalTask
-from ebr.models.artifact import build_model, save_artifact
 from ebr.models.conditioning import (
     ConditioningConfig,
     condition_rows,
@@ -36,28 +29,24 @@ from ebr.models.conditioning import (
     training_conditions,
 )
 from ebr.models.features import resolve_features, tower_specs
-from ebr.models.frequency import frequency_estimator
 from ebr.retrieval.fingerprint import training_fingerprint
 from ebr.retrieval.id_embedding import (
     ID_FEATURES,
     IdEmbeddingConfig,
     PretrainedIds,
     check_dim,
-    id_ablated_losses,
     init_id_tables,
     load_pretrained_ids,
     select_id_features,
 )
 from ebr.retrieval.protocol import FitContext
-from ebr.runs import HISTORY_FILE, MODEL_FILE, SHARDING_FILE, is_rank_zero, write_json_atomic
+from ebr.runs import MODEL_FILE
 from ebr.serving.conditional import InterestRetrieval
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
-from ebr.training.checkpoint import CHECKPOINT_DIR, StepCheckpoint, resume_from
-from ebr.training.distributed import ensure_process_group, gathered_shard_layouts
-from ebr.training.history import EpochHistory
-from ebr.training.module import TwoTowerModule
+from ebr.training.distributed import ensure_process_group
+from ebr.training.fit import FitRun, Towers, fit_towers
 
 NETWORK_TARGET = "ebr.models.two_tower.TwoTowerModel"
 TOPIC_MATCH_KS = (10, 50, 100)
@@ -182,7 +171,15 @@ class TwoTowerRetriever:
         self._metrics = dict(training_metrics or {})
         self._train_events = split.train
 
-    def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
+    def towers(self, data: InteractionData, split: Split) -> Towers:
+        """The towers on this data: the features, specs and network config as the parts shape them.
+
+        With pre-trained IDs this chooses and loads the snapshot (kept for serving's coverage).
+
+        Args:
+            data: the data set.
+            split: the fitted split (the snapshot policy reads its training window).
+        """
         features = select_id_features(resolve_features(self.features, data), self.id_embedding)
         user_spec, pin_spec = tower_specs(data, features)
         network = self.network_config
@@ -214,101 +211,40 @@ class TwoTowerRetriever:
                 data=data,
                 source=self.conditioning.source,
             )
-
-        def model_factory() -> nn.Module:
-            model = build_model(network, user_spec, pin_spec)
-            return model if pretrained is None else init_id_tables(model, pretrained)
-
-        train = self.train
-        pool = context.negatives
-        datamodule = TwoTowerDataModule(
-            data,
-            split,
-            features["user_sparse"],
-            features["pin_sparse"],
-            features["user_dense"],
-            features["pin_dense"],
-            batch_size=train["batch_size"],
-            seed=context.seed,
-            num_negatives=train["num_negatives"],
-            negative_pool=pool,
+        return Towers(
+            network=network,
+            features=features,
+            user_spec=user_spec,
+            pin_spec=pin_spec,
+            init=None if pretrained is None else functools.partial(init_id_tables, pretrained=pretrained),
             condition_of=condition_of,
-            rank=dist.get_rank(),
-            world_size=dist.get_world_size(),
-            prefetch=int(train.get("prefetch_batches", 0) or 0),
+            manifest={"id_embedding": self.id_embedding.mode},
+            metrics={} if pretrained is None else pretrained.metrics(),
         )
-        module = TwoTowerModule(
-            model_factory=model_factory,
-            loss=hydra.utils.instantiate(train["loss"]),
-            frequency=frequency_estimator(train["logq"], split.train["pin"].to_numpy(), data.pins.n_rows),
-            negative_pool_size=len(pool),
-            dense_optimizer=hydra.utils.instantiate(train["dense_optimizer"]),
-            sparse_optimizer=hydra.utils.instantiate(train["sparse_optimizer"]),
-            sharding=train["sharding"],
-            run_dir=context.run_dir,
-        )
-        history = EpochHistory()
-        # the trainer config's own callbacks (e.g. the benchmark's timer) run beside the history
-        callbacks = [*hydra.utils.instantiate(self.trainer.get("callbacks") or []), history]
-        every = int(train.get("checkpoint_every_n_steps", 0) or 0)
-        resume = None
-        if every > 0:
+
+    def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
+        towers = self.towers(data, split)
+
+        def fingerprint() -> dict[str, str]:
             settings = {
                 "train": _plain(self.train),
                 "trainer": _plain(self.trainer),
-                "network": network,
-                "features": features,
+                "network": towers.network,
+                "features": towers.features,
                 "id_embedding": dataclasses.asdict(self.id_embedding),
             }
-            fingerprint = training_fingerprint(settings, data, split, context)
-            resume = resume_from(context.run_dir, fingerprint)  # refuses another setup's checkpoint
-            callbacks.append(StepCheckpoint(context.run_dir, every, fingerprint))
-        trainer: pl.Trainer = hydra.utils.instantiate(
-            self.trainer, logger=context.loggers or False, callbacks=callbacks
+            return training_fingerprint(settings, data, split, context)
+
+        run = FitRun(
+            run_dir=Path(context.run_dir),
+            negative_pool=context.negatives,
+            seed=context.seed,
+            loggers=context.loggers,
+            artifact_info=context.artifact_info,
+            fingerprint=fingerprint,
         )
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            # the batches resume where the checkpoint says (TwoTowerDataModule.load_state_dict),
-            # which Lightning cannot see for a plain iterable: its "not resumable" warning is wrong
-            warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-        seconds = time.perf_counter() - started
-        state = module.export_state_dict()  # a collective when the tables are sharded over ranks
-        layouts = gathered_shard_layouts(module.model) if dist.get_world_size() > 1 else None
+        self._metrics = fit_towers(data, split, towers, self.train, self.trainer, run)
         self.artifact, self._service = Path(context.run_dir) / MODEL_FILE, None
-        if is_rank_zero():
-            info = {
-                "data_name": data.name,
-                "data_source": data.source,
-                # table rows are the data's dense ids (meta["original_id"] maps them back)
-                "id_mapping": "dense data ids",
-                "user_rows": int(data.users.n_rows),
-                "pin_rows": int(data.pins.n_rows),
-                "id_embedding": self.id_embedding.mode,
-            }
-            info = {**context.artifact_info, **info}
-            save_artifact(self.artifact, network, user_spec, pin_spec, features, state, info)
-            write_json_atomic(Path(context.run_dir) / HISTORY_FILE, history.history())
-            if layouts is not None:
-                plan = {"sharding": train["sharding"], "world_size": len(layouts), "ranks": layouts}
-                write_json_atomic(Path(context.run_dir) / SHARDING_FILE, plan)
-            # model.pt is the trained state now: a later kill re-runs only the evaluation's inputs
-            shutil.rmtree(Path(context.run_dir) / CHECKPOINT_DIR, ignore_errors=True)
-        examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
-        self._metrics = {
-            "train/seconds": seconds,
-            "train/examples": float(len(split.train)),
-            "train/examples_per_second": examples / max(seconds, 1e-9),
-            "train/epochs": float(trainer.current_epoch),
-            "train/world_size": float(dist.get_world_size()),
-        }
-        if pretrained is not None:
-            self._metrics.update(pretrained.metrics())
-        if train.get("id_ablated_loss", False):
-            self._metrics.update(id_ablated_losses(module, datamodule))
-        for key in ("train/loss", "val/loss"):
-            if key in trainer.callback_metrics:
-                self._metrics[f"final_{key.replace('/', '_')}"] = float(trainer.callback_metrics[key])
 
     def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
         """Serve the saved model over the task's corpus and search for every task user.

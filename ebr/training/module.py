@@ -164,7 +164,13 @@ class TwoTowerModule(pl.LightningModule):
         params = dense_parameters(self.model) + [p for p in self.loss.parameters() if p.requires_grad]
         return self.dense_optimizer(params)
 
-    def _loss(self, batch: Batch, update_frequency: bool) -> torch.Tensor:
+    def batch_loss(self, batch: Batch, update_frequency: bool) -> torch.Tensor:
+        """The sampled-softmax loss of one batch (logQ-corrected, random negatives included).
+
+        Args:
+            batch: the batch, on the model's device.
+            update_frequency: count the batch's pins in the frequency estimator first (training).
+        """
         user, pin, negatives = self.model(batch)
         pin_ids = batch.pin.ids
         log_q = None
@@ -183,7 +189,7 @@ class TwoTowerModule(pl.LightningModule):
         return self.loss(user, pin, pin_ids, log_q, negatives, negative_ids, negative_log_q)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch, update_frequency=True)
+        loss = self.batch_loss(batch, update_frequency=True)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}: "
@@ -194,7 +200,9 @@ class TwoTowerModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self.log("val/loss", self._loss(batch, update_frequency=False), prog_bar=True, batch_size=len(batch))
+        self.log(
+            "val/loss", self.batch_loss(batch, update_frequency=False), prog_bar=True, batch_size=len(batch)
+        )
 
     @torch.no_grad()
     def mean_loss(self, batches: Iterable[Batch], ablated: frozenset[str] = frozenset()) -> float:
@@ -214,7 +222,7 @@ class TwoTowerModule(pl.LightningModule):
             with ablate_fields(self.model, ablated):
                 for batch in batches:
                     batch = batch.to(self.device)
-                    total += float(self._loss(batch, update_frequency=False)) * len(batch)
+                    total += float(self.batch_loss(batch, update_frequency=False)) * len(batch)
                     examples += len(batch)
         finally:
             self.train(was_training)
