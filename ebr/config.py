@@ -77,16 +77,15 @@ class TrainSchema:
     """Optimisation of the two-tower model.
 
     `logq` is `sketch` (a streaming count-min sketch), `exact` (training-window counts) or
-    `none`; `num_negatives` extra uniform corpus negatives per batch ("mixed negatives");
-    `sharding` the torchrec plan of every table (`table_wise`, `column_wise`, `data_parallel` on
-    CPU; row-wise plans need GPUs).
+    `none`; `sharding` the torchrec plan of every table (`table_wise`, `column_wise`,
+    `data_parallel` on CPU; row-wise plans need GPUs). Random negatives are the `model/negatives`
+    part (ebr.training.negatives).
     """
 
     batch_size: int = 1024
     dense_lr: float = 1e-3
     sparse_lr: float = 0.05
     logq: str = "sketch"
-    num_negatives: int = 0
     sharding: str = "table_wise"
     # after training, the losses on the training and validation windows with and without the ID
     # fields (metrics `id_ablation/*`): how much of the fit rests on the IDs; two forward passes

@@ -97,7 +97,6 @@ def validate_config(cfg: DictConfig) -> None:
         check.positive(f"{node}.loss.temperature")
         check.positive(f"{node}.loss.max_scale")
         check.choice(f"{node}.sparse_optimizer.kind", ("rowwise_adagrad", "adagrad", "sgd", "adam"))
-    check.integer("train.num_negatives", minimum=0)
     check.integer("train.prefetch_batches", minimum=0)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
     # available_sharding gives the GPU plans exactly when a GPU accelerator finds CUDA

@@ -30,7 +30,7 @@ def training_fingerprint(
 
     Args:
         settings: plain dicts of the parts read from the config: "train", "trainer", "network",
-            "features" and "id_embedding".
+            "features", "id_embedding" and "negatives".
         data: the data set.
         split: its fitted split (the windows' engagements are digested).
         context: the job's seed, negative pool and data fingerprint.
@@ -50,6 +50,7 @@ def training_fingerprint(
         "train": digest(train),
         "trainer": digest(trainer),
         "id_embedding": digest(settings["id_embedding"]),
+        "negatives": digest(settings["negatives"]),
         "data": digest(context.artifact_info.get("data_fingerprint", data.source)),
         "negative_pool": digest(np.asarray(context.corpus, dtype=np.int64)),
         **windows,

@@ -41,9 +41,9 @@ ENTRY_FILE = "training.json"
 TRAINING_NODES = ("model", "train", "trainer", "features", "seed", "num_threads")
 # keys inside those nodes that training does not read: serving's, the console's, where Lightning
 # writes its logs (each job's own directory), and the model node's copies of top-level nodes
-# (`${train}`, ...), which are keyed as top-level nodes already
+# (`training: {train: ${train}, ...}`, `serving: {...}`), which are keyed as top-level nodes already
 NOT_TRAINING = {
-    "model": ("index", "serving", "ann_recall_queries", "features", "train", "trainer"),
+    "model": ("training", "serving"),
     "trainer": ("enable_progress_bar", "default_root_dir"),
     "train": TRAIN_PACE_KEYS,
 }

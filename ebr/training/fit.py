@@ -18,56 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
 import torch.distributed as dist
-from torch import nn
 
-from ebr.data.datamodule import TwoTowerDataModule
+from ebr.data.datamodule import Batching, TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
-from ebr.models.artifact import build_model, save_artifact
+from ebr.models.artifact import save_artifact
+from ebr.models.assembly import Towers
 from ebr.models.features import ID_FEATURES
 from ebr.models.frequency import frequency_estimator
-from ebr.models.tower import TowerSpec
 from ebr.runs import HISTORY_FILE, MODEL_FILE, SHARDING_FILE, is_rank_zero, write_json_atomic
 from ebr.training.checkpoint import CHECKPOINT_DIR, StepCheckpoint, resume_from
 from ebr.training.distributed import gathered_shard_layouts
 from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule
-
-
-@dataclass(frozen=True)
-class Towers:
-    """What the towers are, once their parts (ID embeddings, conditioning) have shaped them.
-
-    Args:
-        network: the network's config as `model.pt` saves it (a `_partial_` TwoTowerModel missing
-            only the tower specs).
-        features: {"user_sparse", "user_dense", "pin_sparse", "pin_dense"} feature name lists.
-        user_spec: the user tower's input spec.
-        pin_spec: the pin tower's input spec.
-        init: applied to the freshly built, unsharded model (e.g. copying pre-trained ID tables in);
-            None: the model as built.
-        condition_of: maps a window's engagement rows to their condition interests (conditional
-            retrieval); None: unconditioned batches.
-        manifest: what the parts add to `model.pt`'s manifest (e.g. the ID embedding mode).
-        metrics: what the parts report among the training metrics (e.g. the ID snapshot's window).
-    """
-
-    network: dict[str, Any]
-    features: dict[str, list[str]]
-    user_spec: TowerSpec
-    pin_spec: TowerSpec
-    init: Callable[[nn.Module], nn.Module] | None = None
-    condition_of: Callable[[pd.DataFrame], np.ndarray] | None = None
-    manifest: Mapping[str, Any] = field(default_factory=dict)
-    metrics: Mapping[str, float] = field(default_factory=dict)
-
-    def build(self) -> nn.Module:
-        """The unsharded model, initialised by `init`."""
-        model = build_model(self.network, self.user_spec, self.pin_spec)
-        return model if self.init is None else self.init(model)
+from ebr.training.negatives import UniformDraws
 
 
 @dataclass(frozen=True)
@@ -76,7 +41,8 @@ class FitRun:
 
     Args:
         run_dir: where `model.pt`, `history.json`, `sharding.json` and the checkpoints go.
-        negative_pool: the pins random training negatives are drawn from.
+        negatives: the training's random negatives, the `model/negatives` part bound to the job's
+            negative pool (`bind`); None: in-batch negatives only.
         seed: the job's training seed (the batches' shuffles and negative draws).
         loggers: Lightning loggers (empty: none).
         artifact_info: what `model.pt`'s manifest records about the training data.
@@ -85,7 +51,7 @@ class FitRun:
     """
 
     run_dir: Path
-    negative_pool: np.ndarray
+    negatives: UniformDraws | None = None
     seed: int = 0
     loggers: Sequence[Any] = ()
     artifact_info: Mapping[str, Any] = field(default_factory=dict)
@@ -101,27 +67,18 @@ def build_datamodule(
         data: the data set.
         split: the fitted split.
         towers: the towers (their feature lists and condition function).
-        train: the `train` node (batch size, negatives, batch prefetch).
-        run: the seed and negative pool.
+        train: the `train` node (batch size, batch prefetch).
+        run: the seed and the random negatives.
     """
-    features = towers.features
     initialized = dist.is_initialized()
-    return TwoTowerDataModule(
-        data,
-        split,
-        features["user_sparse"],
-        features["pin_sparse"],
-        features["user_dense"],
-        features["pin_dense"],
+    batching = Batching(
         batch_size=train["batch_size"],
         seed=run.seed,
-        num_negatives=train["num_negatives"],
-        negative_pool=run.negative_pool,
-        condition_of=towers.condition_of,
         rank=dist.get_rank() if initialized else 0,
         world_size=dist.get_world_size() if initialized else 1,
         prefetch=int(train.get("prefetch_batches", 0) or 0),
     )
+    return TwoTowerDataModule(data, split, towers.features, batching, run.negatives, towers.condition_of)
 
 
 def build_module(
@@ -134,13 +91,13 @@ def build_module(
         split: the fitted split (exact logQ counts its training window).
         towers: what builds the model (in `configure_model`).
         train: the `train` node.
-        run: the negative pool and the run directory (the process group's rendezvous).
+        run: the random negatives (their logQ) and the run directory (the process group's rendezvous).
     """
     return TwoTowerModule(
         model_factory=towers.build,
         loss=hydra.utils.instantiate(train["loss"]),
         frequency=frequency_estimator(train["logq"], split.train["pin"].to_numpy(), data.pins.n_rows),
-        negative_pool_size=len(run.negative_pool),
+        negatives=run.negatives,
         dense_optimizer=hydra.utils.instantiate(train["dense_optimizer"]),
         sparse_optimizer=hydra.utils.instantiate(train["sparse_optimizer"]),
         sharding=train["sharding"],
@@ -168,7 +125,7 @@ def fit_towers(
         towers: the towers as their parts shaped them.
         train: the `train` node (batch size, logQ, sharding, loss, optimizers, checkpoint cadence).
         trainer_config: the Lightning `Trainer` config (its `callbacks` run beside the history).
-        run: the run directory, seed, negative pool, loggers and artifact manifest.
+        run: the run directory, seed, random negatives, loggers and artifact manifest.
 
     Returns:
         `train/seconds`, `train/examples`, `train/examples_per_second`, `train/epochs`,

@@ -182,7 +182,7 @@ def step_flops(cfg: DictConfig, data: InteractionData, split: Split, corpus: np.
     retriever = hydra.utils.instantiate(cfg.model)
     towers = retriever.towers(data, split)
     # no run directory: nothing is trained or written
-    run = FitRun(run_dir=Path("."), negative_pool=corpus, seed=cfg.seed)
+    run = FitRun(run_dir=Path("."), negatives=retriever.negatives.bind(corpus), seed=cfg.seed)
     datamodule = build_datamodule(data, split, towers, retriever.train, run)
     module = build_module(data, split, towers, retriever.train, run)
     module.model = towers.build()  # unsharded: the FLOPs are the model's, not the sharding's
