@@ -136,6 +136,8 @@ def validate_config(cfg: DictConfig) -> None:
     _conditional(check, cfg, problems)
     check.targets(cfg)
     check.built("index", _instantiate)
+    # the negatives part checks its own settings (ebr.training.negatives): built here, before work
+    check.built("model.negatives", _instantiate)
     check.built("eval.simulation", _instantiate)
     check.data_path()
     if problems:

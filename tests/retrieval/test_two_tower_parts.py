@@ -18,6 +18,7 @@ from ebr.models.features import resolve_features
 from ebr.retrieval.id_embedding import IdEmbeddingConfig
 from ebr.retrieval.two_tower import TwoTowerRetriever
 from ebr.training.negatives import NoNegatives, UniformNegatives
+from ebr.validation import ConfigValidationError, validate_config
 from tests.training.tiny_model import tiny_model_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,9 +49,18 @@ def test_each_part_is_built_from_its_group(tmp_path):
     assert chosen.conditioning == ConditioningConfig(mode="late_fusion")
 
 
-def test_a_part_checks_its_own_settings(tmp_path):
+def test_a_part_checks_its_own_settings_before_work(tmp_path):
     with pytest.raises(Exception, match=r"model\.negatives\.num_negatives"):
         _retriever(tmp_path, "model/negatives=uniform", "model.negatives.num_negatives=-3")
+    register_schemas()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        bad = compose("train", overrides=["model/negatives=uniform", "model.negatives.num_negatives=-3"])
+        good = compose("train", overrides=["model/negatives=uniform", "model.negatives.num_negatives=3"])
+    with pytest.raises(
+        ConfigValidationError, match=r"model\.negatives: model\.negatives\.num_negatives must be >= 0"
+    ):
+        validate_config(bad)
+    validate_config(good)
 
 
 def test_network_settings_are_checked_by_name(tmp_path):
