@@ -161,16 +161,15 @@ class TrainSchema:
     """Optimisation of the two-tower model.
 
     `logq` is `sketch` (a streaming count-min sketch), `exact` (training-window counts) or
-    `none`; `num_negatives` extra uniform corpus negatives per batch ("mixed negatives");
-    `sharding` the torchrec plan of every table (`table_wise`, `column_wise`, `data_parallel` on
-    CPU; row-wise plans need GPUs).
+    `none`; `sharding` the torchrec plan of every table (`table_wise`, `column_wise`,
+    `data_parallel` on CPU; row-wise plans need GPUs). Random negatives are the `model/negatives`
+    part (ebr.training.negatives).
     """
 
     batch_size: int = field(default=1024, metadata=checked(Integer(1)))
     dense_lr: float = field(default=1e-3, metadata=checked(POSITIVE))
     sparse_lr: float = field(default=0.05, metadata=checked(POSITIVE))
     logq: str = field(default="sketch", metadata=checked(OneOf(LOGQ_OPTIONS)))
-    num_negatives: int = 0
     sharding: str = DEFAULT_SHARDING
     # after training, the losses on the training and validation windows with and without the ID
     # fields (metrics `id_ablation/*`): how much of the fit rests on the IDs; two forward passes

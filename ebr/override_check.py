@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -17,6 +18,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 _ABSENT = object()
+# keys that moved: old key -> the overrides that replace it ({value}: the old override's value)
+MOVED_KEYS = {
+    "train.num_negatives": "model/negatives=uniform model.negatives.num_negatives={value}",
+}
 
 
 def config_groups(config_dir: Path) -> set[str]:
@@ -39,6 +44,9 @@ def unknown_key_message(config_dir: Path, config_name: str, argv: Sequence[str])
         parsed = OverridesParser.create().parse_overrides(candidates)
     except Exception:  # Hydra reports malformed overrides itself
         return None
+    moved = moved_key_message(parsed)
+    if moved is not None:
+        return moved
     groups = config_groups(config_dir)
     group_choices, keys = [], []
     for override in parsed:
@@ -59,6 +67,21 @@ def unknown_key_message(config_dir: Path, config_name: str, argv: Sequence[str])
     for key in keys:
         if not _has_key(cfg, key):
             return _describe(cfg, key)
+    return None
+
+
+def moved_key_message(overrides: Sequence[Any]) -> str | None:
+    """An error message for the first override of a key that moved (`MOVED_KEYS`), else None.
+
+    Args:
+        overrides: parsed overrides (Hydra's `Override` objects).
+    """
+    for override in overrides:
+        name = override.key_or_group
+        if name in MOVED_KEYS:
+            # as written (a sweep's values too): `~train.num_negatives` has none
+            value = override.input_line.partition("=")[2] or "N"
+            return f"{name} moved: use {MOVED_KEYS[name].format(value=value)}"
     return None
 
 

@@ -82,7 +82,6 @@ def validate_config(cfg: DictConfig) -> None:
     check.declared(top)
     check.declared(EvalSchema, "eval")
     _devices(cfg, problems)
-    check.integer("train.num_negatives", minimum=0)
     # the two-tower retriever's widths (its constructor arguments)
     check.rule("model.embedding_dim", Integer(1))
     check.rule("model.output_dim", Integer(1))
@@ -92,6 +91,8 @@ def validate_config(cfg: DictConfig) -> None:
     check.targets(cfg)
     check.built("index", _instantiate)
     check.built("corpus", _instantiate)
+    # the negatives part checks its own settings (ebr.training.negatives): built here, before work
+    check.built("model.negatives", _instantiate)
     check.built("eval.simulation", _instantiate)
     check.data_path()
     if problems:

@@ -26,7 +26,7 @@ from ebr.models import conditioning
 from ebr.models.conditioning import ConditioningConfig, conditioned_user_spec, training_conditions
 from ebr.models.crossing.mlp import MLPCrossing
 from ebr.models.tower import TowerSpec
-from ebr.models.two_tower import TwoTowerModel
+from ebr.models.two_tower import TowerParts, TwoTowerModel
 from ebr.serving import interests as serving_interests
 from ebr.serving.conditional import InterestRetrieval
 from ebr.serving.index import IndexConfig
@@ -57,7 +57,8 @@ def _model(mode: str | None) -> TwoTowerModel:
         user = conditioned_user_spec(user, ConditioningConfig(mode=mode), ROWS)
     config = None if mode is None else {"mode": mode, "rows": ROWS}
     pin = TowerSpec("pin", {"pin_id": 7})
-    return TwoTowerModel(user, pin, CROSSING, embedding_dim=4, output_dim=3, conditioning=config).eval()
+    parts = TowerParts(conditioning=config)
+    return TwoTowerModel(user, pin, CROSSING, embedding_dim=4, output_dim=3, parts=parts).eval()
 
 
 # ---- the model ------------------------------------------------------------------------------------

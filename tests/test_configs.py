@@ -76,7 +76,8 @@ def test_every_search_preset_composes_on_the_validation_window(hydra_conf, prese
     assert sweeper.max_failure_rate == 1.0
     searched = set(sweeper.params)
     assert {"train.sparse_lr", "train.dense_lr", "trainer.max_epochs", "model.embedding_dim"} <= searched
-    assert {"train.num_negatives", "train.logq", "serving.score_terms.popularity_prior.weight"} <= searched
+    prior = "serving.score_terms.popularity_prior.weight"
+    assert {"model.negatives.num_negatives", "train.logq", prior} <= searched
     if experiment:  # one arm and one seed of experiment=movielens's crossings x seeds
         assert str(sweeper.params["seed"]) == "0"
         assert sweeper.params["model/crossing"] == "mlp"
@@ -117,9 +118,33 @@ def test_unknown_key_message_lists_valid_keys_and_the_closest():
 
 
 @pytest.mark.parametrize(
+    ("argv", "replacement"),
+    [
+        (["train.num_negatives=8"], "model/negatives=uniform model.negatives.num_negatives=8"),
+        (["-m", "seed=0", "train.num_negatives=0,16"], "model.negatives.num_negatives=0,16"),
+    ],
+)
+def test_a_moved_key_names_its_replacement(argv, replacement):
+    from ebr.override_check import unknown_key_message
+
+    message = unknown_key_message(CONF, "train", argv)
+    assert message.startswith("train.num_negatives moved: use ")
+    assert message.endswith(replacement)
+
+
+def test_moved_keys_are_gone_from_the_config(hydra_conf):
+    # a moved key that still composed would be silently ignored by the code that read it
+    with pytest.raises(ConfigCompositionException, match="num_negatives"):
+        compose("train", overrides=["train.num_negatives=8"])
+    cfg = compose("train", overrides=["model/negatives=uniform", "model.negatives.num_negatives=8"])
+    assert cfg.model.negatives.num_negatives == 8
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["seed=3", "data=synthetic_tiny", "data.config.n_users=100"],
+        ["model/negatives=uniform", "model.negatives.num_negatives=16"],
         ["+brand_new.key=1", "~report", "hydra.run.dir=/tmp/x", "--cfg", "job"],
         ["model/crossing=nope", "model.crossing.x=1"],  # Hydra itself lists the valid options
         ["experiment=crossing", "report.control=true"],

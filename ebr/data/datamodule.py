@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,33 @@ from torch.utils.data import DataLoader, IterableDataset
 from ebr.data.batching import Batch, FeatureGatherer, make_batch
 from ebr.data.prefetch import Prefetched
 from ebr.data.schema import InteractionData, Split
+
+
+class NegativeDraws(Protocol):
+    """Random negatives of a training (e.g. ebr.training.negatives.UniformDraws)."""
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """One global batch's negative pin ids, drawn from the pass's generator."""
+        ...
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a training window is cut into batches.
+
+    Args:
+        batch_size: examples per global batch (the in-batch softmax width).
+        seed: base seed of the shuffles and negative draws.
+        rank: this process's rank; each rank trains on its share of every batch (EngagementBatches).
+        world_size: processes in the job.
+        prefetch: training batches built ahead in a background thread (0: built on demand).
+    """
+
+    batch_size: int = 1024
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    prefetch: int = 0
 
 
 class EngagementBatches(IterableDataset):
@@ -29,8 +58,7 @@ class EngagementBatches(IterableDataset):
         batch_size: examples per batch.
         shuffle: shuffle each pass (training) or keep order (validation).
         seed: base seed of the shuffles and negative draws.
-        negative_pool: pin ids random negatives are drawn from (uniformly), or None.
-        num_negatives: random negatives per batch (0 disables them).
+        negatives: draws each global batch's random negatives (`model/negatives`), or None.
         drop_last: drop a final incomplete batch (keeps the in-batch softmax size constant).
         conditions: each row's condition interest (conditional retrieval), or None.
         rank: this process's rank in a multi-process job.
@@ -49,8 +77,7 @@ class EngagementBatches(IterableDataset):
         batch_size: int,
         shuffle: bool,
         seed: int,
-        negative_pool: np.ndarray | None = None,
-        num_negatives: int = 0,
+        negatives: NegativeDraws | None = None,
         drop_last: bool = False,
         conditions: np.ndarray | None = None,
         rank: int = 0,
@@ -74,8 +101,7 @@ class EngagementBatches(IterableDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.negative_pool = negative_pool
-        self.num_negatives = num_negatives if negative_pool is not None and len(negative_pool) else 0
+        self.negatives = negatives
         self.drop_last = drop_last and len(self.users) >= batch_size
         self._passes = 0
         self._skip = 0
@@ -111,9 +137,9 @@ class EngagementBatches(IterableDataset):
                 # contiguous equal shares (a final short batch, drop_last off, as even as it can be)
                 rows = np.array_split(rows, self.world_size)[self.rank]
             negatives = None
-            if self.num_negatives:
+            if self.negatives is not None:
                 # drawn for skipped batches too, so the later batches get the same negatives
-                negatives = self.negative_pool[rng.integers(0, len(self.negative_pool), self.num_negatives)]
+                negatives = self.negatives.draw(rng)
             if b < skip:
                 continue
             yield make_batch(
@@ -132,51 +158,39 @@ class TwoTowerDataModule(pl.LightningDataModule):
     Args:
         data: the data set (feature tables).
         split: its temporal split; trains on `split.train`, validates on `split.val`.
-        user_features: categorical user features fed to the user tower.
-        pin_features: categorical pin features fed to the pin tower.
-        user_dense: dense user features.
-        pin_dense: dense pin features.
-        batch_size: training batch size (the in-batch softmax width).
-        seed: shuffling seed.
-        num_negatives: extra uniformly drawn corpus negatives per batch (mixed negatives).
-        negative_pool: the pins random negatives come from (e.g. the serving corpus).
+        features: the feature lists each tower reads: `user_sparse`, `pin_sparse` (categorical),
+            `user_dense`, `pin_dense` (dense; absent: none).
+        batching: batch size, seed, this process's rank and the job's world size, prefetch
+            (None: `Batching()`'s defaults).
+        negatives: each training batch's random negatives (`model/negatives`); None: in-batch only.
         condition_of: maps a window's engagement rows to their condition interests (conditional
             retrieval, ebr.models.conditioning); None: unconditioned batches.
-        rank: this process's rank; each rank trains on its share of every batch (EngagementBatches).
-        world_size: processes in the job.
-        prefetch: training batches built ahead in a background thread (0: built on demand).
     """
 
     def __init__(
         self,
         data: InteractionData,
         split: Split,
-        user_features: Sequence[str],
-        pin_features: Sequence[str],
-        user_dense: Sequence[str] = (),
-        pin_dense: Sequence[str] = (),
-        batch_size: int = 1024,
-        seed: int = 0,
-        num_negatives: int = 0,
-        negative_pool: np.ndarray | None = None,
+        features: Mapping[str, Sequence[str]],
+        batching: Batching | None = None,
+        negatives: NegativeDraws | None = None,
         condition_of: Callable[[pd.DataFrame], np.ndarray] | None = None,
-        rank: int = 0,
-        world_size: int = 1,
-        prefetch: int = 0,
     ) -> None:
         super().__init__()
         self.data = data
-        self.rank, self.world_size, self.prefetch = rank, world_size, prefetch
+        self.batching = batching = batching or Batching()
+        self.rank, self.world_size, self.prefetch = batching.rank, batching.world_size, batching.prefetch
         self.condition_of = condition_of
         self.split = split
         self.user_gatherer = FeatureGatherer(
-            data.users, user_features, user_dense, source=f"{data.name} users"
+            data.users, features["user_sparse"], features.get("user_dense", ()), source=f"{data.name} users"
         )
-        self.pin_gatherer = FeatureGatherer(data.pins, pin_features, pin_dense, source=f"{data.name} pins")
-        self.batch_size = batch_size
-        self.seed = seed
-        self.num_negatives = num_negatives
-        self.negative_pool = negative_pool
+        self.pin_gatherer = FeatureGatherer(
+            data.pins, features["pin_sparse"], features.get("pin_dense", ()), source=f"{data.name} pins"
+        )
+        self.batch_size = batching.batch_size
+        self.seed = batching.seed
+        self.negatives = negatives
         if split.train.empty:
             raise ValueError(f"{data.source}: the training window holds no engagements")
         self._train = self._train_batches()
@@ -226,8 +240,7 @@ class TwoTowerDataModule(pl.LightningDataModule):
             self.batch_size,
             shuffle=True,
             seed=self.seed,
-            negative_pool=self.negative_pool,
-            num_negatives=self.num_negatives,
+            negatives=self.negatives,
             drop_last=True,
             conditions=self._conditions(self.split.train),
             rank=self.rank,

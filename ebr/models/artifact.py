@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ebr.models.tower import TowerSpec
-from ebr.models.two_tower import TwoTowerModel
+from ebr.models.two_tower import PART_KEYS, TowerParts, TwoTowerModel
 from ebr.runs.files import write_atomic
 
 # 2: categorical bags are weighted averages (weights in the input); 1 pooled unweighted means.
@@ -157,7 +157,21 @@ def artifact_info(path: str | Path) -> dict[str, Any]:
 
 
 def build_model(model_config: DictConfig | dict, user_spec: TowerSpec, pin_spec: TowerSpec) -> TwoTowerModel:
-    """Instantiate the model config (a `_partial_` TwoTowerModel) for the given tower specs."""
-    config = OmegaConf.create(model_config) if isinstance(model_config, dict) else model_config
-    factory = hydra.utils.instantiate(config)
-    return factory(user_spec=user_spec, pin_spec=pin_spec)
+    """Instantiate the model config (a `_partial_` TwoTowerModel) for the given tower specs.
+
+    The parts' keys (`PART_KEYS`: `id_freeze`, `id_dropout`, `conditioning`) sit flat beside the
+    widths, as every `model.pt` saves them, and reach the model as its `TowerParts`.
+
+    Args:
+        model_config: the network config (an artifact's `model_config`).
+        user_spec: the user tower's input spec.
+        pin_spec: the pin tower's input spec.
+    """
+    config = (
+        OmegaConf.to_container(model_config, resolve=True)
+        if isinstance(model_config, DictConfig)
+        else dict(model_config)
+    )
+    parts = {key: config.pop(key) for key in PART_KEYS if key in config}
+    factory = hydra.utils.instantiate(OmegaConf.create(config))
+    return factory(user_spec=user_spec, pin_spec=pin_spec, parts=TowerParts(**parts) if parts else None)

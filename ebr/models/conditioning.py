@@ -17,9 +17,10 @@ exploration impressions (NO_INTEREST), untagged pins, and users served without a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,11 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ebr.data.batching import CONDITION
-from ebr.data.schema import NO_INTEREST, InteractionData
+from ebr.data.schema import NO_INTEREST, InteractionData, Split
 from ebr.models.tower import CrossingFactory, Tower, TowerSpec
+
+if TYPE_CHECKING:  # the assembly builds models through ebr.models.artifact, which imports this module
+    from ebr.models.assembly import Towers
 
 MODES = ("none", "early_fusion", "late_fusion")
 SOURCES = ("item_interest", "source_interest")
@@ -41,7 +45,7 @@ PIN_INTEREST_FEATURE = "interest"
 
 @dataclass(frozen=True)
 class ConditioningConfig:
-    """The `model/conditioning` node.
+    """The `model/conditioning` part (built by Hydra from the group's option).
 
     Args:
         mode: `none`, `early_fusion` or `late_fusion`.
@@ -62,6 +66,25 @@ class ConditioningConfig:
     @property
     def active(self) -> bool:
         return self.mode != "none"
+
+    def apply(self, towers: Towers, data: InteractionData, split: Split) -> Towers:
+        """The towers with the condition (a TowerPart): the condition table's rows in the network
+        config, early fusion's user field, each training row's condition; unchanged for `none`.
+
+        Args:
+            towers: the towers as the parts before this one left them.
+            data: the data set (its interests).
+            split: the fitted split (not read: conditions are computed per window when batched).
+        """
+        if not self.active:
+            return towers
+        rows = condition_rows(data)
+        return dataclasses.replace(
+            towers,
+            user_spec=conditioned_user_spec(towers.user_spec, self, rows),
+            network={**towers.network, "conditioning": {"mode": self.mode, "rows": rows}},
+            condition_of=functools.partial(training_conditions, data=data, source=self.source),
+        )
 
     @classmethod
     def of(cls, node: Mapping[str, Any] | None) -> ConditioningConfig:

@@ -8,6 +8,8 @@ from ebr.data.schema import FeatureTable, InteractionData
 from ebr.models.tower import TowerSpec
 
 FEATURE_KEYS = ("user_sparse", "user_dense", "pin_sparse", "pin_dense")
+# the entity-ID feature of each side: every loader names them so (ebr.data)
+ID_FEATURES = {"user": "user_id", "pin": "pin_id"}
 
 
 def resolve_features(

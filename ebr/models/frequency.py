@@ -7,8 +7,6 @@ Both turn a frequency into log P(item appears in a batch of size B) ~ log(B * co
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
@@ -86,11 +84,6 @@ class ExactFrequency(nn.Module):
     def log_q(self, ids: torch.Tensor, batch_size: int) -> torch.Tensor:
         probability = self.probability[ids.to(torch.int64)] * batch_size
         return torch.log(probability.clamp(max=1.0)).to(torch.float32)
-
-
-def uniform_log_q(num_negatives: int, pool_size: int) -> float:
-    """log P(a pin is among `num_negatives` uniform draws from a pool of `pool_size`)."""
-    return math.log(min(1.0, num_negatives / max(pool_size, 1)))
 
 
 LOGQ_OPTIONS = ("sketch", "exact", "none")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,6 +11,25 @@ from torch import nn
 
 from ebr.models.conditioning import LateFusionTower
 from ebr.models.tower import CrossingFactory, Tower, TowerSpec
+
+# the network config's keys of the optional parts, as `model.pt` saves them (flat, beside the widths)
+PART_KEYS = ("id_freeze", "id_dropout", "conditioning")
+
+
+@dataclass(frozen=True)
+class TowerParts:
+    """What the optional parts set inside the towers (the network config's `PART_KEYS`).
+
+    Args:
+        id_freeze: freeze the towers' separate (pre-trained) ID tables, where their specs have one.
+        id_dropout: per-example probability of dropping the whole ID vector in training.
+        conditioning: conditional retrieval's `{"mode", "rows"}` (ebr.models.conditioning; early
+            fusion's field is in the user spec, late fusion builds a LateFusionTower); None: none.
+    """
+
+    id_freeze: bool = False
+    id_dropout: float = 0.0
+    conditioning: Mapping[str, Any] | None = None
 
 
 class TwoTowerModel(nn.Module):
@@ -23,10 +43,7 @@ class TwoTowerModel(nn.Module):
         embedding_dim: width of every feature field.
         output_dim: embedding width d.
         dense_hidden: hidden widths of each tower's dense-feature MLP.
-        id_freeze: freeze the towers' separate (pre-trained) ID tables, where their specs have one.
-        id_dropout: per-example probability of dropping the whole ID vector in training.
-        conditioning: conditional retrieval's `{"mode", "rows"}` (ebr.models.conditioning; early
-            fusion's field is in `user_spec`, late fusion builds a LateFusionTower); None: none.
+        parts: what the optional parts set (ID tables' freeze and dropout, conditioning); None: none.
     """
 
     def __init__(
@@ -38,13 +55,12 @@ class TwoTowerModel(nn.Module):
         embedding_dim: int = 32,
         output_dim: int = 64,
         dense_hidden: Sequence[int] = (64,),
-        id_freeze: bool = False,
-        id_dropout: float = 0.0,
-        conditioning: Mapping[str, Any] | None = None,
+        parts: TowerParts | None = None,
     ) -> None:
         super().__init__()
-        ids = {"id_freeze": id_freeze, "id_dropout": id_dropout}
-        self.conditioning = dict(conditioning) if conditioning else None
+        parts = parts or TowerParts()
+        ids = {"id_freeze": parts.id_freeze, "id_dropout": parts.id_dropout}
+        self.conditioning = dict(parts.conditioning) if parts.conditioning else None
         if self.conditioning is not None and self.conditioning["mode"] == "late_fusion":
             self.user_tower: Tower = LateFusionTower(
                 user_spec,

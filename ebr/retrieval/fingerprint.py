@@ -34,7 +34,7 @@ from ebr.training.checkpoint import TRAIN_PACE_KEYS, digest
 # (`${train}`, ...), which are parts of their own. The trainer config's callbacks stay in: one may
 # change the training (early stopping), and a stale model or checkpoint is worse than a new training
 NOT_TRAINING: dict[str, tuple[str, ...]] = {
-    "model": ("index", "serving", "ann_recall_queries", "features", "train", "trainer"),
+    "model": ("training", "serving"),
     "trainer": ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "default_root_dir"),
     "train": TRAIN_PACE_KEYS,
 }
@@ -74,8 +74,8 @@ def training_fingerprint(
 
     Args:
         config: the config parts that decide the training, as plain values (the retriever's
-            "train", "trainer", "network", "features" and "id_embedding" for the resume check; the
-            job config's training nodes for the model cache).
+            "train", "trainer", "network", "features", "id_embedding" and "negatives" for the resume
+            check; the job config's training nodes for the model cache).
         data: the data as the trainer receives it.
         split: the fitted split (remapped, when the corpus remaps).
         context: the job's seed, negative pool and data fingerprint.

@@ -15,8 +15,9 @@ both keys.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,18 +26,18 @@ from torch import nn
 
 from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split
 from ebr.evaluation.task import EvalTask
+from ebr.models.assembly import Towers
+from ebr.models.features import ID_FEATURES, tower_specs
 from ebr.pretraining.selection import POLICIES, SnapshotInfo, select_snapshot
 from ebr.pretraining.snapshots import Snapshot, load_snapshot
 
 MODES = ("none", "scratch", "pretrained")
-# the entity-ID feature of each side: every loader names them so (ebr.data)
-ID_FEATURES = {"user": "user_id", "pin": "pin_id"}
 SIDE_FEATURES = {"user": "user_sparse", "pin": "pin_sparse"}
 
 
 @dataclass(frozen=True)
 class IdEmbeddingConfig:
-    """The `model.id_embedding` node.
+    """The `model/id_embedding` part (built by Hydra from the group's option).
 
     Args:
         mode: "none", "scratch" or "pretrained".
@@ -70,6 +71,46 @@ class IdEmbeddingConfig:
             raise ValueError(f"model.id_embedding.dropout must be in [0, 1), got {self.dropout}")
         if not self.snapshot_dir:
             raise ValueError("model.id_embedding.snapshot_dir must name an ebr-pretrain snapshot directory")
+
+    def apply(self, towers: Towers, data: InteractionData, split: Split) -> Towers:
+        """The towers with their ID features as this mode has them (a TowerPart).
+
+        `none` drops the ID features; `scratch` keeps them as ordinary tables; `pretrained` loads
+        the snapshot (kept in `towers.sources["id_embedding"]` for serving's coverage), gives each
+        tower its separate ID table, records freeze and dropout in the network config and copies
+        the snapshot in when the model is built.
+
+        Args:
+            towers: the towers as the parts before this one left them.
+            data: the data set.
+            split: the fitted split (the snapshot policy reads its training window).
+        """
+        manifest = {**towers.manifest, "id_embedding": self.mode}
+        if self.mode == "none":
+            features = select_id_features(towers.features, self)
+            user_spec, pin_spec = tower_specs(data, features)
+            return replace(
+                towers, features=features, user_spec=user_spec, pin_spec=pin_spec, manifest=manifest
+            )
+        if self.mode == "scratch":
+            return replace(towers, manifest=manifest)
+        pretrained = load_pretrained_ids(self, data, split, towers.features)
+        check_dim(pretrained, int(towers.network["embedding_dim"]))
+        user_spec, pin_spec = (
+            replace(spec, id_feature=ID_FEATURES[side], id_rows=len(pretrained.snapshot.ids[side]))
+            for side, spec in (("user", towers.user_spec), ("pin", towers.pin_spec))
+        )
+        return replace(
+            towers,
+            user_spec=user_spec,
+            pin_spec=pin_spec,
+            # only a pre-trained model's config gains these keys: scratch saves today's model.pt
+            network={**towers.network, "id_freeze": self.freeze, "id_dropout": self.dropout},
+            init=functools.partial(init_id_tables, pretrained=pretrained),
+            manifest=manifest,
+            metrics={**towers.metrics, **pretrained.metrics()},
+            sources={**towers.sources, "id_embedding": pretrained},
+        )
 
     @staticmethod
     def of(node: Mapping[str, Any] | None) -> IdEmbeddingConfig:
@@ -227,28 +268,3 @@ def check_dim(pretrained: PretrainedIds, embedding_dim: int) -> None:
             f"model.embedding_dim={embedding_dim}: pre-train with pretrain.embedding_dim={embedding_dim} "
             f"or train with model.embedding_dim={pretrained.dim}"
         )
-
-
-def id_ablated_losses(module: Any, datamodule: Any) -> dict[str, float]:
-    """The trained model's loss with and without its ID fields (zeroed, as a dropped ID vector
-    is), in evaluation mode, on the training window's first-epoch batches replayed and on the
-    validation window: `id_ablation/{train,val}_loss`, `..._loss_without_ids` and
-    `id_ablation/{train,val}_reliance` (the difference). A model without ID features relies on
-    them by exactly 0.
-
-    Args:
-        module: the trained `TwoTowerModule` (`mean_loss`).
-        datamodule: its `TwoTowerDataModule` (`train_replay_dataloader`, `val_dataloader`).
-    """
-    ids = frozenset(ID_FEATURES.values())
-    windows = {"train": datamodule.train_replay_dataloader}
-    if not datamodule.split.val.empty:
-        windows["val"] = datamodule.val_dataloader
-    metrics: dict[str, float] = {}
-    for window, loader in windows.items():
-        kept = module.mean_loss(loader())
-        ablated = module.mean_loss(loader(), ablated=ids)
-        metrics[f"id_ablation/{window}_loss"] = kept
-        metrics[f"id_ablation/{window}_loss_without_ids"] = ablated
-        metrics[f"id_ablation/{window}_reliance"] = ablated - kept
-    return metrics

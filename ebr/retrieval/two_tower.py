@@ -9,57 +9,41 @@ request time.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import shutil
-import time
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import hydra
 import numpy as np
-import pytorch_lightning as pl
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.conditional_metrics import topic_match
 from ebr.evaluation.task import EvalTask
-from ebr.models.artifact import build_model, save_artifact
+from ebr.models.assembly import Towers, plain_towers
 from ebr.models.conditioning import (
     ConditioningConfig,
-    condition_rows,
-    conditioned_user_spec,
-    training_conditions,
 )
-from ebr.models.features import resolve_features, tower_specs
-from ebr.models.frequency import frequency_estimator
+from ebr.models.features import resolve_features
 from ebr.retrieval.fingerprint import training_fingerprint
 from ebr.retrieval.id_embedding import (
-    ID_FEATURES,
     IdEmbeddingConfig,
     PretrainedIds,
-    check_dim,
-    id_ablated_losses,
-    init_id_tables,
-    load_pretrained_ids,
-    select_id_features,
 )
 from ebr.retrieval.protocol import FitContext
-from ebr.runs import CHECKPOINT_DIR, HISTORY_FILE, MODEL_FILE, SHARDING_FILE, is_rank_zero, write_json_atomic
+from ebr.runs import MODEL_FILE
 from ebr.serving.conditional import InterestRetrieval
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
-from ebr.training.checkpoint import StepCheckpoint, resume_from
-from ebr.training.distributed import ensure_process_group, gathered_shard_layouts
-from ebr.training.history import EpochHistory
-from ebr.training.module import TwoTowerModule
+from ebr.training.distributed import ensure_process_group
+from ebr.training.fit import FitRun, fit_towers
+from ebr.training.negatives import NoNegatives
 
 NETWORK_TARGET = "ebr.models.two_tower.TwoTowerModel"
+# the model node's keys that are the network's own (saved into model.pt as given)
+NETWORK_KEYS = ("crossing", "pin_crossing", "embedding_dim", "output_dim", "dense_hidden")
 TOPIC_MATCH_KS = (10, 50, 100)
 
 
@@ -67,67 +51,81 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
+def _part(node: Any, kind: type) -> Any:
+    """A technique's part: given built, built by Hydra from its config node (`_target_`), or, for a
+    plain mapping of its settings, `kind(**node)` (None: `kind()`, the part off)."""
+    if node is None:
+        return kind()
+    if not isinstance(node, Mapping):
+        return node
+    if "_target_" in node:
+        return hydra.utils.instantiate(node)
+    return kind(**_plain(node))
+
+
 class TwoTowerRetriever:
     """Trains and serves the torchrec two-tower model.
 
     Built by `conf/model/two_tower.yaml` without recursive instantiation: the network's own config
-    (crossing, widths) is saved into `model.pt` so serving rebuilds it without the trainer, and the
-    training parts are built here, when the data is known.
+    (crossing, widths) is saved into `model.pt` as given, so serving rebuilds it without the trainer;
+    the parts (`model/id_embedding`, `model/conditioning`, `model/negatives`) are built by Hydra
+    from their nodes here, and shape the towers when the data is known (ebr.models.assembly).
 
     Args:
-        crossing: the crossing module's config (a `_partial_` target), used by both towers.
-        pin_crossing: a different crossing config for the pin tower (None: the same as users).
-        embedding_dim: width of every feature field.
-        output_dim: embedding width d.
-        dense_hidden: hidden widths of each tower's dense-feature MLP.
-        features: which features each tower reads (the `features` node).
-        train: the `train` node: batch size, logQ, negatives, sharding, and the loss and both
-            optimizers as `_target_` nodes.
-        trainer: the Lightning `Trainer` config.
-        index: the faiss index config (`index` group).
-        serving: the `serving` node (score terms, batch size).
-        ann_recall_queries: users on which the index's recall against exact search is measured.
-        id_embedding: the `model/id_embedding` node (ebr.retrieval.id_embedding; None: scratch).
-        conditioning: the `model/conditioning` node (ebr.models.conditioning; None: none).
+        training: what training reads of the job's config: `features` (which features each tower
+            reads), `train` (batch size, logQ, sharding, the loss and both optimizers as `_target_`
+            nodes) and `trainer` (the Lightning `Trainer` config).
+        serving: what serving reads: `index` (the faiss index config), `settings` (the job's
+            `serving` node: score terms, batch size, interest serving) and `ann_recall_queries`
+            (users on which the index's recall against exact search is measured).
+        id_embedding: the `model/id_embedding` part or its node (ebr.retrieval.id_embedding; None:
+            scratch).
+        conditioning: the `model/conditioning` part or its node (ebr.models.conditioning; None: none).
+        negatives: the `model/negatives` part or its node (ebr.training.negatives; None: none).
+        network: the TwoTowerModel's own settings, saved into `model.pt` as given: `crossing` (the
+            crossing's `_partial_` config, both towers), `pin_crossing` (another for the pin tower;
+            None: the same), `embedding_dim` (every field's width), `output_dim` (the embedding
+            width d), `dense_hidden` (each tower's dense-feature MLP widths).
     """
 
     loadable: ClassVar[bool] = True  # `load` serves a saved model.pt (eval_only, the model cache)
 
     def __init__(
         self,
-        crossing: Mapping[str, Any],
-        pin_crossing: Mapping[str, Any] | None,
-        embedding_dim: int,
-        output_dim: int,
-        dense_hidden: Sequence[int],
-        features: Mapping[str, Any],
-        train: Mapping[str, Any],
-        trainer: Mapping[str, Any],
-        index: Mapping[str, Any],
+        training: Mapping[str, Any],
         serving: Mapping[str, Any],
-        ann_recall_queries: int = 10_000,
-        id_embedding: Mapping[str, Any] | None = None,
-        conditioning: Mapping[str, Any] | None = None,
+        id_embedding: Any = None,
+        conditioning: Any = None,
+        negatives: Any = None,
+        **network: Any,
     ) -> None:
+        if set(network) != set(NETWORK_KEYS):
+            missing, unknown = (
+                sorted(set(NETWORK_KEYS) - set(network)),
+                sorted(set(network) - set(NETWORK_KEYS)),
+            )
+            raise TypeError(
+                f"TwoTowerRetriever: network settings missing {missing}, unknown {unknown}; "
+                f"the network's keys are {list(NETWORK_KEYS)}"
+            )
         self.network_config = {
             "_target_": NETWORK_TARGET,
             "_partial_": True,
-            "crossing": _plain(crossing),
-            "pin_crossing": _plain(pin_crossing),
-            "embedding_dim": embedding_dim,
-            "output_dim": output_dim,
-            "dense_hidden": list(dense_hidden),
+            **{key: _plain(network[key]) for key in NETWORK_KEYS},
         }
-        self.features = _plain(features)
-        self.train = train
-        self.trainer = trainer
-        self.index = hydra.utils.instantiate(index)
-        self.score_terms = [hydra.utils.instantiate(term) for term in serving["score_terms"].values()]
-        self.serving_batch_size = int(serving["batch_size"])
-        self.ann_recall_queries = ann_recall_queries
-        self.id_embedding = IdEmbeddingConfig.of(_plain(id_embedding))
-        self.conditioning = ConditioningConfig.of(_plain(conditioning))
-        self.interest_serving = InterestServing.of(_plain(serving))
+        self.network_config["dense_hidden"] = list(self.network_config["dense_hidden"])
+        self.features = _plain(training["features"])
+        self.train = training["train"]
+        self.trainer = training["trainer"]
+        settings = serving["settings"]
+        self.index = hydra.utils.instantiate(serving["index"])
+        self.score_terms = [hydra.utils.instantiate(term) for term in settings["score_terms"].values()]
+        self.serving_batch_size = int(settings["batch_size"])
+        self.ann_recall_queries = int(serving.get("ann_recall_queries", 10_000))
+        self.id_embedding: IdEmbeddingConfig = _part(id_embedding, IdEmbeddingConfig)
+        self.conditioning: ConditioningConfig = _part(conditioning, ConditioningConfig)
+        self.negatives = _part(negatives, NoNegatives)
+        self.interest_serving = InterestServing.of(_plain(settings))
         self._train_events = None
         self._pretrained: PretrainedIds | None = None
         self.artifact: Path | None = None
@@ -184,133 +182,46 @@ class TwoTowerRetriever:
         self._metrics = dict(training_metrics or {})
         self._train_events = split.train
 
+    def towers(self, data: InteractionData, split: Split) -> Towers:
+        """The towers on this data: the features, specs and network config as the parts shape them.
+
+        With pre-trained IDs this chooses and loads the snapshot (kept for serving's coverage).
+
+        Args:
+            data: the data set.
+            split: the fitted split (the snapshot policy reads its training window).
+        """
+        towers = plain_towers(self.network_config, resolve_features(self.features, data), data)
+        # the ID part first: the saved network config lists its keys before conditioning's
+        for part in (self.id_embedding, self.conditioning):
+            towers = part.apply(towers, data, split)
+        self._pretrained = towers.sources.get("id_embedding")
+        return towers
+
     def _fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
-        features = select_id_features(resolve_features(self.features, data), self.id_embedding)
-        user_spec, pin_spec = tower_specs(data, features)
-        network = self.network_config
-        pretrained = None
-        if self.id_embedding.mode == "pretrained":
-            pretrained = load_pretrained_ids(self.id_embedding, data, split, features)
-            check_dim(pretrained, int(network["embedding_dim"]))
-            user_spec, pin_spec = (
-                dataclasses.replace(
-                    spec, id_feature=ID_FEATURES[side], id_rows=len(pretrained.snapshot.ids[side])
-                )
-                for side, spec in (("user", user_spec), ("pin", pin_spec))
-            )
-            # only a pre-trained model's config gains these keys: scratch saves today's model.pt
-            network = {
-                **network,
-                "id_freeze": self.id_embedding.freeze,
-                "id_dropout": self.id_embedding.dropout,
-            }
-        self._pretrained = pretrained
-        condition_of = None
-        if self.conditioning.active:
-            # the condition table's rows and the early-fusion field (docs/conditional.md)
-            rows = condition_rows(data)
-            user_spec = conditioned_user_spec(user_spec, self.conditioning, rows)
-            network = {**network, "conditioning": {"mode": self.conditioning.mode, "rows": rows}}
-            condition_of = functools.partial(
-                training_conditions,
-                data=data,
-                source=self.conditioning.source,
-            )
+        towers = self.towers(data, split)
 
-        def model_factory() -> nn.Module:
-            model = build_model(network, user_spec, pin_spec)
-            return model if pretrained is None else init_id_tables(model, pretrained)
-
-        train = self.train
-        pool = context.negatives
-        datamodule = TwoTowerDataModule(
-            data,
-            split,
-            features["user_sparse"],
-            features["pin_sparse"],
-            features["user_dense"],
-            features["pin_dense"],
-            batch_size=train["batch_size"],
-            seed=context.seed,
-            num_negatives=train["num_negatives"],
-            negative_pool=pool,
-            condition_of=condition_of,
-            rank=dist.get_rank(),
-            world_size=dist.get_world_size(),
-            prefetch=int(train.get("prefetch_batches", 0) or 0),
-        )
-        module = TwoTowerModule(
-            model_factory=model_factory,
-            loss=hydra.utils.instantiate(train["loss"]),
-            frequency=frequency_estimator(train["logq"], split.train["pin"].to_numpy(), data.pins.n_rows),
-            negative_pool_size=len(pool),
-            dense_optimizer=hydra.utils.instantiate(train["dense_optimizer"]),
-            sparse_optimizer=hydra.utils.instantiate(train["sparse_optimizer"]),
-            sharding=train["sharding"],
-            run_dir=context.run_dir,
-        )
-        history = EpochHistory()
-        # the trainer config's own callbacks (e.g. the benchmark's timer) run beside the history
-        callbacks = [*hydra.utils.instantiate(self.trainer.get("callbacks") or []), history]
-        every = int(train.get("checkpoint_every_n_steps", 0) or 0)
-        resume = None
-        if every > 0:
+        def fingerprint() -> dict[str, str]:
             settings = {
                 "train": _plain(self.train),
                 "trainer": _plain(self.trainer),
-                "network": network,
-                "features": features,
+                "network": towers.network,
+                "features": towers.features,
                 "id_embedding": dataclasses.asdict(self.id_embedding),
+                "negatives": {"part": type(self.negatives).__name__, **dataclasses.asdict(self.negatives)},
             }
-            fingerprint = training_fingerprint(settings, data, split, context)
-            resume = resume_from(context.run_dir, fingerprint)  # refuses another setup's checkpoint
-            callbacks.append(StepCheckpoint(context.run_dir, every, fingerprint))
-        trainer: pl.Trainer = hydra.utils.instantiate(
-            self.trainer, logger=context.loggers or False, callbacks=callbacks
+            return training_fingerprint(settings, data, split, context)
+
+        run = FitRun(
+            run_dir=Path(context.run_dir),
+            negatives=self.negatives.bind(context.negatives),
+            seed=context.seed,
+            loggers=context.loggers,
+            artifact_info=context.artifact_info,
+            fingerprint=fingerprint,
         )
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            # the batches resume where the checkpoint says (TwoTowerDataModule.load_state_dict),
-            # which Lightning cannot see for a plain iterable: its "not resumable" warning is wrong
-            warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-        seconds = time.perf_counter() - started
-        state = module.export_state_dict()  # a collective when the tables are sharded over ranks
-        layouts = gathered_shard_layouts(module.model) if dist.get_world_size() > 1 else None
+        self._metrics = fit_towers(data, split, towers, self.train, self.trainer, run)
         self.artifact, self._service = Path(context.run_dir) / MODEL_FILE, None
-        if is_rank_zero():
-            info = {
-                "data_name": data.name,
-                "data_source": data.source,
-                # table rows are the data's dense ids (meta["original_id"] maps them back)
-                "id_mapping": "dense data ids",
-                "user_rows": int(data.users.n_rows),
-                "pin_rows": int(data.pins.n_rows),
-                "id_embedding": self.id_embedding.mode,
-            }
-            info = {**context.artifact_info, **info}
-            save_artifact(self.artifact, network, user_spec, pin_spec, features, state, info)
-            write_json_atomic(Path(context.run_dir) / HISTORY_FILE, history.history())
-            if layouts is not None:
-                plan = {"sharding": train["sharding"], "world_size": len(layouts), "ranks": layouts}
-                write_json_atomic(Path(context.run_dir) / SHARDING_FILE, plan)
-            # model.pt is the trained state now: a later kill re-runs only the evaluation's inputs
-            shutil.rmtree(Path(context.run_dir) / CHECKPOINT_DIR, ignore_errors=True)
-        examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
-        self._metrics = {
-            "train/seconds": seconds,
-            "train/examples": float(len(split.train)),
-            "train/examples_per_second": examples / max(seconds, 1e-9),
-            "train/epochs": float(trainer.current_epoch),
-            "train/world_size": float(dist.get_world_size()),
-        }
-        if pretrained is not None:
-            self._metrics.update(pretrained.metrics())
-        if train.get("id_ablated_loss", False):
-            self._metrics.update(id_ablated_losses(module, datamodule))
-        for key in ("train/loss", "val/loss"):
-            if key in trainer.callback_metrics:
-                self._metrics[f"final_{key.replace('/', '_')}"] = float(trainer.callback_metrics[key])
 
     def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
         """Serve the saved model over the task's corpus and search for every task user.

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from ebr.data.batching import Batch
-from ebr.models.frequency import uniform_log_q
 from ebr.models.loss import SampledSoftmaxLoss
 from ebr.models.tower import ablate_fields
 from ebr.training.checkpoint import own_rank_entry, rng_states, set_rng_states
@@ -35,6 +34,7 @@ from ebr.training.distributed import (
     load_fused_optimizer_state,
     shard_model,
 )
+from ebr.training.negatives import UniformDraws
 
 DenseOptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 FUSED_OPTIMIZER_KEY = "ebr_fused_optimizer"
@@ -53,7 +53,8 @@ class TwoTowerModule(pl.LightningModule):
         model_factory: builds the unsharded TwoTowerModel (called once, in configure_model).
         loss: the sampled-softmax loss (holds the learnable temperature).
         frequency: item-frequency estimator for logQ (CountMinSketch / ExactFrequency), or None.
-        negative_pool_size: corpus size random negatives are drawn from (for their logQ).
+        negatives: the training's random negatives (`model/negatives`, bound to the negative pool:
+            their logQ); None: in-batch negatives only.
         dense_optimizer: builds the optimizer of the dense parameters from their list (Adam at
             1e-3 when None).
         sparse_optimizer: the optimizer fused into the embedding tables (row-wise Adagrad when None).
@@ -66,7 +67,7 @@ class TwoTowerModule(pl.LightningModule):
         model_factory: Callable[[], nn.Module],
         loss: SampledSoftmaxLoss,
         frequency: nn.Module | None = None,
-        negative_pool_size: int = 0,
+        negatives: UniformDraws | None = None,
         dense_optimizer: DenseOptimizerFactory | None = None,
         sparse_optimizer: FusedTableOptimizer | None = None,
         sharding: str = "table_wise",
@@ -77,7 +78,7 @@ class TwoTowerModule(pl.LightningModule):
         self.model: nn.Module | None = None
         self.loss = loss
         self.frequency = frequency
-        self.negative_pool_size = negative_pool_size
+        self.negatives = negatives
         self.dense_optimizer = dense_optimizer or partial(torch.optim.Adam, lr=1e-3)
         self.sparse_optimizer = sparse_optimizer or FusedTableOptimizer()
         self.sharding = sharding
@@ -164,7 +165,13 @@ class TwoTowerModule(pl.LightningModule):
         params = dense_parameters(self.model) + [p for p in self.loss.parameters() if p.requires_grad]
         return self.dense_optimizer(params)
 
-    def _loss(self, batch: Batch, update_frequency: bool) -> torch.Tensor:
+    def batch_loss(self, batch: Batch, update_frequency: bool) -> torch.Tensor:
+        """The sampled-softmax loss of one batch (logQ-corrected, random negatives included).
+
+        Args:
+            batch: the batch, on the model's device.
+            update_frequency: count the batch's pins in the frequency estimator first (training).
+        """
         user, pin, negatives = self.model(batch)
         pin_ids = batch.pin.ids
         log_q = None
@@ -174,16 +181,14 @@ class TwoTowerModule(pl.LightningModule):
             log_q = self.frequency.log_q(pin_ids, len(batch))
         negative_ids = negative_log_q = None
         if negatives is not None:
+            if self.negatives is None:
+                raise ValueError("a batch with random negatives, but the module was given no `negatives`")
             negative_ids = batch.negatives.ids
-            negative_log_q = torch.full(
-                (len(negative_ids),),
-                uniform_log_q(len(negative_ids), self.negative_pool_size),
-                device=user.device,
-            )
+            negative_log_q = self.negatives.log_q(len(negative_ids), user.device)
         return self.loss(user, pin, pin_ids, log_q, negatives, negative_ids, negative_log_q)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch, update_frequency=True)
+        loss = self.batch_loss(batch, update_frequency=True)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}: "
@@ -194,7 +199,9 @@ class TwoTowerModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self.log("val/loss", self._loss(batch, update_frequency=False), prog_bar=True, batch_size=len(batch))
+        self.log(
+            "val/loss", self.batch_loss(batch, update_frequency=False), prog_bar=True, batch_size=len(batch)
+        )
 
     @torch.no_grad()
     def mean_loss(self, batches: Iterable[Batch], ablated: frozenset[str] = frozenset()) -> float:
@@ -214,7 +221,7 @@ class TwoTowerModule(pl.LightningModule):
             with ablate_fields(self.model, ablated):
                 for batch in batches:
                     batch = batch.to(self.device)
-                    total += float(self._loss(batch, update_frequency=False)) * len(batch)
+                    total += float(self.batch_loss(batch, update_frequency=False)) * len(batch)
                     examples += len(batch)
         finally:
             self.train(was_training)

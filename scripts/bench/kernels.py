@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -27,13 +28,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
 
-from ebr.data.datamodule import TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
-from ebr.models.artifact import build_model
-from ebr.models.features import resolve_features, tower_specs
-from ebr.models.frequency import uniform_log_q
-from ebr.retrieval.id_embedding import select_id_features
 from ebr.training.distributed import FusedTableOptimizer, shard_model
+from ebr.training.fit import FitRun, build_datamodule, build_module
 
 
 class _Tables(nn.Module):
@@ -172,8 +169,9 @@ def gemm_flops_per_second(n: int = 2048, repeats: int = 5) -> float:
 def step_flops(cfg: DictConfig, data: InteractionData, split: Split, corpus: np.ndarray) -> float:
     """FLOPs of one training step of the composed model (forward and backward, loss included).
 
-    The model is the unsharded one `ebr-train` builds (same network config, features and loss);
-    the batch is the DataModule's first training batch, so its size and negatives are the run's.
+    The model, loss and batches are built by the functions `ebr-train` builds them with
+    (ebr.training.fit); the model is the unsharded one, the batch the data module's first training
+    batch, so its size and negatives are the run's.
 
     Args:
         cfg: the composed `ebr-train` config.
@@ -182,28 +180,13 @@ def step_flops(cfg: DictConfig, data: InteractionData, split: Split, corpus: np.
         corpus: the pool of random negatives.
     """
     retriever = hydra.utils.instantiate(cfg.model)
-    features = select_id_features(resolve_features(retriever.features, data), retriever.id_embedding)
-    model = build_model(retriever.network_config, *tower_specs(data, features))
-    loss = hydra.utils.instantiate(retriever.train["loss"])
-    datamodule = TwoTowerDataModule(
-        data,
-        split,
-        features["user_sparse"],
-        features["pin_sparse"],
-        features["user_dense"],
-        features["pin_dense"],
-        batch_size=retriever.train["batch_size"],
-        seed=cfg.seed,
-        num_negatives=retriever.train["num_negatives"],
-        negative_pool=corpus,
-    )
+    towers = retriever.towers(data, split)
+    # no run directory: nothing is trained or written
+    run = FitRun(run_dir=Path("."), negatives=retriever.negatives.bind(corpus), seed=cfg.seed)
+    datamodule = build_datamodule(data, split, towers, retriever.train, run)
+    module = build_module(data, split, towers, retriever.train, run)
+    module.model = towers.build()  # unsharded: the FLOPs are the model's, not the sharding's
     batch = next(iter(datamodule.train_dataloader()))
     with FlopCounterMode(display=False) as counter:
-        user, pin, negatives = model(batch)
-        negative_ids = negative_log_q = None
-        if negatives is not None:
-            # as TwoTowerModule scores them: uniform draws from the corpus
-            negative_ids = batch.negatives.ids
-            negative_log_q = torch.full((len(negative_ids),), uniform_log_q(len(negative_ids), len(corpus)))
-        loss(user, pin, batch.pin.ids, None, negatives, negative_ids, negative_log_q).backward()
+        module.batch_loss(batch, update_frequency=False).backward()
     return float(counter.get_total_flops())

@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, IterableDataset
 
-import ebr.retrieval.two_tower as two_tower
+import ebr.training.fit as training_fit
 from bench.training import fit_timed
 from ebr.data.batching import Batch
 from ebr.data.datamodule import TwoTowerDataModule
@@ -89,7 +89,7 @@ def bench_pipeline(
             if name == "real":
                 _, timing = fit_timed(cfg, data, split, corpus, directory)
             else:
-                with mock.patch.object(two_tower, "TwoTowerDataModule", prebuilt_datamodule(steps)):
+                with mock.patch.object(training_fit, "TwoTowerDataModule", prebuilt_datamodule(steps)):
                     _, timing = fit_timed(cfg, data, split, corpus, directory)
             rates.append(timing["steps_per_second"])
     ratios = [r / p for r, p in zip(real, prebuilt)]

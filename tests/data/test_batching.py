@@ -10,6 +10,7 @@ import pytest
 from ebr.data.batching import FeatureGatherer, make_batch
 from ebr.data.datamodule import EngagementBatches
 from ebr.data.schema import CategoricalFeature, FeatureTable
+from ebr.training.negatives import UniformNegatives
 
 
 def _table(rng: np.random.Generator, n: int) -> FeatureTable:
@@ -125,8 +126,7 @@ def _rank_batches(events, users, pins, rank: int, world_size: int) -> Engagement
         32,
         shuffle=True,
         seed=3,
-        negative_pool=np.arange(20),
-        num_negatives=5,
+        negatives=UniformNegatives(5).bind(np.arange(20)),
         drop_last=True,
         rank=rank,
         world_size=world_size,

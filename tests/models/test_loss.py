@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from ebr.models.frequency import CountMinSketch, ExactFrequency, uniform_log_q
+from ebr.models.frequency import CountMinSketch, ExactFrequency
 from ebr.models.loss import SampledSoftmaxLoss
+from ebr.training.negatives import uniform_log_q
 
 
 def _reference(user, pin, pin_ids, scale, log_q=None, negatives=None, negative_ids=None, negative_log_q=None):
