@@ -20,7 +20,7 @@ from ebr.data.csr import Csr
 from ebr.data.schema import InteractionData, Split
 from ebr.data.world.truth import SyntheticTruth
 from ebr.evaluation.task import EvalTask
-from ebr.retrieval.protocol import FitContext
+from ebr.retrieval.protocol import FitContext, FittedPerJob
 from ebr.retrieval.ranking import rank_corpus
 
 # (users chunk) -> (chunk, len(pool)) mask of the pool pins each user may be shown
@@ -83,7 +83,7 @@ def truth_top_k(
     return rank_corpus(score, within_pool(task, pool), depth, corpus_columns=True)
 
 
-class Oracle:
+class Oracle(FittedPerJob):
     """The ideal retriever of a synthetic world: the corpus ranked by the true engagement score.
 
     Nothing is learned: `fit` only takes the world's truth, so its figures are the ceiling of any
