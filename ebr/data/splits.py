@@ -98,6 +98,51 @@ def global_temporal_split(
     events = data.engagements()
     if events.empty:
         raise ValueError(f"{data.source}: no engagement events to split")
+    first, pretrain_start, train_start, val_start, test_start, end = _global_bounds(
+        data, test_days, val_days, train_days, pretrain_days
+    )
+    # with refit the validation window is part of training; every boundary stays where it was.
+    # The bounds themselves, not the first and last timestamps, are kept: pre-training lays its
+    # snapshot windows against them (ebr.pretraining)
+    train_stop = test_start if refit else val_start
+    bounds = {
+        "pretrain": (pretrain_start, train_start),
+        "train": (train_start, train_stop),
+        "val": (train_stop, test_start),
+        "test": (test_start, end),
+    }
+    timestamps = events["timestamp"].to_numpy()
+    frames = {
+        name: events[(timestamps >= start) & (timestamps < stop)].reset_index(drop=True)
+        for name, (start, stop) in bounds.items()
+    }
+    if frames["test"].empty:
+        raise ValueError(f"{data.source}: the test window ({test_days} days) holds no engagements")
+    split = Split(
+        **frames,
+        reference_time=test_start,
+        cold=_unseen_in_train(frames["train"], {"val": frames["val"], "test": frames["test"]}, data),
+        windows=bounds,
+    )
+    span_days, window_days = (end - first) / SECONDS_PER_DAY, (train_stop - train_start) / SECONDS_PER_DAY
+    what = f"global_temporal_split: a {window_days:.1f}-day training window of {span_days:.1f} days of data"
+    _warn_if_train_window_small(split, len(events), data, what)
+    return split
+
+
+def _global_bounds(
+    data: InteractionData,
+    test_days: float,
+    val_days: float,
+    train_days: float | None,
+    pretrain_days: float | None,
+) -> tuple[int, int, int, int, int, int]:
+    """The global split's bounds laid backwards from the last event: (first event, pretrain start,
+    train start, validation start, test start, end); see `global_temporal_split`'s arguments.
+
+    Raises:
+        ValueError: when the training window is empty.
+    """
     end = int(data.events["timestamp"].max()) + 1
     test_start = end - round(test_days * SECONDS_PER_DAY)
     val_start = test_start - round(val_days * SECONDS_PER_DAY)
@@ -109,45 +154,7 @@ def global_temporal_split(
             f"{data.source}: the training window is empty (data spans "
             f"{(end - first) / SECONDS_PER_DAY:.1f} days; test_days + val_days too large)"
         )
-    timestamps = events["timestamp"].to_numpy()
-
-    def window(start: int, stop: int) -> pd.DataFrame:
-        mask = (timestamps >= start) & (timestamps < stop)
-        return events[mask].reset_index(drop=True)
-
-    # with refit the validation window is part of training; every boundary stays where it was
-    train_stop = test_start if refit else val_start
-    train, val, test = (
-        window(train_start, train_stop),
-        window(train_stop, test_start),
-        window(test_start, end),
-    )
-    if test.empty:
-        raise ValueError(f"{data.source}: the test window ({test_days} days) holds no engagements")
-    split = Split(
-        pretrain=window(pretrain_start, train_start),
-        train=train,
-        val=val,
-        test=test,
-        reference_time=test_start,
-        cold=_unseen_in_train(train, {"val": val, "test": test}, data),
-        # the bounds themselves, not the first and last timestamps: pre-training lays its
-        # snapshot windows against them (ebr.pretraining)
-        windows={
-            "pretrain": (pretrain_start, train_start),
-            "train": (train_start, train_stop),
-            "val": (train_stop, test_start),
-            "test": (test_start, end),
-        },
-    )
-    span_days, window_days = (end - first) / SECONDS_PER_DAY, (train_stop - train_start) / SECONDS_PER_DAY
-    _warn_if_train_window_small(
-        split,
-        len(events),
-        data,
-        f"global_temporal_split: a {window_days:.1f}-day training window of {span_days:.1f} days of data",
-    )
-    return split
+    return first, pretrain_start, train_start, val_start, test_start, end
 
 
 def per_user_temporal_split(
@@ -192,23 +199,10 @@ def per_user_temporal_split(
     events = events.iloc[order].reset_index(drop=True)
     users = users[order]
 
-    # per-row user size and rank (0-based position in the user's time order)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, int)
-    sizes = np.diff(np.r_[starts, len(users)])
-    n = np.repeat(sizes, sizes)
-    rank = np.arange(len(users)) - np.repeat(starts, sizes)
-
-    n_test = np.minimum(np.maximum(1, _round_half_up(test_fraction * n)), n - 1)
-    train_part = n - n_test
-    if val_fraction > 0 and not refit:
-        n_val = np.minimum(np.maximum(1, _round_half_up(val_fraction * train_part)), train_part - 1)
-    else:
-        n_val = np.zeros_like(n)
-    eligible = n >= min_engagements
-    is_test = eligible & (rank >= train_part)
-    is_val = eligible & (rank >= train_part - n_val) & ~is_test
-    is_train = eligible & ~is_test & ~is_val
-    if not eligible.any():
+    starts, sizes, is_train, is_val, is_test = _per_user_masks(
+        users, min_engagements, test_fraction, val_fraction if not refit else 0.0
+    )
+    if not (is_train | is_val | is_test).any():
         raise ValueError(
             f"{data.source}: no user has at least {min_engagements} engagements (split.min_engagements)"
         )
@@ -243,6 +237,35 @@ def per_user_temporal_split(
     )
     _warn_if_train_window_small(split, len(events), data, "per_user_temporal_split")
     return split
+
+
+def _per_user_masks(
+    users: np.ndarray, min_engagements: int, test_fraction: float, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's first row and row count, and which rows are train, validation and test.
+
+    Args:
+        users: the engagements' users, sorted by user and then by time.
+        min_engagements: users with fewer rows are in no window.
+        test_fraction: see `per_user_temporal_split`.
+        val_fraction: see `per_user_temporal_split` (0: no validation rows, as under refit).
+    """
+    # per-row user size and rank (0-based position in the user's time order)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, int)
+    sizes = np.diff(np.r_[starts, len(users)])
+    n = np.repeat(sizes, sizes)
+    rank = np.arange(len(users)) - np.repeat(starts, sizes)
+    n_test = np.minimum(np.maximum(1, _round_half_up(test_fraction * n)), n - 1)
+    train_part = n - n_test
+    if val_fraction > 0:
+        n_val = np.minimum(np.maximum(1, _round_half_up(val_fraction * train_part)), train_part - 1)
+    else:
+        n_val = np.zeros_like(n)
+    eligible = n >= min_engagements
+    is_test = eligible & (rank >= train_part)
+    is_val = eligible & (rank >= train_part - n_val) & ~is_test
+    is_train = eligible & ~is_test & ~is_val
+    return starts, sizes, is_train, is_val, is_test
 
 
 def _round_half_up(x: np.ndarray) -> np.ndarray:

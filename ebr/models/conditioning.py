@@ -95,6 +95,8 @@ class ConditioningConfig:
         """
         if node is None:
             return cls()
+        # the node's `_target_` names this class: Hydra's, not a setting
+        node = {key: value for key, value in node.items() if key != "_target_"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(node) - known)
         if unknown:

@@ -9,6 +9,7 @@ loggers and the outcome file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split
 from ebr.models.frequency import frequency_estimator
 from ebr.models.loss import SampledSoftmaxLoss
-from ebr.pretraining.model import PairBatches, PretrainModule, process_rank_and_size
+from ebr.pretraining.model import IdTables, PairBatches, PretrainModule, process_rank_and_size
 from ebr.pretraining.selection import snapshot_windows
 from ebr.pretraining.snapshots import discard_snapshots, save_snapshot
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
@@ -101,9 +102,7 @@ def train_tables(
     loss: SampledSoftmaxLoss = hydra.utils.instantiate(settings["loss"])
     sparse: FusedTableOptimizer = hydra.utils.instantiate(settings["sparse_optimizer"])
     module = PretrainModule(
-        n_users=len(user_ids),
-        n_pins=len(pin_ids),
-        embedding_dim=int(settings["embedding_dim"]),
+        tables=functools.partial(IdTables, len(user_ids), len(pin_ids), int(settings["embedding_dim"])),
         loss=loss,
         frequency=frequency_estimator(str(settings["logq"]), pin_rows, len(pin_ids)),
         dense_optimizer=hydra.utils.instantiate(settings["dense_optimizer"]),

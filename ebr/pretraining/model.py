@@ -161,9 +161,8 @@ class PretrainModule(pl.LightningModule):
     """Trains `IdTables` with sampled softmax over in-batch negatives and logQ correction.
 
     Args:
-        n_users: user rows.
-        n_pins: pin rows.
-        embedding_dim: width d.
+        tables: builds the unsharded tables (called once, when Lightning configures the model, so
+            their initialisation draws from the RNG state at that point).
         loss: the sampled-softmax loss (holds the learnable temperature).
         frequency: logQ estimator over pin rows (`ebr.models.frequency`), or None for no correction.
         dense_optimizer: builds the temperature's optimizer from its parameter list.
@@ -175,9 +174,7 @@ class PretrainModule(pl.LightningModule):
 
     def __init__(
         self,
-        n_users: int,
-        n_pins: int,
-        embedding_dim: int,
+        tables: Callable[[], IdTables],
         loss: SampledSoftmaxLoss,
         frequency: nn.Module | None,
         dense_optimizer: DenseOptimizerFactory,
@@ -187,7 +184,7 @@ class PretrainModule(pl.LightningModule):
         log_name: str = "pretrain/loss",
     ) -> None:
         super().__init__()
-        self.n_users, self.n_pins, self.embedding_dim = n_users, n_pins, embedding_dim
+        self.tables = tables
         self.model: nn.Module | None = None
         self.loss = loss
         self.frequency = frequency
@@ -201,8 +198,7 @@ class PretrainModule(pl.LightningModule):
 
     def configure_model(self) -> None:
         if self.model is None:
-            tables = IdTables(self.n_users, self.n_pins, self.embedding_dim)
-            self.model = shard_model(tables, self.device, self.sharding, self.sparse_optimizer)
+            self.model = shard_model(self.tables(), self.device, self.sharding, self.sparse_optimizer)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         params = dense_parameters(self.model) + [p for p in self.loss.parameters() if p.requires_grad]

@@ -57,7 +57,7 @@ def test_a_part_checks_its_own_settings_before_work(tmp_path):
         bad = compose("train", overrides=["model/negatives=uniform", "model.negatives.num_negatives=-3"])
         good = compose("train", overrides=["model/negatives=uniform", "model.negatives.num_negatives=3"])
     with pytest.raises(
-        ConfigValidationError, match=r"model\.negatives: model\.negatives\.num_negatives must be >= 0"
+        ConfigValidationError, match=r"model\.negatives\.num_negatives must be >= 0"
     ):
         validate_config(bad)
     validate_config(good)
