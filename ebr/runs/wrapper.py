@@ -26,6 +26,7 @@ from ebr.runs.files import (
     SINGLE_ARM,
     SKIPPED,
     is_finished,
+    metrics_damage,
     read_record,
     record_failure,
     write_json_atomic,
@@ -33,6 +34,7 @@ from ebr.runs.files import (
     write_text_atomic,
 )
 from ebr.runs.identity import config_differences, config_hash, result_config
+from ebr.runs.signals import InterruptGuard, JobInterrupted
 
 log = logging.getLogger("ebr.runs")
 
@@ -140,6 +142,9 @@ def run_in_directory(
       `force`; the ``.hydra/`` files Hydra rewrote for this invocation are put back, so the
       old results keep the config they came from.
     - Otherwise run: ``run.json`` then ``metrics.json`` on success, ``error.txt`` on failure.
+    - A metrics.json that does not parse marks nothing finished: it is removed and the job runs.
+    - SIGTERM or SIGINT during the job (ebr.runs.signals): recorded as a failure naming the
+      signal, then `JobInterrupted` is raised, in a sweep too (no further job should start).
 
     Only rank 0 writes files and logs; other ranks run the job with `NoLoggers`.
 
@@ -159,6 +164,7 @@ def run_in_directory(
     run_dir = spec.run_dir
     requested = result_config(spec.config if spec.identity is None else spec.identity)
     rank_zero = is_rank_zero()
+    _discard_damaged_metrics(run_dir, rank_zero)
     if is_finished(run_dir) and not spec.force:
         outcome = _check_finished(run_dir, requested, spec, rank_zero)
         if outcome is not None:
@@ -167,7 +173,9 @@ def run_in_directory(
         (run_dir / ERROR_FILE).unlink(missing_ok=True)
     loggers: JobLoggers = NoLoggers()
     started = time.time()
+    guard = InterruptGuard()
     try:
+        guard.install()
         if precheck is not None:
             precheck()
         if rank_zero:
@@ -176,6 +184,7 @@ def run_in_directory(
             labels = run_labels(run_dir, spec.config)
             loggers.log_labels(labels.columns, labels.tags)
         result = job(loggers)
+        guard.check()  # a signal deferred to the fit's next batch that came when no batch followed
         if rank_zero:
             loggers.log_labels(info_columns(result.info))
             loggers.log_final(result.metrics)
@@ -201,6 +210,16 @@ def run_in_directory(
         if spec.multirun:
             return FAILED
         raise
+    except BaseException as exc:
+        interrupted = guard.interruption(exc)
+        if interrupted is None:
+            raise
+        _record_interruption(run_dir, interrupted, started, loggers, rank_zero)
+        if interrupted is exc:
+            raise
+        raise interrupted from exc
+    finally:
+        guard.restore()
     if rank_zero:
         loggers.finish(success=True)
         _write_outcome(run_dir, FINISHED, started)
@@ -298,3 +317,33 @@ def _write_record(run_dir: Path, requested: dict[str, Any], info: dict[str, Any]
 def _write_outcome(run_dir: Path, status: str, started: float, message: str = "") -> None:
     record = {"status": status, "started": started, "ended": time.time(), "message": message}
     write_json_atomic(run_dir / OUTCOME_FILE, record)
+
+
+def _record_interruption(
+    run_dir: Path, interrupted: JobInterrupted, started: float, loggers: JobLoggers, rank_zero: bool
+) -> None:
+    """A job a signal ended is a failed job: error.txt and the outcome name the signal (the
+    process then exits 128 + signal number, and a sweep runs no further job: ebr.app)."""
+    message = f"job {interrupted}"
+    if rank_zero:
+        try:
+            record_failure(run_dir, message + "\n")
+            _write_outcome(run_dir, FAILED, started, message)
+        except OSError as write_error:
+            log.error("could not record the interruption in %s: %s", run_dir, write_error)
+        try:
+            loggers.finish(success=False)
+        except Exception as finish_error:
+            log.error("the loggers failed while closing: %s", error_text(finish_error))
+    log.error("%s; recorded in %s", message, run_dir / ERROR_FILE)
+
+
+def _discard_damaged_metrics(run_dir: Path, rank_zero: bool) -> None:
+    """A metrics.json that does not parse (a job cut while it was copied, a full disk) marks
+    nothing finished: say so and remove it, so the job runs again."""
+    damage = metrics_damage(run_dir)
+    if damage is None:
+        return
+    log.warning("%s: running the job again", damage)
+    if rank_zero:
+        (run_dir / METRICS_FILE).unlink(missing_ok=True)
