@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ebr.report.meta import SweepError
+from ebr.runs import HYDRA_FILE
 
 MULTIRUN_FILE = "multirun.yaml"
 BASIC_SWEEPER = "BasicSweeper"
@@ -56,7 +57,9 @@ def _plain(value: Any) -> Any:
 
 def read_expected_grid(sweep_dir: Path) -> ExpectedGrid | None:
     """The sweep's expected jobs, or None when it recorded none (no ``multirun.yaml``, or one
-    without ``hydra.overrides.task``, e.g. a folder of links to other sweeps' jobs).
+    without ``hydra.overrides.task``, e.g. a folder of links to other sweeps' jobs). A search
+    (its sweeper is not the basic one) gets a grid without jobs, from ``multirun.yaml`` or else
+    from a job's ``.hydra/hydra.yaml``.
 
     Args:
         sweep_dir: the sweep directory.
@@ -67,13 +70,8 @@ def read_expected_grid(sweep_dir: Path) -> ExpectedGrid | None:
     """
     path = Path(sweep_dir) / MULTIRUN_FILE
     if not path.is_file():
-        return None
-    try:
-        config = OmegaConf.load(path)
-    except Exception as exc:
-        raise SweepError(f"{path}: cannot be read ({exc})") from exc
-    if not isinstance(config, DictConfig):
-        raise SweepError(f"{path}: expected a mapping")
+        return _search_without_record(Path(sweep_dir))
+    config = _load(path)
     task = _plain(_node(config, "hydra.overrides.task"))
     if task is None:
         return None
@@ -96,6 +94,37 @@ def read_expected_grid(sweep_dir: Path) -> ExpectedGrid | None:
     # the basic sweeper's own order: its params first, then the command line's overrides
     arguments = [f"{key}={value}" for key, value in params.items()] + list(task)
     return ExpectedGrid(expand(arguments, path), **common)
+
+
+def _load(path: Path) -> DictConfig:
+    try:
+        config = OmegaConf.load(path)
+    except Exception as exc:
+        raise SweepError(f"{path}: cannot be read ({exc})") from exc
+    if not isinstance(config, DictConfig):
+        raise SweepError(f"{path}: expected a mapping")
+    return config
+
+
+def _search_without_record(sweep_dir: Path) -> ExpectedGrid | None:
+    """A search's grid (none) from a job's ``.hydra/hydra.yaml``: the Optuna sweeper writes no
+    ``multirun.yaml``; None when the jobs ran under the basic sweeper (their grid is unknown)."""
+    for child in sorted(sweep_dir.iterdir()):
+        if (child / HYDRA_FILE).is_file():
+            config = _load(child / HYDRA_FILE)
+            sweeper = str(_node(config, "hydra.sweeper._target_") or BASIC_SWEEPER)
+            if sweeper.endswith(BASIC_SWEEPER):
+                return None
+            trials = _node(config, "hydra.sweeper.n_trials")
+            seed = _node(config, "seed")
+            return ExpectedGrid(
+                None,
+                exclude_keys=[],
+                default_seed=None if seed is None else str(seed),
+                sweeper=sweeper,
+                n_trials=int(trials) if isinstance(trials, int) else None,
+            )
+    return None
 
 
 def expand(arguments: list[str], source: Path) -> list[list[str]]:

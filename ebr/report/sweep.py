@@ -289,16 +289,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     seeds = sorted({job.seed for job in jobs if job.seed is not None}, key=_sort_key)
     arm_keys, arm_short = short_labels(arm_values)
 
-    failed: list[Problem] = []
-    missing: list[Problem] = []
-    for job in jobs:
-        arm = job.arm.label
-        if job.status == "failed":
-            failed.append(Problem(job.name, arm, job.seed, error_summary(job.error or "")))
-        elif job.status == "missing":
-            missing.append(Problem(job.name, arm, job.seed, f"neither {METRICS_FILE} nor {ERROR_FILE}"))
-        elif job.error is not None:
-            notes.append(f"Job {job.name} has both {METRICS_FILE} and {ERROR_FILE}; its metrics are used.")
+    failed, missing = job_problems(jobs, notes)
     if any(job.seed is None for job in jobs) and seeds:
         unknown = [job.name for job in jobs if job.seed is None]
         notes.append(f"Jobs {', '.join(unknown)} state no seed; they are left out of seed pairing.")
@@ -331,6 +322,26 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         notes=notes,
         expected_runs=expected_runs,
     )
+
+
+def job_problems(jobs: list[Job], notes: list[str]) -> tuple[list[Problem], list[Problem]]:
+    """(failed jobs, unfinished jobs) among the job folders.
+
+    Args:
+        jobs: the job folders read.
+        notes: receives the jobs with both metrics.json and error.txt.
+    """
+    failed: list[Problem] = []
+    missing: list[Problem] = []
+    for job in jobs:
+        arm = job.arm.label
+        if job.status == "failed":
+            failed.append(Problem(job.name, arm, job.seed, error_summary(job.error or "")))
+        elif job.status == "missing":
+            missing.append(Problem(job.name, arm, job.seed, f"neither {METRICS_FILE} nor {ERROR_FILE}"))
+        elif job.error is not None:
+            notes.append(f"Job {job.name} has both {METRICS_FILE} and {ERROR_FILE}; its metrics are used.")
+    return failed, missing
 
 
 def grid_missing(grid: ExpectedGrid, jobs: list[Job], notes: list[str]) -> list[Problem]:

@@ -126,7 +126,7 @@ def metrics_damage(run_dir: Path) -> str | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return f"{path} is damaged (cannot be read as JSON: {exc})"
-    if not isinstance(data, dict) or not data:
+    if not isinstance(data, dict):
         return f"{path} is damaged (expected a JSON object metric -> number)"
     bad = [key for key, value in data.items() if not _finite_number(value)]
     if bad:

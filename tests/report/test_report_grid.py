@@ -119,22 +119,24 @@ def test_an_experiment_files_sweeper_params_make_the_grid(tmp_path) -> None:
     assert {p["arm"] for p in report["missing"]} == {"data=synthetic_tiny,model/crossing=dhen_cpu"}
 
 
-def test_a_search_has_no_fixed_grid(tmp_path, make_sweep) -> None:
-    """An Optuna search records its trials: no grid to hold them against, the note says so."""
+@pytest.mark.parametrize("recorded_in", ["multirun.yaml", "job"])
+def test_a_search_has_no_fixed_grid(make_sweep, recorded_in: str) -> None:
+    """An Optuna search records its trials: no grid to hold them against, the note says so. Its
+    sweeper writes no multirun.yaml: the jobs' .hydra/hydra.yaml tell."""
     sweep_dir = make_sweep({("mlp", 0): {"recall@100": 0.5}, ("mlp", 1): {"recall@100": 0.6}})
-    (sweep_dir / "multirun.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "hydra": {
-                    "sweeper": {
-                        "_target_": "hydra_plugins.ebr_search.ResumableOptunaSweeper",
-                        "n_trials": 30,
-                    },
-                    "overrides": {"task": ["hparams_search=two_tower_synthetic"]},
-                }
-            }
-        )
-    )
+    sweeper = {"_target_": "hydra_plugins.ebr_search.ResumableOptunaSweeper", "n_trials": 30}
+    if recorded_in == "multirun.yaml":
+        record = {
+            "hydra": {"sweeper": sweeper, "overrides": {"task": ["hparams_search=two_tower_synthetic"]}}
+        }
+        (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump(record))
+    else:
+        (sweep_dir / "multirun.yaml").unlink()
+        for job in ("0", "1"):
+            path = sweep_dir / job / ".hydra" / "hydra.yaml"
+            node = yaml.safe_load(path.read_text())
+            node["hydra"]["sweeper"] = sweeper
+            path.write_text(yaml.safe_dump(node))
     grid = read_expected_grid(sweep_dir)
     assert grid is not None
     assert grid.jobs is None
