@@ -186,6 +186,17 @@ def test_the_guard_raises_at_once_outside_a_fit_and_restores_the_handlers() -> N
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_an_error_raised_after_a_signal_counts_as_the_signal() -> None:
+    """A signal raised inside a library can be replaced by the error its cleanup raises (seen:
+    an OmegaConf ConfigKeyError while a config was built): the job still ends by the signal."""
+    guard = InterruptGuard()
+    assert guard.interruption(ValueError("x")) is None
+    guard.received = signal.SIGINT
+    interrupted = guard.interruption(ValueError("half-built config"))
+    assert interrupted is not None
+    assert interrupted.exit_code == 130
+
+
 def _counting_job(calls: list[int]) -> Callable[[NoLoggers], JobResult]:
     def job(loggers: NoLoggers) -> JobResult:
         calls.append(1)

@@ -52,8 +52,9 @@ def signal_name(signum: int) -> str:
 class InterruptGuard:
     """While entered (in the main thread), SIGTERM and SIGINT raise `JobInterrupted`.
 
-    `received` holds the first signal that arrived; `interruption` maps what a job raised back to
-    the signal (Lightning's `SIGTERMException`, a KeyboardInterrupt).
+    `received` holds the first signal that arrived; `interruption` maps what ended a job back to
+    the signal: once a signal came, whatever the job raised (our exception may have been replaced
+    by one raised in a library's cleanup), else Lightning's `SIGTERMException` or a KeyboardInterrupt.
     """
 
     def __init__(self) -> None:
@@ -107,11 +108,14 @@ class InterruptGuard:
         """
         if isinstance(exc, JobInterrupted):
             return exc
-        if isinstance(exc, KeyboardInterrupt):
-            return JobInterrupted(self.received or signal.SIGINT)
-        # Lightning's SIGTERMException (a SystemExit) after its handler saw the signal
-        if isinstance(exc, SystemExit) and type(exc).__name__ == "SIGTERMException":
-            return JobInterrupted(self.received or signal.SIGTERM)
-        if self.received is not None and isinstance(exc, SystemExit):
+        if self.received is not None:
+            # whatever ended the job after the signal came: raised at an arbitrary point, our
+            # exception can be replaced by one a library's cleanup raises (a half-built config)
             return JobInterrupted(self.received)
+        # no handler of ours saw it (a thread other than the main one installs none)
+        if isinstance(exc, KeyboardInterrupt):
+            return JobInterrupted(signal.SIGINT)
+        # Lightning's SIGTERMException (a SystemExit) after its own handler saw the signal
+        if isinstance(exc, SystemExit) and type(exc).__name__ == "SIGTERMException":
+            return JobInterrupted(signal.SIGTERM)
         return None

@@ -201,6 +201,8 @@ def _run_guarded(
             _write_record(run_dir, requested, result.info)
             write_metrics(run_dir, result.metrics)
     except Exception as exc:
+        if guard.received is not None:  # a library's cleanup can replace the signal's exception
+            _end_interrupted(guard, exc, run_dir, started, loggers)
         text = traceback.format_exc()
         if rank_zero:
             try:
