@@ -32,6 +32,7 @@ from ebr.runs import (
     FINISHED,
     REFUSED,
     SKIPPED,
+    JobInterrupted,
     JobLoggers,
     JobResult,
     JobSpec,
@@ -55,6 +56,8 @@ class SweepTally(Callback):
     last: Tally | None = None
     # whether the last multirun was a hyperparameter search (its failed trials are results)
     search: bool = False
+    # the running multirun's directory and start, for the tally of a sweep a signal ended
+    running: tuple[str, float] | None = None
 
     def __init__(self) -> None:
         self.started = time.time()
@@ -63,6 +66,7 @@ class SweepTally(Callback):
         self.started = time.time()
         SweepTally.last = None
         SweepTally.search = bool(OmegaConf.select(config, "optimized_metric", default=None))
+        SweepTally.running = (str(config.hydra.sweep.dir), self.started)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -71,6 +75,7 @@ class SweepTally(Callback):
             # Hydra does not stop for a callback's error: record it as a failed tally instead
             tally = Tally({"no outcome": 1}, [f"the sweep's tally failed: {type(exc).__name__}: {exc}"])
         SweepTally.last = tally
+        SweepTally.running = None
         lines = [tally.summary(), *(f"  {problem}" for problem in tally.problems)]
         (log.info if tally.ok else log.error)("\n".join(lines))
 
@@ -217,8 +222,11 @@ def main(config_name: str, hydra_main: Callable[[], Any], argv: Sequence[str] | 
     if message is not None:
         print(f"ebr-{config_name}: {message}", file=sys.stderr)
         raise SystemExit(2)
-    SweepTally.last = None
-    hydra_main()
+    SweepTally.last = SweepTally.running = None
+    try:
+        hydra_main()
+    except JobInterrupted as exc:
+        raise SystemExit(interrupted_exit(config_name, exc)) from None
     if SweepTally.last is not None and sweep_failed(SweepTally.last, SweepTally.search):
         raise SystemExit(1)
 
@@ -237,3 +245,24 @@ def sweep_failed(tally: Tally, search: bool) -> bool:
         return True
     done = tally.counts.get(FINISHED, 0) + tally.counts.get(SKIPPED, 0)
     return tally.counts.get(REFUSED, 0) > 0 or done == 0
+
+
+def interrupted_exit(config_name: str, exc: JobInterrupted) -> int:
+    """Say that a signal ended the run (and, in a sweep, tally its jobs); the exit code, 128 + signal.
+
+    The wrapper recorded the job as failed; the sweep's remaining jobs are not run, as the
+    scheduler that sent SIGTERM (a preemption) or the user who pressed Ctrl-C asked.
+
+    Args:
+        config_name: the primary config, naming the command.
+        exc: the interruption.
+    """
+    if SweepTally.running is not None:
+        sweep_dir, started = SweepTally.running
+        SweepTally.running = None
+        tally = tally_sweep(sweep_dir, started)
+        SweepTally.last = tally
+        lines = [tally.summary(), *(f"  {problem}" for problem in tally.problems)]
+        log.error("%s\nthe sweep's remaining jobs were not run", "\n".join(lines))
+    print(f"ebr-{config_name}: {exc}; exit code {exc.exit_code}", file=sys.stderr)
+    return exc.exit_code

@@ -149,7 +149,6 @@ def build_report(
     now = datetime.now(UTC)
     commit, dirty = git_commit(PACKAGE_DIR)
     meta = sweep.meta
-    n_seeds = max(len(sweep.seeds), 1)
     provenance = Provenance(
         sweep_dir=str(sweep.path.resolve()),
         generated_at=now.isoformat(timespec="seconds"),
@@ -189,7 +188,7 @@ def build_report(
         baseline=baseline,
         baseline_source=baseline_source,
         n_runs=len(sweep.jobs),
-        expected_runs=len(sweep.arms) * n_seeds,
+        expected_runs=sweep.expected_runs,
         n_finished=sweep.n_finished,
         failed=tuple(sweep.failed),
         missing=tuple(sweep.missing),

@@ -7,16 +7,24 @@ Arms are the jobs' ``hydra.job.override_dirname`` (their overrides less the excl
 writes its best trial as an experiment file (ebr.report.best): exit 0, 2 (not a search) or 3 (no
 trial finished).
 
+The expected runs are the sweep's own record (``multirun.yaml``: the sweeper's params and the
+command line's ``-m`` sweeps, ebr.report.grid): an expected job without a folder is missing, named
+by its overrides. A sweep with a failed or missing run is *incomplete*: ``report.md``'s first line
+says so, and the exit code is 4 unless ``--allow-incomplete`` is given.
+
 Exit codes:
 
-- 0: the report was written and at least one run finished (even if others failed or are missing);
+- 0: the report was written and every expected run finished (with ``--allow-incomplete``: at least
+  one finished, even if others failed or are missing);
 - 1: a requested wandb step (``--wandb``, ``--wandb-workspace``, ``--wandb-sync``) failed after the
   report was written; or ``--wandb-sync`` finds no API key, before any work;
 - 2: bad input (not a sweep directory, no job directory, malformed run files, an unknown
   ``--metrics`` name, a ``--baseline`` naming no arm, a ``--wandb-workspace`` that is not
   ENTITY/PROJECT); nothing is written;
 - 3: no run finished: the report (listing the failed and missing runs) was written, but it holds no
-  number; wandb logging, if requested, is skipped.
+  number; wandb logging, if requested, is skipped;
+- 4: the sweep is incomplete (a run failed or is missing) and ``--allow-incomplete`` was not given:
+  the report was written (its first line says INCOMPLETE) and the wandb steps, if requested, ran.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from ebr.report.stats import DEFAULT_BOOTSTRAP, summarize_sweep
 from ebr.report.sweep import Sweep, SweepError, load_sweep, parse_override
 from ebr.runs import METRICS_FILE
 
-EXIT_OK, EXIT_WANDB_FAILED, EXIT_BAD_INPUT, EXIT_NO_FINISHED_RUN = 0, 1, 2, 3
+EXIT_OK, EXIT_WANDB_FAILED, EXIT_BAD_INPUT, EXIT_NO_FINISHED_RUN, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
 
 # used only when neither --metrics nor the experiment's report.metrics names the headline metrics
 DEFAULT_HEADLINE = ("recall@100", "ndcg@100", "sim/engaged_sessions", "sim/repins")
@@ -61,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--metrics", default=None, help="comma-separated headline metrics; default: the runs' report.metrics"
+    )
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="exit 0 when some runs failed or are missing (the report says so in its first line either "
+        "way); without it such a sweep exits 4",
     )
     parser.add_argument(
         "--wandb", action="store_true", help="log the table and plot into a wandb summary run"
@@ -325,6 +339,14 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"ebr-report: error: wandb step failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_WANDB_FAILED
+    if report.incomplete and not args.allow_incomplete:
+        print(
+            f"ebr-report: error: {sweep.path} is incomplete: {report.n_failed} failed, "
+            f"{report.n_missing} missing of {report.expected_runs} expected runs (listed in "
+            f"{paths['md'].name}); --allow-incomplete accepts it",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
     return EXIT_OK
 
 

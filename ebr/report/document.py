@@ -200,7 +200,7 @@ class Report:
         baseline: the baseline arm's label, None for means only.
         baseline_source: where the baseline came from, None without one.
         n_runs: job directories.
-        expected_runs: arms x seeds.
+        expected_runs: the jobs the sweep was asked to run (its multirun.yaml; else arms x seeds).
         n_finished: jobs with metrics.
         failed: failed runs.
         missing: unfinished runs and holes in the grid.
@@ -237,6 +237,11 @@ class Report:
     @property
     def n_missing(self) -> int:
         return len(self.missing)
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether a run failed or is missing (``ebr-report`` then exits non-zero: ebr.report.cli)."""
+        return bool(self.failed or self.missing)
 
     @property
     def arm_labels(self) -> list[str]:

@@ -88,7 +88,9 @@ def _metric_table(report: Report, metric: str, with_bootstrap: bool) -> list[str
 
 def _problem_line(kind: str, problem: Problem, report: Report) -> str:
     seed = "" if problem.seed is None else f", seed={problem.seed}"
-    return f"- {kind}: `{problem.name}` ({report.short(problem.arm)}{seed}): {problem.reason}"
+    # an arm none of whose jobs has a folder is only in the sweep's grid: its full label then
+    arm = report.short(problem.arm) if problem.arm in report.arm_labels else problem.arm
+    return f"- {kind}: `{problem.name}` ({arm}{seed}): {problem.reason}"
 
 
 def _problem_lines(report: Report) -> list[str]:
@@ -133,8 +135,8 @@ def _header(report: Report) -> list[tuple[str, str]]:
         (
             "runs",
             f"{report.n_runs} job directories, {report.n_finished} finished, {report.n_failed} "
-            f"failed, {report.n_missing} missing (expected grid: {len(report.arms)} arms × "
-            f"{max(len(report.seeds), 1)} seeds = {report.expected_runs})",
+            f"failed, {report.n_missing} missing (expected: {report.expected_runs} runs; "
+            f"{len(report.arms)} arms × {max(len(report.seeds), 1)} seeds observed)",
         ),
         ("arms", f"{len(report.arms)}, varying {', '.join(report.arm_keys) or 'nothing'}"),
         ("arm labels (the jobs' override_dirname)", "; ".join(f"`{label}`" for label in report.arm_labels)),
@@ -159,13 +161,24 @@ def _all_metrics_row(report: Report, metric: str, short: str, row: ResultRow) ->
     return "| " + " | ".join(_cell(v) for v in values) + " |"
 
 
+def _first_line(report: Report) -> str:
+    """The title; an incomplete sweep says so first, as its exit code does (ebr.report.cli)."""
+    title = f"{report.title()} (data: {report.data_label()})"
+    if not report.incomplete:
+        return f"# ebr report: {title}"
+    return (
+        f"# ebr report: INCOMPLETE ({report.n_failed} failed, {report.n_missing} missing of "
+        f"{report.expected_runs} expected runs): {title}"
+    )
+
+
 def render_markdown(report: Report) -> str:
     """``report.md``: header, method, failed/missing runs, one table per headline metric, all metrics.
 
     Args:
         report: the report.
     """
-    lines = [f"# ebr report: {report.title()} (data: {report.data_label()})", "", "| | |", "|---|---|"]
+    lines = [_first_line(report), "", "| | |", "|---|---|"]
     lines += [f"| {key} | {_cell(str(value))} |" for key, value in _header(report)]
     method = report.method
     lines += ["", "## Method", "", f"- {method.estimator}", f"- {method.interval}"]

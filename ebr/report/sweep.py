@@ -4,7 +4,10 @@ A job directory is any direct subdirectory of the sweep holding ``.hydra/overrid
 *finished* when ``metrics.json`` exists, *failed* when only ``error.txt`` exists and *missing*
 otherwise. A job's arm is `ebr.runs.read_arm`: its ``hydra.job.override_dirname``, the overrides less
 ``hydra.job.config.override_dirname.exclude_keys`` (the wandb job type is the same string); the seed
-pairs the runs of different arms. The expected grid is every observed arm times every observed seed.
+pairs the runs of different arms. The expected grid is the sweep's own record (``multirun.yaml``,
+ebr.report.grid): every expected job without a folder is missing. A sweep without that record (a
+folder of links to other sweeps' jobs) expects every observed arm times every observed seed; a
+search (no fixed grid) expects the trials it recorded.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ebr.report.document import DataRead, Problem
+from ebr.report.grid import MULTIRUN_FILE, ExpectedGrid, read_expected_grid
 from ebr.report.meta import JobData, ReportMeta, SweepError, data_read, read_job_data, select, sweep_meta
-from ebr.runs import CONFIG_FILE, ERROR_FILE, METRICS_FILE, OVERRIDES_FILE, Arm, read_arm
+from ebr.runs import CONFIG_FILE, ERROR_FILE, METRICS_FILE, OVERRIDES_FILE, Arm, arm_from_overrides, read_arm
 from ebr.runs import parse_override as parse_override_pair
 
 SEED_KEY = "seed"
@@ -41,6 +45,7 @@ class Job:
         error: text of ``error.txt`` when present.
         config: the job's config (unresolved OmegaConf) or None when ``config.yaml`` is absent.
         data: the data set the job read, None when nothing says.
+        override_list: the override strings as Hydra wrote them (matched against the sweep's grid).
     """
 
     name: str
@@ -52,6 +57,7 @@ class Job:
     error: str | None
     config: DictConfig | None
     data: JobData | None
+    override_list: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -75,10 +81,11 @@ class Sweep:
         seeds: observed seeds, numeric order when they are integers.
         cells: (arm, seed) -> job.
         failed: jobs with ``error.txt`` and no metrics.
-        missing: unfinished jobs and holes in the arms x seeds grid.
+        missing: unfinished jobs and expected jobs without a folder.
         meta: experiment metadata read from the jobs' configs.
         data: the data sets the jobs read.
         notes: things the report must say (e.g. inconsistent metadata).
+        expected_runs: how many jobs the sweep was asked to run.
     """
 
     path: Path
@@ -94,6 +101,7 @@ class Sweep:
     meta: ReportMeta
     data: list[DataRead]
     notes: list[str]
+    expected_runs: int
 
     def finished_values(self, arm: str, metric: str) -> dict[str | None, float]:
         """Seed -> value of `metric` for the finished runs of `arm` that report it."""
@@ -206,7 +214,7 @@ def read_job(path: Path, sweep_dir: Path) -> Job:
     if (path / ERROR_FILE).is_file():
         error = (path / ERROR_FILE).read_text(encoding="utf-8", errors="replace")
     data = read_job_data(path, label, config)
-    return Job(label, path, overrides, arm, seed, metrics, error, config, data)
+    return Job(label, path, overrides, arm, seed, metrics, error, config, data, tuple(raw))
 
 
 def _sort_key(text: str | None) -> tuple[int, float, str]:
@@ -281,23 +289,21 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     seeds = sorted({job.seed for job in jobs if job.seed is not None}, key=_sort_key)
     arm_keys, arm_short = short_labels(arm_values)
 
-    failed: list[Problem] = []
-    missing: list[Problem] = []
-    for job in jobs:
-        arm = job.arm.label
-        if job.status == "failed":
-            failed.append(Problem(job.name, arm, job.seed, error_summary(job.error or "")))
-        elif job.status == "missing":
-            missing.append(Problem(job.name, arm, job.seed, f"neither {METRICS_FILE} nor {ERROR_FILE}"))
-        elif job.error is not None:
-            notes.append(f"Job {job.name} has both {METRICS_FILE} and {ERROR_FILE}; its metrics are used.")
+    failed, missing = job_problems(jobs, notes)
     if any(job.seed is None for job in jobs) and seeds:
         unknown = [job.name for job in jobs if job.seed is None]
         notes.append(f"Jobs {', '.join(unknown)} state no seed; they are left out of seed pairing.")
-    for arm in arms:
-        for seed in seeds:
-            if (arm, seed) not in cells:
-                missing.append(Problem(f"{arm} seed={seed}", arm, seed, "no job directory"))
+    grid = read_expected_grid(path)
+    if grid is not None and grid.jobs is not None:
+        missing += grid_missing(grid, jobs, notes)
+        expected_runs = len(grid.jobs)
+    else:
+        for arm in arms:
+            for seed in seeds:
+                if (arm, seed) not in cells:
+                    missing.append(Problem(f"{arm} seed={seed}", arm, seed, "no job directory"))
+        expected_runs = len(arms) * max(len(seeds), 1)
+        notes.append(_observed_grid_note(grid, len(jobs)))
 
     meta = sweep_meta([(job.name, job.config) for job in jobs if job.config is not None], notes)
     return Sweep(
@@ -314,4 +320,72 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         meta=meta,
         data=data_read([(job.name, job.data) for job in jobs], notes),
         notes=notes,
+        expected_runs=expected_runs,
+    )
+
+
+def job_problems(jobs: list[Job], notes: list[str]) -> tuple[list[Problem], list[Problem]]:
+    """(failed jobs, unfinished jobs) among the job folders.
+
+    Args:
+        jobs: the job folders read.
+        notes: receives the jobs with both metrics.json and error.txt.
+    """
+    failed: list[Problem] = []
+    missing: list[Problem] = []
+    for job in jobs:
+        arm = job.arm.label
+        if job.status == "failed":
+            failed.append(Problem(job.name, arm, job.seed, error_summary(job.error or "")))
+        elif job.status == "missing":
+            missing.append(Problem(job.name, arm, job.seed, f"neither {METRICS_FILE} nor {ERROR_FILE}"))
+        elif job.error is not None:
+            notes.append(f"Job {job.name} has both {METRICS_FILE} and {ERROR_FILE}; its metrics are used.")
+    return failed, missing
+
+
+def grid_missing(grid: ExpectedGrid, jobs: list[Job], notes: list[str]) -> list[Problem]:
+    """The expected jobs of `grid` that no job folder holds, each named by its overrides.
+
+    Args:
+        grid: the sweep's recorded grid (its `jobs` set).
+        jobs: the job folders read.
+        notes: receives the folders the grid does not expect (another sweep's jobs in the folder).
+    """
+    by_overrides = {frozenset(job.override_list): job for job in jobs}
+    expected = [frozenset(overrides) for overrides in grid.jobs or []]
+    missing = []
+    for number, overrides in enumerate(grid.jobs or []):
+        if frozenset(overrides) in by_overrides:
+            continue
+        arm = arm_from_overrides(overrides, [SEED_KEY, *grid.exclude_keys]).label
+        seed = dict(parse_override(text, MULTIRUN_FILE) for text in overrides).get(
+            SEED_KEY, grid.default_seed
+        )
+        reason = f"no job directory (expected by {MULTIRUN_FILE})"
+        missing.append(Problem(f"job {number}: {' '.join(overrides)}", arm, seed, reason))
+    unexpected = [job.name for job in jobs if frozenset(job.override_list) not in set(expected)]
+    if unexpected:
+        notes.append(
+            f"Job(s) {', '.join(unexpected)} are not in the grid this sweep recorded ({MULTIRUN_FILE}): "
+            "another sweep's jobs in the same folder?"
+        )
+    return missing
+
+
+def _observed_grid_note(grid: ExpectedGrid | None, n_jobs: int) -> str:
+    if grid is not None and grid.n_trials is not None:
+        return (
+            f"A search ({grid.sweeper.rsplit('.', 1)[-1]}): {n_jobs} trial(s) recorded of "
+            f"{grid.n_trials} requested; no fixed grid, so missing runs are counted against the "
+            "observed arms × seeds."
+        )
+    if grid is not None:
+        return (
+            f"A {grid.sweeper.rsplit('.', 1)[-1]} sweep has no fixed grid: missing runs are counted "
+            "against the observed arms × seeds."
+        )
+    return (
+        f"No {MULTIRUN_FILE} records this sweep's parameters: the expected grid is the observed arms × "
+        "seeds, so a job whose folder is gone entirely goes unnoticed."
     )

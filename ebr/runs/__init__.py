@@ -13,7 +13,8 @@ A run directory holds:
 Modules: `files` (names and atomic writers), `arms` (what a sweep compares), `identity` (the config
 that decides a job's results), `dashboard` (the config columns and tags a job's run is sliced by
 on a dashboard), `objective` (the metric a search optimizes), `ranks` (the job's process count),
-`wrapper` (skip, refuse, run, record, rank-0 guard), `tally` (what a sweep's jobs did). This package imports
+`wrapper` (skip, refuse, run, record, rank-0 guard), `signals` (SIGTERM and SIGINT end a job
+as failed), `tally` (what a sweep's jobs did). This package imports
 nothing else of ebr and no torch: the report reads run directories through it.
 """
 
@@ -42,6 +43,7 @@ from ebr.runs.files import (
     WALL_CLOCK_METRICS,
     dig,
     is_finished,
+    metrics_damage,
     publish_directory,
     read_metrics,
     read_record,
@@ -57,6 +59,7 @@ from ebr.runs.files import (
 from ebr.runs.identity import config_differences, config_hash, flatten_config, result_config
 from ebr.runs.objective import job_objective
 from ebr.runs.ranks import launched, world_size
+from ebr.runs.signals import JobInterrupted
 from ebr.runs.tally import Tally, tally_sweep
 from ebr.runs.wrapper import (
     HEADLINE_METRICS,
@@ -96,6 +99,7 @@ __all__ = [
     "WALL_CLOCK_METRICS",
     "Arm",
     "JobFunction",
+    "JobInterrupted",
     "JobLoggers",
     "JobResult",
     "JobSpec",
@@ -114,6 +118,7 @@ __all__ = [
     "is_rank_zero",
     "job_objective",
     "launched",
+    "metrics_damage",
     "parse_override",
     "process_rank",
     "publish_directory",

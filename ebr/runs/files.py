@@ -201,7 +201,36 @@ def read_metrics(run_dir: Path) -> dict[str, float]:
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (Path(run_dir) / METRICS_FILE).is_file()
+    """Whether the run directory holds a metrics.json that parses (`metrics_damage`)."""
+    return (Path(run_dir) / METRICS_FILE).is_file() and metrics_damage(run_dir) is None
+
+
+def metrics_damage(run_dir: Path) -> str | None:
+    """What is wrong with a run directory's metrics.json, None when it is whole or absent.
+
+    The file marks a job finished, so it is read, not only found: a cut or overwritten file
+    (not JSON, not an object of finite numbers) is damage, named with its path.
+
+    Args:
+        run_dir: the run directory.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{path} is damaged (cannot be read as JSON: {exc})"
+    if not isinstance(data, dict):
+        return f"{path} is damaged (expected a JSON object metric -> number)"
+    bad = [key for key, value in data.items() if not _finite_number(value)]
+    if bad:
+        return f"{path} is damaged (not finite numbers: {', '.join(sorted(bad)[:5])})"
+    return None
+
+
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def record_failure(run_dir: Path, traceback_text: str) -> Path:

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from ebr.runs.arms import read_arm
 from ebr.runs.dashboard import info_columns, run_labels
@@ -26,6 +26,7 @@ from ebr.runs.files import (
     SINGLE_ARM,
     SKIPPED,
     is_finished,
+    metrics_damage,
     read_record,
     record_failure,
     write_json_atomic,
@@ -33,6 +34,7 @@ from ebr.runs.files import (
     write_text_atomic,
 )
 from ebr.runs.identity import config_differences, config_hash, result_config
+from ebr.runs.signals import InterruptGuard
 
 log = logging.getLogger("ebr.runs")
 
@@ -140,6 +142,10 @@ def run_in_directory(
       `force`; the ``.hydra/`` files Hydra rewrote for this invocation are put back, so the
       old results keep the config they came from.
     - Otherwise run: ``run.json`` then ``metrics.json`` on success, ``error.txt`` on failure.
+    - SIGTERM or SIGINT while it runs (ebr.runs.signals): a failure naming the signal, then
+      `JobInterrupted` is raised, in a sweep too (no further job should start).
+
+    A ``metrics.json`` that does not parse marks nothing finished: it is removed and the job runs.
 
     Only rank 0 writes files and logs; other ranks run the job with `NoLoggers`.
 
@@ -156,10 +162,22 @@ def run_in_directory(
         "failed" in a sweep and raises otherwise; a refused one raises `StaleRunError` outside a
         sweep and returns "refused" in one.
     """
+    with InterruptGuard() as guard:
+        return _run_guarded(spec, job, make_loggers, precheck, guard)
+
+
+def _run_guarded(
+    spec: JobSpec,
+    job: JobFunction,
+    make_loggers: Callable[[], JobLoggers],
+    precheck: Callable[[], None] | None,
+    guard: InterruptGuard,
+) -> str:
+    """`run_in_directory` while `guard` turns signals into `JobInterrupted`."""
     run_dir = spec.run_dir
     requested = result_config(spec.config if spec.identity is None else spec.identity)
     rank_zero = is_rank_zero()
-    if is_finished(run_dir) and not spec.force:
+    if (run_dir / METRICS_FILE).is_file() and not spec.force:
         outcome = _check_finished(run_dir, requested, spec, rank_zero)
         if outcome is not None:
             return outcome
@@ -176,12 +194,15 @@ def run_in_directory(
             labels = run_labels(run_dir, spec.config)
             loggers.log_labels(labels.columns, labels.tags)
         result = job(loggers)
+        guard.check()  # a signal the fit deferred to a next batch that never came
         if rank_zero:
             loggers.log_labels(info_columns(result.info))
             loggers.log_final(result.metrics)
             _write_record(run_dir, requested, result.info)
             write_metrics(run_dir, result.metrics)
     except Exception as exc:
+        if guard.received is not None:  # a library's cleanup can replace the signal's exception
+            _end_interrupted(guard, exc, run_dir, started, loggers)
         text = traceback.format_exc()
         if rank_zero:
             try:
@@ -201,6 +222,8 @@ def run_in_directory(
         if spec.multirun:
             return FAILED
         raise
+    except BaseException as exc:
+        _end_interrupted(guard, exc, run_dir, started, loggers)
     if rank_zero:
         loggers.finish(success=True)
         _write_outcome(run_dir, FINISHED, started)
@@ -245,6 +268,9 @@ def first_line(exc: BaseException) -> str:
 
 def _check_finished(run_dir: Path, requested: dict[str, Any], spec: JobSpec, rank_zero: bool) -> str | None:
     """The outcome for a directory that already holds metrics.json, or None to run the job."""
+    if not is_finished(run_dir):
+        _discard_damaged_metrics(run_dir, rank_zero)
+        return None
     record = read_record(run_dir)
     if record is None:
         # finished before run.json existed: its config cannot be checked, so it is not trusted
@@ -302,3 +328,40 @@ def _write_record(run_dir: Path, requested: dict[str, Any], info: dict[str, Any]
 def _write_outcome(run_dir: Path, status: str, started: float, message: str = "") -> None:
     record = {"status": status, "started": started, "ended": time.time(), "message": message}
     write_json_atomic(run_dir / OUTCOME_FILE, record)
+
+
+def _end_interrupted(
+    guard: InterruptGuard, exc: BaseException, run_dir: Path, started: float, loggers: JobLoggers
+) -> NoReturn:
+    """Re-raise `exc` unless a signal ended the job; then record the job as failed, error.txt and
+    the outcome naming the signal, and raise `JobInterrupted` (the process exits 128 + signal
+    number and a sweep runs no further job: ebr.app)."""
+    interrupted = guard.interruption(exc)
+    if interrupted is None:
+        raise exc
+    message = f"job {interrupted}"
+    if is_rank_zero():
+        try:
+            record_failure(run_dir, message + "\n")
+            _write_outcome(run_dir, FAILED, started, message)
+        except OSError as write_error:
+            log.error("could not record the interruption in %s: %s", run_dir, write_error)
+        try:
+            loggers.finish(success=False)
+        except Exception as finish_error:
+            log.error("the loggers failed while closing: %s", error_text(finish_error))
+    log.error("%s; recorded in %s", message, run_dir / ERROR_FILE)
+    if interrupted is exc:
+        raise exc
+    raise interrupted from exc
+
+
+def _discard_damaged_metrics(run_dir: Path, rank_zero: bool) -> None:
+    """A metrics.json that does not parse (a job cut while it was copied, a full disk) marks
+    nothing finished: say so and remove it, so the job runs again."""
+    damage = metrics_damage(run_dir)
+    if damage is None:
+        return
+    log.warning("%s: running the job again", damage)
+    if rank_zero:
+        (run_dir / METRICS_FILE).unlink(missing_ok=True)

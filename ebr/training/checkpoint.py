@@ -108,6 +108,8 @@ class StepCheckpoint(pl.Callback):
 
     A step that ends an epoch is not saved (the next one is): resuming from it would replay the
     epoch's end (validation, the epoch's loss mean) differently from an uninterrupted run.
+    On SIGTERM, the fit stops at the next batch boundary and a final checkpoint is saved there
+    (ebr.runs.signals).
 
     Args:
         run_dir: the run directory.
@@ -122,10 +124,13 @@ class StepCheckpoint(pl.Callback):
         self.every_n_steps = every_n_steps
         self.fingerprint = dict(fingerprint)
         self._last_saved_step: int | None = None
+        # whether the batch just done left the loop where a resume continues exactly (mid-epoch)
+        self._mid_epoch = False
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self._mid_epoch = batch_idx + 1 < trainer.num_training_batches
         if self._last_saved_step is None:
             self._last_saved_step = trainer.global_step - trainer.global_step % self.every_n_steps
         if trainer.global_step - self._last_saved_step < self.every_n_steps:
@@ -139,6 +144,19 @@ class StepCheckpoint(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[FINGERPRINT_KEY] = self.fingerprint
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # SIGTERM (a preemption): Lightning stops at a batch boundary (SIGTERMException), where
+        # the state is whole, so a final checkpoint lets the re-run lose no step. Not after an
+        # epoch's last batch (see the class docstring), nor after other errors (the state may be broken).
+        if type(exception).__name__ != "SIGTERMException" or not self._mid_epoch:
+            return
+        if trainer.global_step == self._last_saved_step:
+            return
+        self.save(trainer)
+        self._last_saved_step = trainer.global_step
 
     def save(self, trainer: pl.Trainer) -> None:
         """Assemble the checkpoint on every rank; rank 0 writes it to a temporary file, flushes it

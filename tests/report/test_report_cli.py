@@ -11,7 +11,7 @@ import pytest
 from report_fixtures import CROSSING_REPORT
 from scipy.stats import t as student_t
 
-from ebr.report.cli import main
+from ebr.report.cli import EXIT_INCOMPLETE, main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -36,7 +36,12 @@ def load_json(path: Path) -> dict:
 
 def test_report_files_numbers_and_problems(make_sweep, capsys) -> None:
     sweep = make_sweep(VALUES, report=CROSSING_REPORT, failed=(("dhen", 1),), unfinished=(("dhen", 2),))
-    assert main([str(sweep), "--bootstrap", "500"]) == 0
+    # a failed and two missing runs: the report is written, says so first, and the exit code is 4
+    assert main([str(sweep), "--bootstrap", "500"]) == EXIT_INCOMPLETE
+    assert "is incomplete: 1 failed, 2 missing of 9 expected runs" in capsys.readouterr().err
+    first = (sweep / "report.md").read_text().splitlines()[0]
+    assert first.startswith("# ebr report: INCOMPLETE (1 failed, 2 missing of 9 expected runs): ")
+    assert main([str(sweep), "--bootstrap", "500", "--allow-incomplete"]) == 0
 
     report = load_json(sweep / "report.json")
     assert (sweep / "deltas.png").read_bytes()[:8] == PNG_SIGNATURE
@@ -200,9 +205,10 @@ def test_no_finished_run_exits_3_with_the_failures_written(make_sweep, capsys) -
     assert (report["n_finished"], report["n_failed"], report["n_missing"]) == (0, 2, 2)
     assert "ValueError: diverged" in (sweep / "report.md").read_text()
     assert not (sweep / "wandb").exists()  # nothing to log
-    # one finished run is enough for exit 0
+    # with --allow-incomplete, one finished run is enough for exit 0
     sweep = make_sweep({("mlp", 0): {"m": 1.0}}, report=CROSSING_REPORT, failed=(("dhen", 0),))
-    assert main([str(sweep), "--bootstrap", "0"]) == 0
+    assert main([str(sweep), "--bootstrap", "0", "--allow-incomplete"]) == 0
+    assert main([str(sweep), "--bootstrap", "0"]) == EXIT_INCOMPLETE
 
 
 def test_a_metric_that_is_zero_everywhere_gets_one_note(make_sweep) -> None:
