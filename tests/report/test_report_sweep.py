@@ -6,7 +6,7 @@ import pytest
 import yaml
 from report_fixtures import CROSSING_REPORT, write_job
 
-from ebr.report.cli import find_baseline, values_match
+from ebr.report.choose import find_baseline, values_match
 from ebr.report.stats import paper_for_arm
 from ebr.report.sweep import SweepError, load_sweep, parse_override
 
