@@ -36,15 +36,13 @@ from ebr.evaluation.task import HIT_LEVELS, WINDOWS
 from ebr.runs.checks import POSITIVE, Integer, IntegerList, OneOf, checked
 from ebr.serving.corpus import CorpusPolicy
 from ebr.serving.interests import InterestServing
+from ebr.training.plans import DEFAULT_SHARDING
 
 # the owners' option lists, named by path: importing them (torch, torchrec) would slow every command
 LOGQ_OPTIONS = "ebr.models.frequency.LOGQ_OPTIONS"
 SPARSE_OPTIMIZERS = "ebr.training.distributed.SPARSE_OPTIMIZERS"
 SNAPSHOT_ENDS = "ebr.pretraining.selection.SNAPSHOT_ENDS"
 
-# the torchrec plan of the ID tables of both trainings (train.sharding, pretrain.sharding): one
-# table per rank, the plan every device runs; the plans are ebr.training.distributed.SHARDING_TYPES
-DEFAULT_SHARDING = "table_wise"
 
 # the value types a derived schema node enforces; any other annotation is left to the owner's checks
 # (Any). Floats only where asked: a float node turns `7` into `7.0` in every record of the job

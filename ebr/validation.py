@@ -39,9 +39,9 @@ from ebr.runs.checks import Check, Integer, IntegerList, declared_checks, proble
 from ebr.runs.ranks import world_size
 from ebr.runs.wrapper import unwrapped
 from ebr.serving.interests import InterestServing
-from ebr.training.distributed import CPU_SHARDING, SHARDING_TYPES
+from ebr.training.plans import CPU_SHARDING, SHARDING_PLANS
 
-GPU_SHARDING = tuple(SHARDING_TYPES)
+GPU_SHARDING = SHARDING_PLANS
 
 
 class ConfigValidationError(ValueError):

@@ -21,8 +21,9 @@ ALLOWED: dict[str, set[str]] = {
     "runs": set(),
     "override_check": set(),
     # registers the structured schemas of the groups' owners (the world, the splits, the serving
-    # corpus, interest serving, the simulated funnel), which live with them
-    "config": {"data", "serving", "evaluation"},
+    # corpus, interest serving, the simulated funnel), which live with them, and reads the default
+    # sharding plan from its owner (the torch-free ebr.training.plans)
+    "config": {"data", "serving", "evaluation", "training"},
     "data": set(),
     "models": {"data"},
     # a multi-task cluster job's rendezvous is named where the job starts (ebr.runs.cluster)

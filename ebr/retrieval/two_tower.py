@@ -121,7 +121,7 @@ class TwoTowerRetriever:
         self.index = hydra.utils.instantiate(serving["index"])
         self.score_terms = [hydra.utils.instantiate(term) for term in settings["score_terms"].values()]
         self.serving_batch_size = int(settings["batch_size"])
-        self.ann_recall_queries = int(serving.get("ann_recall_queries", 10_000))
+        self.ann_recall_queries = int(serving["ann_recall_queries"])
         self.id_embedding: IdEmbeddingConfig = _part(id_embedding, IdEmbeddingConfig)
         self.conditioning: ConditioningConfig = _part(conditioning, ConditioningConfig)
         self.negatives = _part(negatives, NoNegatives)

@@ -31,21 +31,14 @@ from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from ebr.runs import launched, process_rank, world_size
 from ebr.runs.cluster import RENDEZVOUS_ENV
+from ebr.training.plans import DEFAULT_SHARDING, SHARDING_PLANS
 
 # The planner warns about hand-built topologies and dry-run sizes on every CPU job; the
 # plan it makes is still the one asked for, so keep the log readable.
 for _noisy in ("torchrec.distributed.planner", "torchrec.distributed.utils"):
     logging.getLogger(_noisy).setLevel(logging.ERROR)
 
-SHARDING_TYPES = {
-    "table_wise": ShardingType.TABLE_WISE,
-    "column_wise": ShardingType.COLUMN_WISE,
-    "data_parallel": ShardingType.DATA_PARALLEL,
-    "row_wise": ShardingType.ROW_WISE,
-    "table_row_wise": ShardingType.TABLE_ROW_WISE,
-}
-# the plans a CPU (gloo) process group runs; the row-wise ones need GPUs
-CPU_SHARDING = ("table_wise", "column_wise", "data_parallel")
+SHARDING_TYPES = {name: ShardingType[name.upper()] for name in SHARDING_PLANS}
 SPARSE_OPTIMIZERS = {
     "rowwise_adagrad": RowWiseAdagrad,
     "adagrad": torch.optim.Adagrad,
@@ -120,7 +113,7 @@ def ensure_process_group(run_dir: str | Path | None = None, backend: str | None 
 def shard_model(
     model: nn.Module,
     device: torch.device,
-    sharding: str = "table_wise",
+    sharding: str = DEFAULT_SHARDING,
     sparse_optimizer: FusedTableOptimizer | None = None,
 ) -> DistributedModelParallel:
     """Fuse a sparse optimizer into every trainable EmbeddingBagCollection and shard them with DMP.

@@ -35,6 +35,7 @@ from ebr.training.distributed import (
     shard_model,
 )
 from ebr.training.negatives import UniformDraws
+from ebr.training.plans import DEFAULT_SHARDING
 
 DenseOptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 FUSED_OPTIMIZER_KEY = "ebr_fused_optimizer"
@@ -70,7 +71,7 @@ class TwoTowerModule(pl.LightningModule):
         negatives: UniformDraws | None = None,
         dense_optimizer: DenseOptimizerFactory | None = None,
         sparse_optimizer: FusedTableOptimizer | None = None,
-        sharding: str = "table_wise",
+        sharding: str = DEFAULT_SHARDING,
         run_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
