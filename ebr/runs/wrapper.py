@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from ebr.runs.arms import read_arm
+from ebr.runs.code import CODE_KEY, code_differences, current_code_identity, describe_commit, same_code
 from ebr.runs.dashboard import info_columns, run_labels
 from ebr.runs.files import (
     ERROR_FILE,
@@ -86,7 +87,8 @@ class NoLoggers:
 
 
 class StaleRunError(RuntimeError):
-    """A finished job was asked to run with another config (the message names the differing keys)."""
+    """A finished job was asked to run with another config (the message names the differing keys)
+    or by other code (the message names both commits)."""
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,12 @@ def run_in_directory(
 ) -> str:
     """Run a job into its directory: skip, refuse or run it, and record what happened.
 
-    - Finished with the same config (hash of `result_config`): skipped.
-    - Finished with another config: refused (`StaleRunError` naming the differing keys) unless
-      `force`; the ``.hydra/`` files Hydra rewrote for this invocation are put back, so the
-      old results keep the config they came from.
+    - Finished with the same config (hash of `result_config`) by the same code (ebr.runs.code:
+      commit, uncommitted diff, versions): skipped.
+    - Finished with another config, or by other code (or recorded without a code identity):
+      refused (`StaleRunError` naming the differing keys, or both commits) unless `force`; the
+      ``.hydra/`` files Hydra rewrote for this invocation are put back, so the old results keep
+      the config they came from.
     - Otherwise run: ``run.json`` then ``metrics.json`` on success, ``error.txt`` on failure.
     - SIGTERM or SIGINT while it runs (ebr.runs.signals): a failure naming the signal, then
       `JobInterrupted` is raised, in a sweep too (no further job should start).
@@ -281,6 +285,9 @@ def _check_finished(run_dir: Path, requested: dict[str, Any], spec: JobSpec, ran
         return _refuse(run_dir, message, spec, rank_zero, record)
     differences = config_differences(record["config"], requested)
     if not differences:
+        other_code = _code_refusal(run_dir, record)
+        if other_code is not None:
+            return _refuse(run_dir, other_code, spec, rank_zero, record)
         log.info("%s already holds the results of this config: skipping (force=true re-runs it)", run_dir)
         if rank_zero:
             _write_outcome(run_dir, SKIPPED, time.time())
@@ -292,6 +299,24 @@ def _check_finished(run_dir: Path, requested: dict[str, Any], spec: JobSpec, ran
         "Re-run with force=true to replace those results, or choose another hydra.sweep.dir / hydra.run.dir."
     )
     return _refuse(run_dir, message, spec, rank_zero, record)
+
+
+def _code_refusal(run_dir: Path, record: dict[str, Any]) -> str | None:
+    """Why results of the same config cannot be reused: other code made them; None when the same did."""
+    recorded, current = record.get(CODE_KEY), current_code_identity()
+    if isinstance(recorded, dict) and same_code(recorded, current):
+        return None
+    if not isinstance(recorded, dict):
+        what = f"were recorded without code identity (older ebr); this is {describe_commit(current)}"
+        changes = ""
+    else:
+        what = f"came from commit {describe_commit(recorded)}; this is {describe_commit(current)}"
+        changes = "".join(f"\n  {line}" for line in code_differences(recorded, current))
+    return (
+        f"{run_dir} holds results of this config, but they {what}:{changes}\n"
+        "They are not reused. Re-run with force=true to replace them, or choose another "
+        "hydra.sweep.dir / hydra.run.dir."
+    )
 
 
 def _refuse(
@@ -319,6 +344,7 @@ def _write_record(run_dir: Path, requested: dict[str, Any], info: dict[str, Any]
         "config_hash": config_hash(requested),
         "arm": read_arm(run_dir).label if (run_dir / OVERRIDES_FILE).is_file() else SINGLE_ARM,
         "config": requested,
+        CODE_KEY: current_code_identity(),
         "info": info,
         "hydra_files": hydra_files,
     }
