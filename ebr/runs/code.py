@@ -144,3 +144,27 @@ def code_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) ->
         elif recorded.get(key) != current.get(key):
             lines.append(f"{key}: {recorded.get(key)} -> {current.get(key)}")
     return lines
+
+
+def code_refusal(run_dir: Path, recorded: object) -> str | None:
+    """Why finished results of the requested config cannot be reused: other code made them (the
+    message names both commits and what differs); None when this process's code made them.
+
+    Args:
+        run_dir: the job's directory, for the message.
+        recorded: the code identity its ``run.json`` holds (None: recorded by an older ebr).
+    """
+    current = current_code_identity()
+    if isinstance(recorded, Mapping) and same_code(recorded, current):
+        return None
+    if not isinstance(recorded, Mapping):
+        what = f"were recorded without code identity (older ebr); this is {describe_commit(current)}"
+        changes = ""
+    else:
+        what = f"came from commit {describe_commit(recorded)}; this is {describe_commit(current)}"
+        changes = "".join(f"\n  {line}" for line in code_differences(recorded, current))
+    return (
+        f"{run_dir} holds results of this config, but they {what}:{changes}\n"
+        "They are not reused. Re-run with force=true to replace them, or choose another "
+        "hydra.sweep.dir / hydra.run.dir."
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from ebr.runs.arms import read_arm
-from ebr.runs.code import CODE_KEY, code_differences, current_code_identity, describe_commit, same_code
+from ebr.runs.code import CODE_KEY, code_refusal, current_code_identity
 from ebr.runs.dashboard import info_columns, run_labels
 from ebr.runs.files import (
     ERROR_FILE,
@@ -181,6 +181,8 @@ def _run_guarded(
     run_dir = spec.run_dir
     requested = result_config(spec.config if spec.identity is None else spec.identity)
     rank_zero = is_rank_zero()
+    # cached now, before the job runs: the code this process loaded, not edits made while it ran
+    current_code_identity()
     if (run_dir / METRICS_FILE).is_file() and not spec.force:
         outcome = _check_finished(run_dir, requested, spec, rank_zero)
         if outcome is not None:
@@ -285,7 +287,7 @@ def _check_finished(run_dir: Path, requested: dict[str, Any], spec: JobSpec, ran
         return _refuse(run_dir, message, spec, rank_zero, record)
     differences = config_differences(record["config"], requested)
     if not differences:
-        other_code = _code_refusal(run_dir, record)
+        other_code = code_refusal(run_dir, record.get(CODE_KEY))
         if other_code is not None:
             return _refuse(run_dir, other_code, spec, rank_zero, record)
         log.info("%s already holds the results of this config: skipping (force=true re-runs it)", run_dir)
@@ -299,24 +301,6 @@ def _check_finished(run_dir: Path, requested: dict[str, Any], spec: JobSpec, ran
         "Re-run with force=true to replace those results, or choose another hydra.sweep.dir / hydra.run.dir."
     )
     return _refuse(run_dir, message, spec, rank_zero, record)
-
-
-def _code_refusal(run_dir: Path, record: dict[str, Any]) -> str | None:
-    """Why results of the same config cannot be reused: other code made them; None when the same did."""
-    recorded, current = record.get(CODE_KEY), current_code_identity()
-    if isinstance(recorded, dict) and same_code(recorded, current):
-        return None
-    if not isinstance(recorded, dict):
-        what = f"were recorded without code identity (older ebr); this is {describe_commit(current)}"
-        changes = ""
-    else:
-        what = f"came from commit {describe_commit(recorded)}; this is {describe_commit(current)}"
-        changes = "".join(f"\n  {line}" for line in code_differences(recorded, current))
-    return (
-        f"{run_dir} holds results of this config, but they {what}:{changes}\n"
-        "They are not reused. Re-run with force=true to replace them, or choose another "
-        "hydra.sweep.dir / hydra.run.dir."
-    )
 
 
 def _refuse(
