@@ -4,16 +4,18 @@
 # (joblib launcher), writes each sweep's report (ebr-report), then experiments/README.md (the suite).
 # The ID ablations (id_dropout, snapshot_overlap) first get their snapshot sets from
 # scripts/id_ablations.sh --pretrain-only.
-# Re-running resumes: a finished job whose recorded config (run.json) equals the requested one is
-# skipped, one with another config is refused (the sweep then exits non-zero, naming the keys).
-# The record covers the config, not the code: after changing the code, pass --force (or remove
-# multirun/reproduce/) or the old runs' numbers are reported again.
+# Re-running resumes: a finished job whose recorded config and code (run.json: the git commit, a
+# hash of the uncommitted changes, the library versions) equal the requested ones is skipped; one
+# with another config or run by other code is refused (the sweep then exits non-zero, naming the
+# keys or both commits), never silently reused. After changing the code, pass --force to re-run
+# those jobs (or remove multirun/reproduce/). ebr-report refuses a sweep whose jobs ran different
+# code.
 #
 # Usage: bash scripts/reproduce.sh [--quick] [--force]
 #   --quick   2 seeds on the tiny world (data=synthetic_tiny seed=0,1), to check the machinery; its
 #             sweeps and README go under multirun/reproduce_quick/ so the committed README keeps the
 #             full numbers. It leaves out the ID ablations (no snapshot window on that world).
-#   --force   re-run every job, finished or not (force=true).
+#   --force   re-run every job, finished or not (force=true): needed after a code change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

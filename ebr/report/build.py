@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
 
 from ebr.report import stats
+from ebr.report.code import CodeUsed
 from ebr.report.document import (
     UNKNOWN_SEED,
     Delta,
@@ -19,40 +18,6 @@ from ebr.report.document import (
 )
 from ebr.report.stats import ArmSummary, PairedDelta
 from ebr.report.sweep import SEED_KEY, Sweep
-
-# the ebr package directory: the repository whose commit a report records
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-
-
-def git_commit(directory: Path) -> tuple[str | None, bool | None]:
-    """(HEAD commit, whether the work tree has uncommitted changes) of the repository holding `directory`.
-
-    (None, None) when git or a commit is unavailable.
-
-    Args:
-        directory: any directory inside the repository.
-    """
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "--verify", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if head.returncode != 0:
-            return None, None
-        status = subprocess.run(
-            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None, None
-    dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
-    return head.stdout.strip(), dirty
 
 
 def ebr_version() -> str:
@@ -123,6 +88,12 @@ def _summary_notes(
     return notes
 
 
+def _sweep_commit(code: list[CodeUsed]) -> tuple[str | None, bool | None]:
+    """(commit, uncommitted changes?) of the code the sweep's jobs ran; (None, None) unless one."""
+    commit = code[0].git_commit if len(code) == 1 else None
+    return commit, None if commit is None else code[0].git_diff_sha256 is not None
+
+
 def build_report(
     sweep: Sweep,
     summaries: dict[str, dict[str, ArmSummary]],
@@ -133,6 +104,7 @@ def build_report(
     n_boot: int,
     seed: int,
     notes: list[str],
+    code: list[CodeUsed] | None = None,
 ) -> Report:
     """The report of a sweep.
 
@@ -145,9 +117,12 @@ def build_report(
         n_boot: bootstrap resamples used.
         seed: bootstrap seed used.
         notes: extra notes to state (e.g. why there is no baseline).
+        code: the code identities of the finished jobs (`ebr.report.code.code_used`); the report
+            states the commit when there is one, and lists them all.
     """
     now = datetime.now(UTC)
-    commit, dirty = git_commit(PACKAGE_DIR)
+    code = code or []
+    commit, dirty = _sweep_commit(code)
     meta = sweep.meta
     provenance = Provenance(
         sweep_dir=str(sweep.path.resolve()),
@@ -163,6 +138,7 @@ def build_report(
         paper=dict(meta.paper),
         wandb_group=meta.wandb_group,
         wandb_project=meta.wandb_project,
+        code=tuple(code),
     )
     method = Method(
         estimator=stats.ESTIMATOR,

@@ -20,7 +20,8 @@ Exit codes:
   report was written; or ``--wandb-sync`` finds no API key, before any work;
 - 2: bad input (not a sweep directory, no job directory, malformed run files, an unknown
   ``--metrics`` name, a ``--baseline`` naming no arm, a ``--wandb-workspace`` that is not
-  ENTITY/PROJECT); nothing is written;
+  ENTITY/PROJECT; finished jobs that ran different code, each listed with its job count, unless
+  ``--allow-mixed-code``: ebr.report.code); nothing is written;
 - 3: no run finished: the report (listing the failed and missing runs) was written, but it holds no
   number; wandb logging, if requested, is skipped;
 - 4: the sweep is incomplete (a run failed or is missing) and ``--allow-incomplete`` was not given:
@@ -36,6 +37,7 @@ from pathlib import Path
 from ebr.report.best import DEFAULT_SEEDS, SearchReadError, write_best
 from ebr.report.build import build_report
 from ebr.report.choose import choose_baseline, choose_metrics
+from ebr.report.code import check_one_code, code_used
 from ebr.report.curves import write_curves
 from ebr.report.document import Report
 from ebr.report.render import write_report
@@ -70,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 when some runs failed or are missing (the report says so in its first line either "
         "way); without it such a sweep exits 4",
+    )
+    parser.add_argument(
+        "--allow-mixed-code",
+        action="store_true",
+        help="report a sweep whose finished jobs ran different code (commit, uncommitted changes or "
+        "library versions, from their run.json); the report lists them. Without it such a sweep exits 2",
     )
     parser.add_argument(
         "--wandb", action="store_true", help="log the table and plot into a wandb summary run"
@@ -134,6 +142,12 @@ def make_report(args: argparse.Namespace) -> tuple[Sweep, Report]:
         SweepError: bad input.
     """
     sweep = load_sweep(args.sweep_dir)
+    try:
+        code = code_used((job.name, job.path) for job in sweep.jobs if job.status == "finished")
+        if not args.allow_mixed_code:
+            check_one_code(code, sweep.path)
+    except ValueError as exc:  # a malformed run.json, or mixed code
+        raise SweepError(str(exc)) from exc
     notes: list[str] = []
     headline, metrics = choose_metrics(sweep, args.metrics, notes)
     baseline, source = choose_baseline(sweep, args.baseline, notes)
@@ -147,6 +161,7 @@ def make_report(args: argparse.Namespace) -> tuple[Sweep, Report]:
         n_boot=args.bootstrap,
         seed=args.seed,
         notes=notes,
+        code=code,
     )
     return sweep, report
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ebr.report.code import CodeUsed
+
 # ebr-report/2: arms are the jobs' override_dirname labels (with short labels and values beside
 # them), the data set read and the wandb project are recorded.
 SCHEMA = "ebr-report/2"
@@ -35,8 +37,9 @@ class Provenance:
         generated_at: ISO time the report was built (UTC, seconds).
         date: the date part of `generated_at`.
         ebr_version: version of the ebr distribution that built the report.
-        git_commit: HEAD of the repository holding the report code, None when unavailable.
-        git_dirty: whether that work tree had uncommitted changes, None when unknown.
+        git_commit: the commit the sweep's finished jobs ran (their ``run.json`` code identity),
+            None when unknown or mixed (then `code` lists each).
+        git_dirty: whether that code had uncommitted changes (a diff hash), None when unknown.
         experiment_name: the runs' ``experiment_name``.
         technique: ``report.technique`` of the experiment.
         control: ``report.control``: the knob-off control sweep.
@@ -44,6 +47,7 @@ class Provenance:
         paper: ``report.paper``: arm value (or label) -> the paper's reported delta.
         wandb_group: the runs' ``logger.group``, else the experiment name.
         wandb_project: the runs' ``logger.project``.
+        code: the code identities of the finished jobs, most jobs first (one unless mixed).
     """
 
     sweep_dir: str
@@ -59,6 +63,7 @@ class Provenance:
     paper: dict[str, str]
     wandb_group: str | None
     wandb_project: str | None
+    code: tuple[CodeUsed, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,6 +294,7 @@ class Report:
             "ebr_version": meta.ebr_version,
             "git_commit": meta.git_commit,
             "git_dirty": meta.git_dirty,
+            "code": [used.to_json() for used in meta.code],
             "experiment_name": meta.experiment_name,
             "technique": meta.technique,
             "control": meta.control,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ebr.report.code import CodeUsed
 from ebr.report.document import (
     REPORT_JSON,
     SCHEMA,
@@ -138,6 +139,7 @@ class _Reader:
             paper=dict(take(data, "paper", "", _map_of(_is_str), "an object of strings")),
             wandb_group=take(data, "wandb_group", "", opt_str, "a string or null"),
             wandb_project=take(data, "wandb_project", "", opt_str, "a string or null"),
+            code=self.code(data),
         )
         labels = take(data, "arms", "", str_list, "a list of arm labels")
         shorts = take(data, "arm_short_labels", "", _map_of(_is_str), "an object arm -> short label")
@@ -201,6 +203,27 @@ class _Reader:
                     arm=self.take(node, "arm", where, _is_str, "a string"),
                     seed=self.take(node, "seed", where, _optional(_is_str), "a string or null"),
                     reason=self.take(node, "reason", where, _is_str, "a string"),
+                )
+            )
+        return tuple(out)
+
+    def code(self, data: dict[str, Any]) -> tuple[CodeUsed, ...]:
+        # absent in reports written before runs recorded their code: nothing to list
+        items = self.take(data, "code", "", lambda v: isinstance(v, list), "a list") if "code" in data else []
+        opt_str = _optional(_is_str)
+        out = []
+        for i, node in enumerate(items):
+            where = f"code[{i}]"
+            out.append(
+                CodeUsed(
+                    label=self.take(node, "label", where, _is_str, "a string"),
+                    git_commit=self.take(node, "git_commit", where, opt_str, "a string or null"),
+                    git_diff_sha256=self.take(node, "git_diff_sha256", where, opt_str, "a string or null"),
+                    ebr_version=self.take(node, "ebr_version", where, opt_str, "a string or null"),
+                    packages=dict(
+                        self.take(node, "packages", where, _map_of(opt_str), "an object of versions")
+                    ),
+                    jobs=tuple(self.take(node, "jobs", where, _list_of(_is_str), "a list of job names")),
                 )
             )
         return tuple(out)

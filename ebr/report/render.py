@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ebr.report.code import code_label
 from ebr.report.document import REPORT_JSON, Problem, Report, ResultRow
 from ebr.report.plots import deltas_png
 from ebr.report.stats import CLIP_NOTE, MIN_BOOTSTRAP_PAIRS
@@ -117,9 +118,7 @@ def _data_cell(report: Report) -> str:
 
 def _header(report: Report) -> list[tuple[str, str]]:
     meta = report.meta
-    commit = meta.git_commit or "unavailable"
-    if meta.git_dirty:
-        commit += " (with uncommitted changes)"
+    commit = _commit_text(report)
     if report.baseline is None:
         baseline = "none: per-arm means only, no deltas"
     else:
@@ -128,7 +127,7 @@ def _header(report: Report) -> list[tuple[str, str]]:
         ("sweep", f"`{meta.sweep_dir}`"),
         ("date", meta.generated_at),
         ("ebr version", meta.ebr_version),
-        ("git commit", commit),
+        ("git commit (the jobs' code, from run.json)", commit),
         ("experiment", meta.experiment_name or "n/a"),
         ("data read", _data_cell(report)),
         ("control sweep", "yes (knob off: the gain should vanish)" if meta.control else "no"),
@@ -143,6 +142,37 @@ def _header(report: Report) -> list[tuple[str, str]]:
         ("seeds", ", ".join(report.seeds) or "unknown"),
         ("baseline", baseline),
     ]
+
+
+def _commit_text(report: Report) -> str:
+    meta = report.meta
+    if meta.code:
+        return code_label(meta.code)
+    commit = meta.git_commit or "unavailable"
+    return commit + (" with uncommitted changes" if meta.git_dirty else "")
+
+
+def _code_lines(report: Report) -> list[str]:
+    """The code identities the finished jobs ran, with versions and (when mixed) their jobs."""
+    code = report.meta.code
+    if not code:
+        return []
+    lines = ["## Code", ""]
+    if len(code) > 1:
+        lines += [
+            "**Mixed code** (reported with --allow-mixed-code): the numbers below pool jobs of "
+            "different code.",
+            "",
+        ]
+    for used in code:
+        versions = ", ".join(f"{name} {version}" for name, version in used.packages.items())
+        text = (
+            f"- `{used.label}`: {len(used.jobs)} job(s); ebr {used.ebr_version}; {versions or 'no versions'}"
+        )
+        if len(code) > 1:
+            text += f"; jobs {', '.join(used.jobs)}"
+        lines.append(_cell(text))
+    return [*lines, ""]
 
 
 def _all_metrics_row(report: Report, metric: str, short: str, row: ResultRow) -> str:
@@ -192,6 +222,7 @@ def render_markdown(report: Report) -> str:
     ):
         lines.append(f"- {CLIP_NOTE}")
     lines.append("")
+    lines += _code_lines(report)
     lines += _problem_lines(report)
     with_bootstrap = method.bootstrap is not None
     lines += ["## Headline metrics", ""]

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ebr.report.code import code_label
 from ebr.report.document import Report, ReportFormatError
 from ebr.report.json_reader import load_report
 from ebr.report.render import fmt_ci, fmt_pct
 from ebr.runs import write_text_atomic
 
 CONTROL_SUFFIX = "_control"
+# the folder sweeps are written under (conf/train.yaml's hydra.sweep.dir)
+MULTIRUN_DIR = "multirun"
 
 __all__ = [
     "SuiteError",
@@ -143,10 +147,15 @@ def _runs_cell(report: Report | None, label: str) -> str:
 
 
 def _commit_cell(reports: list[Report]) -> str:
+    """The commit of each sweep's jobs ("... with uncommitted changes" when their diff hash is set)."""
     commits = []
     for report in reports:
-        commit = (report.meta.git_commit or "unavailable")[:12]
-        commit += " (dirty)" if report.meta.git_dirty else ""
+        meta = report.meta
+        if meta.code:
+            commit = code_label(meta.code)
+        else:  # a report.json written before jobs recorded their code
+            commit = (meta.git_commit or "unavailable")[:12]
+            commit += " with uncommitted changes" if meta.git_dirty else ""
         if commit not in commits:
             commits.append(commit)
     return "<br>".join(commits)
@@ -189,13 +198,52 @@ def verdict_of(technique: str, page: str | Path | None) -> str:
     return " ".join(paragraph) if paragraph else f"not stated on {page} (no line starting {marker})"
 
 
-def _display_path(path: str) -> str:
-    """`path` relative to the working directory when inside it, so the README holds no machine paths."""
+def display_path(path: str, root: Path) -> str:
+    """`path` relative to the repository root, so the README holds no path of this machine.
+
+    A sweep outside the repository is named from its ``multirun/`` folder on (where sweeps are
+    written), else by its own name.
+
+    Args:
+        path: the sweep directory as its report.json records it (absolute).
+        root: the repository root.
+    """
     absolute = Path(path).resolve()
     try:
-        return absolute.relative_to(Path.cwd().resolve()).as_posix()
+        return absolute.relative_to(root.resolve()).as_posix()
     except ValueError:
-        return str(absolute)
+        parts = absolute.parts
+        if MULTIRUN_DIR in parts:
+            last = len(parts) - 1 - parts[::-1].index(MULTIRUN_DIR)
+            return Path(*parts[last:]).as_posix()
+        return absolute.name
+
+
+def repository_root(out: Path) -> Path:
+    """The repository holding `out` (the README): the top of its git work tree, else the directory
+    the suite runs from (pages are named relative to it too).
+
+    Args:
+        out: the README to write.
+    """
+    top = _git_top(out.resolve().parent)
+    return top if top is not None else Path.cwd()
+
+
+def _git_top(directory: Path) -> Path | None:
+    while not directory.is_dir():
+        directory = directory.parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
 
 
 def _cell(text: str) -> str:
@@ -222,6 +270,8 @@ def render_readme(rows: list[TechniqueRow], out: Path) -> str:
         "- **control**: the same sweep with the world's knob for this phenomenon off; the gain should vanish "
         "(interval covering 0).",
         "- **verdict**: what the evidence supports, as the technique's page states it.",
+        "- **commit**: the commit of the code that ran the sweeps' jobs (their `run.json`), "
+        '"with uncommitted changes" when that code differed from it.',
         "",
         "| technique | paper (reported) | ebr: measured Δ [95% CI] | control Δ (knob off) | verdict | seeds "
         "| date | commit | page |",
@@ -245,10 +295,11 @@ def render_readme(rows: list[TechniqueRow], out: Path) -> str:
         ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     lines += ["", "## Sweeps", ""]
+    root = repository_root(out)
     for row in rows:
         for kind, report in (("ablation", row.ablation), ("control", row.control)):
             if report is not None:
-                shown = _display_path(report.meta.sweep_dir)
+                shown = display_path(report.meta.sweep_dir, root)
                 lines.append(
                     f"- {row.technique}, {kind}: `{shown}` (data: {report.data_label()}; "
                     f"report of {report.meta.generated_at})"

@@ -3,19 +3,20 @@
 A run directory holds:
 
 - ``.hydra/`` (``config.yaml``, ``overrides.yaml``, ``hydra.yaml``), written by Hydra at job start;
-- ``run.json``: the resolved config the results came from, its hash, the job's arm and what the
-  job read (`files.read_record`);
+- ``run.json``: the resolved config the results came from, its hash, the code that computed them
+  (`code`: commit, uncommitted diff hash, versions), the job's arm and what the job read
+  (`files.read_record`);
 - ``metrics.json``: flat ``{metric: number}``, written last: it marks the job finished;
 - ``error.txt``: the traceback, instead of ``metrics.json``, when the job failed;
 - ``.outcome.json``: what the latest invocation did (finished, skipped, failed, refused), read by
   the sweep tally.
 
 Modules: `files` (names and atomic writers), `arms` (what a sweep compares), `identity` (the config
-that decides a job's results), `dashboard` (the config columns and tags a job's run is sliced by
-on a dashboard), `objective` (the metric a search optimizes), `ranks` (the job's process count),
-`wrapper` (skip, refuse, run, record, rank-0 guard), `signals` (SIGTERM and SIGINT end a job
-as failed), `tally` (what a sweep's jobs did). This package imports
-nothing else of ebr and no torch: the report reads run directories through it.
+that decides a job's results), `code` (the code that computed them), `dashboard` (the config
+columns and tags a job's run is sliced by on a dashboard), `objective` (the metric a search
+optimizes), `ranks` (the job's process count), `wrapper` (skip, refuse, run, record, rank-0
+guard), `signals` (SIGTERM and SIGINT end a job as failed), `tally` (what a sweep's jobs did).
+This package imports nothing else of ebr and no torch: the report reads run directories through it.
 """
 
 from ebr.runs.arms import Arm, arm_from_overrides, parse_override, read_arm

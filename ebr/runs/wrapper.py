@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from ebr.runs.arms import read_arm
+from ebr.runs.code import CODE_KEY, code_refusal, current_code_identity
 from ebr.runs.dashboard import info_columns, run_labels
 from ebr.runs.files import (
     ERROR_FILE,
@@ -86,7 +87,8 @@ class NoLoggers:
 
 
 class StaleRunError(RuntimeError):
-    """A finished job was asked to run with another config (the message names the differing keys)."""
+    """A finished job was asked to run with another config (the message names the differing keys)
+    or by other code (the message names both commits)."""
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,12 @@ def run_in_directory(
 ) -> str:
     """Run a job into its directory: skip, refuse or run it, and record what happened.
 
-    - Finished with the same config (hash of `result_config`): skipped.
-    - Finished with another config: refused (`StaleRunError` naming the differing keys) unless
-      `force`; the ``.hydra/`` files Hydra rewrote for this invocation are put back, so the
-      old results keep the config they came from.
+    - Finished with the same config (hash of `result_config`) by the same code (ebr.runs.code:
+      commit, uncommitted diff, versions): skipped.
+    - Finished with another config, or by other code (or recorded without a code identity):
+      refused (`StaleRunError` naming the differing keys, or both commits) unless `force`; the
+      ``.hydra/`` files Hydra rewrote for this invocation are put back, so the old results keep
+      the config they came from.
     - Otherwise run: ``run.json`` then ``metrics.json`` on success, ``error.txt`` on failure.
     - SIGTERM or SIGINT while it runs (ebr.runs.signals): a failure naming the signal, then
       `JobInterrupted` is raised, in a sweep too (no further job should start).
@@ -177,6 +181,8 @@ def _run_guarded(
     run_dir = spec.run_dir
     requested = result_config(spec.config if spec.identity is None else spec.identity)
     rank_zero = is_rank_zero()
+    # cached now, before the job runs: the code this process loaded, not edits made while it ran
+    current_code_identity()
     if (run_dir / METRICS_FILE).is_file() and not spec.force:
         outcome = _check_finished(run_dir, requested, spec, rank_zero)
         if outcome is not None:
@@ -281,6 +287,9 @@ def _check_finished(run_dir: Path, requested: dict[str, Any], spec: JobSpec, ran
         return _refuse(run_dir, message, spec, rank_zero, record)
     differences = config_differences(record["config"], requested)
     if not differences:
+        other_code = code_refusal(run_dir, record.get(CODE_KEY))
+        if other_code is not None:
+            return _refuse(run_dir, other_code, spec, rank_zero, record)
         log.info("%s already holds the results of this config: skipping (force=true re-runs it)", run_dir)
         if rank_zero:
             _write_outcome(run_dir, SKIPPED, time.time())
@@ -319,6 +328,7 @@ def _write_record(run_dir: Path, requested: dict[str, Any], info: dict[str, Any]
         "config_hash": config_hash(requested),
         "arm": read_arm(run_dir).label if (run_dir / OVERRIDES_FILE).is_file() else SINGLE_ARM,
         "config": requested,
+        CODE_KEY: current_code_identity(),
         "info": info,
         "hydra_files": hydra_files,
     }
