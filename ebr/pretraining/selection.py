@@ -170,10 +170,11 @@ def inspect_snapshot(path: Path) -> SnapshotInfo | DamagedSnapshot | None:
     absent = [str(name) for name in files.values() if not (path / str(name)).is_file()]
     if absent:
         return damaged(f"missing {', '.join(absent)}")
-    window = manifest["window"]
-    return SnapshotInfo(
-        path, int(window["start"]), int(window["end"]), str(manifest["data_source"]), manifest
-    )
+    try:
+        start, end = int(manifest["window"]["start"]), int(manifest["window"]["end"])
+    except (TypeError, KeyError, ValueError):
+        return damaged(f"{MANIFEST_FILE}: 'window' holds no integer start and end")
+    return SnapshotInfo(path, start, end, str(manifest["data_source"]), manifest)
 
 
 def read_snapshot(path: Path) -> SnapshotInfo | None:

@@ -107,7 +107,10 @@ def _named(root: Path, start_day: float, end_day: float) -> Path:
     return _snapshot(root, f"snapshot-{start:011d}-{end:011d}", start_day, end_day)
 
 
-@pytest.mark.parametrize("damage", ["deleted", "cut", "not_json", "keys_missing", "file_missing"])
+DAMAGES = ["deleted", "cut", "not_json", "keys_missing", "bad_window", "file_missing"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_newest_snapshot_stops_the_selection_naming_it(tmp_path: Path, damage: str, caplog) -> None:
     """Issue 32 case 3: days 2-16 were silently selected instead of the damaged 9-23."""
     _named(tmp_path, 2, 16)
@@ -121,6 +124,8 @@ def test_a_damaged_newest_snapshot_stops_the_selection_naming_it(tmp_path: Path,
         manifest.write_bytes(b"\x00\x01garbage")
     elif damage == "keys_missing":
         manifest.write_text(json.dumps({"format": 1}))
+    elif damage == "bad_window":
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "window": {"start": "x"}}))
     else:
         (newest / "ids.pt").unlink()
     with pytest.raises(SnapshotSelectionError) as raised:
