@@ -33,7 +33,7 @@ from ebr.retrieval.refit import fit_windows
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
 from ebr.serving.checkpoint import check_same_data, resolve_checkpoint
 from ebr.serving.corpus import CorpusPolicy, training_window_corpus
-from ebr.serving.corpus_step import CorpusStep, ServedSplit, corpus_step
+from ebr.serving.corpus_step import CorpusStep, ServedSplit, corpus_step, serving_warnings
 from ebr.serving.interests import InterestServing, interest_profile, pin_tags
 from ebr.serving.signatures import COARSE, feature_level, pin_signatures
 from ebr.training.setup import seeded_data_and_split
@@ -197,6 +197,12 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     metrics.update(split_counts(split))
     metrics.update(windows.metrics())
     metrics.update(_corpus_metrics(step.fitted, data, settings, label_of))
+    metrics["data/duplicate_rows"] = float(data.duplicate_rows)
+    metrics.update(
+        serving_warnings(
+            len(step.fitted.corpus.pins), max(settings.ks), settings.interests.n_interests, data.n_interests
+        )
+    )
     info: dict[str, Any] = {
         "data_name": data.name,
         "data_source": data.source,

@@ -253,8 +253,16 @@ def test_a_snapshot_with_a_truncated_tensor_file(tmp_path, run_dir, monkeypatch,
     tables_file = directory / "tables.pt"
     tables_file.write_bytes(tables_file.read_bytes()[:1000])
     code, out = _train(monkeypatch, capsys, run_dir, _pretrained(tmp_path / "snapshots"))
-    _assert_refused(code, out, run_dir, f"{tables_file}: cannot be read as an ID snapshot tensor file")
+    # the manifest's hash of the file refuses it before it is read
+    _assert_refused(code, out, run_dir, f"{tables_file} does not match the sha256 its manifest recorded")
     assert not (run_dir / "model.pt").exists()
+    # a manifest without hashes (written before them): the load names the file
+    manifest = json.loads((directory / "manifest.json").read_text())
+    del manifest["hashes"]
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    unhashed = tmp_path / "unhashed"
+    code, out = _train(monkeypatch, capsys, unhashed, _pretrained(tmp_path / "snapshots"))
+    _assert_refused(code, out, unhashed, f"{tables_file}: cannot be read as an ID snapshot tensor file")
 
 
 # -- model artifact and index --------------------------------------------------------------------
@@ -343,3 +351,51 @@ def test_a_full_disk_fails_the_job_and_leaves_no_metrics(tmp_path, run_dir, monk
     assert out.count("No space left on device") == 1, "the error is printed once"
     assert json.loads((run_dir / ".outcome.json").read_text())["status"] == "failed"
     assert not list(run_dir.glob(".metrics.json*")), "no temporary file is left behind"
+
+
+def test_duplicate_event_rows_are_refused_by_default_and_counted_when_dropped(
+    tmp_path, run_dir, monkeypatch, capsys
+) -> None:
+    """Issue 32 case 5: `data.duplicates` (error by default for real logs) and `data/duplicate_rows`."""
+    frame = _events()
+    path = tmp_path / "log.csv"
+    pd.concat([frame, frame.iloc[:3]], ignore_index=True).to_csv(path, index=False)
+    code, out = _train(monkeypatch, capsys, run_dir, _events_args(path))
+    _assert_refused(code, out, run_dir, "log.csv: 3 exact duplicate event rows", "data.duplicates=drop")
+    dropping = [*_events_args(path), "data.duplicates=drop", "force=true"]
+    code, out = _train(monkeypatch, capsys, run_dir, dropping)
+    assert code == 0, out[-3000:]
+    dropped = json.loads((run_dir / "metrics.json").read_text())
+    assert dropped["data/duplicate_rows"] == 3.0
+    # the engagement counts are those of the log written once
+    single = tmp_path / "single.csv"
+    frame.to_csv(single, index=False)
+    once = tmp_path / "once"
+    code, out = _train(monkeypatch, capsys, once, _events_args(single))
+    assert code == 0, out[-3000:]
+    metrics = json.loads((once / "metrics.json").read_text())
+    assert metrics["data/duplicate_rows"] == 0.0
+    for key in ("data/train_engagements", "data/test_engagements", "recall@100"):
+        assert dropped[key] == metrics[key], key
+
+
+def test_a_corpus_smaller_than_k_and_a_capped_n_interests_are_warned_and_recorded(
+    tmp_path, run_dir, monkeypatch, capsys
+) -> None:
+    """Issue 32 case 7: `corpus.size=1` served a 1-pin corpus and `serving.n_interests=1000` was capped,
+    without a word."""
+    args = [*NO_TRAINING, "corpus.size=1", "serving.n_interests=1000"]
+    code, out = _train(monkeypatch, capsys, run_dir, args)
+    assert code == 0, out[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["corpus/size"] == 1.0
+    assert metrics["warnings/corpus_smaller_than_k"] == 1.0
+    assert metrics["warnings/n_interests_capped"] == 1.0
+    assert "fewer than the largest K=100" in out
+    assert "serving.n_interests=1000 is capped to the data's 12 interests" in out
+    # an ordinary job records no warning
+    plain = tmp_path / "plain"
+    code, out = _train(monkeypatch, capsys, plain, NO_TRAINING)
+    assert code == 0, out[-3000:]
+    recorded = json.loads((plain / "metrics.json").read_text())
+    assert not [key for key in recorded if key.startswith("warnings/")]

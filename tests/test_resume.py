@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from ebr.runs import WALL_CLOCK_METRICS
 from ebr.training.checkpoint import CheckpointMismatchError, checkpoint_path, resume_from
@@ -92,6 +93,27 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(uninterrupt
     for key, value in reference.items():
         assert torch.equal(resumed[key], value), key
     assert not (run_dir / "checkpoints").exists(), "the checkpoint is deleted once model.pt is saved"
+
+
+def _examples_trained(run_dir: Path) -> float:
+    """The examples `train/examples_per_second` counted: the rate times the seconds it was taken over."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return metrics["train/examples_per_second"] * metrics["train/seconds"]
+
+
+def test_throughput_after_a_resume_counts_only_the_resumed_steps(uninterrupted, tmp_path) -> None:
+    """Issue 32 case 6: after a resume the rate counted every epoch's examples over the resumed
+    seconds only (1.8x too high)."""
+    batch_size = OmegaConf.load(uninterrupted / ".hydra" / "config.yaml").train.batch_size
+    batches = 2 * 11  # two epochs of 11 batches
+    assert _examples_trained(uninterrupted) == pytest.approx(batches * batch_size)
+    run_dir = tmp_path / "killed"
+    extra = [f"train.checkpoint_every_n_steps={EVERY}"]
+    assert _start_and_kill_after_first_checkpoint(run_dir, extra) == -signal.SIGKILL
+    result = _run(run_dir, extra)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Restoring states from the checkpoint" in result.stdout + result.stderr
+    assert _examples_trained(run_dir) == pytest.approx((batches - EVERY) * batch_size)
 
 
 def test_a_checkpoint_of_another_setup_is_refused(tmp_path) -> None:

@@ -194,6 +194,8 @@ class TwoTowerDataModule(pl.LightningDataModule):
         if split.train.empty:
             raise ValueError(f"{data.source}: the training window holds no engagements")
         self._train = self._train_batches()
+        # training batches a checkpoint this run resumed from had done (load_state_dict)
+        self.resumed_batches = 0
 
     def train_dataloader(self) -> DataLoader:
         batches = self._train if self.prefetch <= 0 else Prefetched(self._train, self.prefetch)
@@ -225,6 +227,8 @@ class TwoTowerDataModule(pl.LightningDataModule):
                 f"{len(self._train)}: it comes from other data or another batch size"
             )
         self._train.resume_at(state_dict["epoch"], state_dict["batches_done"])
+        # what an earlier process trained: the throughput of this one counts only its own batches
+        self.resumed_batches = state_dict["epoch"] * state_dict["batches"] + state_dict["batches_done"]
 
     def train_replay_dataloader(self) -> DataLoader:
         """The training window's first-epoch batches again (same shuffle, same negatives), from a

@@ -6,7 +6,9 @@ row id (0..n-1), so an event's `user` / `pin` is directly a row of its table.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +18,10 @@ import pandas as pd
 from ebr.data.csr import Ragged, offsets_from_lengths
 
 SECONDS_PER_DAY = 86_400
+# `data.duplicates`: what a load does with exact duplicate event rows (every column equal)
+DUPLICATE_POLICIES = ("keep", "drop", "error")
+
+log = logging.getLogger("ebr.data")
 
 IMPRESSION, CLICK, REPIN = 0, 1, 2
 EVENT_NAMES = {IMPRESSION: "impression", CLICK: "click", REPIN: "repin"}
@@ -142,6 +148,8 @@ class InteractionData:
         n_interests: size of the interest vocabulary (0 when the data has none).
         source: where the data came from (a path, or "synthetic:<hash>"), for error messages.
         truth: the true engagement model when the data is simulated (None for real data).
+        duplicate_rows: exact duplicate event rows found when loading (dropped or kept as
+            `data.duplicates` says; `apply_duplicate_policy`).
     """
 
     name: str
@@ -151,6 +159,7 @@ class InteractionData:
     n_interests: int = 0
     source: str = "<memory>"
     truth: GroundTruth | None = None
+    duplicate_rows: int = 0
 
     def engagements(self) -> pd.DataFrame:
         """Events that count as positive labels (click or repin)."""
@@ -292,3 +301,38 @@ def _first_non_integer_row(values: pd.Series) -> int | None:
     numeric = pd.to_numeric(values, errors="coerce")
     bad = np.flatnonzero(numeric.isna().to_numpy() | (numeric.to_numpy() % 1 != 0))
     return int(bad[0]) if len(bad) else None
+
+
+def apply_duplicate_policy(data: InteractionData, policy: str) -> InteractionData:
+    """The data with its exact duplicate event rows handled as `data.duplicates` says.
+
+    A duplicate is a row equal to an earlier one in every column (user, pin, timestamp, event,
+    interest): a log written twice, which would count an engagement twice. `error` refuses it
+    (naming the count and the first duplicate row), `drop` keeps the first of each and logs the
+    count, `keep` keeps every row and logs the count. The count is `duplicate_rows`.
+
+    Args:
+        data: the data set as its loader returned it.
+        policy: "keep", "drop" or "error".
+
+    Raises:
+        ValueError: for an unknown policy (naming `data.duplicates`).
+        DataValidationError: with `error` when there are duplicates, naming `data.source`.
+    """
+    if policy not in DUPLICATE_POLICIES:
+        raise ValueError(f"data.duplicates={policy!r} is not one of {list(DUPLICATE_POLICIES)}")
+    repeated = data.events.duplicated(keep="first").to_numpy()
+    count = int(repeated.sum())
+    if count == 0:
+        return data
+    first = int(np.flatnonzero(repeated)[0])
+    row = data.events.iloc[first].to_dict()
+    if policy == "error":
+        raise DataValidationError(
+            f"{data.source}: {count} exact duplicate event rows (the first: row {first}, {row}); "
+            "they would count an event twice: set data.duplicates=drop to keep one of each, or "
+            "data.duplicates=keep to keep them all"
+        )
+    log.warning("%s: %d exact duplicate event rows (data.duplicates=%s)", data.source, count, policy)
+    events = data.events[~repeated].reset_index(drop=True) if policy == "drop" else data.events
+    return dataclasses.replace(data, events=events, duplicate_rows=count)

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split
 from ebr.models.frequency import frequency_estimator
 from ebr.models.loss import SampledSoftmaxLoss
+from ebr.pretraining.integrity import window_digest
 from ebr.pretraining.model import IdTables, PairBatches, PretrainModule, process_rank_and_size
 from ebr.pretraining.selection import snapshot_windows
 from ebr.pretraining.snapshots import discard_snapshots, save_snapshot
@@ -192,6 +193,7 @@ def run_pretrain(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResu
                 path = save_snapshot(snapshot_dir, trained.tables, trained.ids, manifest)
                 log.info("snapshot written to %s", path)
         metrics["pretrain/world_size"] = float(dist.get_world_size())
+        metrics["data/duplicate_rows"] = float(data.duplicate_rows)
     finally:
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -234,6 +236,8 @@ def _manifest(
             "end_day": end / SECONDS_PER_DAY,
         },
         "train_window": {"start": train_start, "end": train_end},
+        # what it was trained on, re-derived from the data when a retrieval job selects it
+        "window_events": window_digest(data.engagements(), start, end),
         "overlaps_train": end > train_start,
         "data_name": data.name,
         "data_source": data.source,

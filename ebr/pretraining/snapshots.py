@@ -6,8 +6,9 @@ A snapshot is a directory `snapshot-<start>-<end>` (window bounds in seconds) ho
   (the model L2-normalises them before scoring; `manifest["normalized"]`);
 - `ids.pt`: `{"user": (n_users,), "pin": (n_pins,)}` int64 tensors: row i of a table is the
   entity whose data row id (the `user` / `pin` of the events) is `ids[i]`, sorted ascending;
-- `manifest.json`: window, dimensions, row counts, the data set's identity, training figures and
-  the pre-training config, written last.
+- `manifest.json`: window, dimensions, row counts, the sha256 of both tensor files (`hashes`), the
+  count and digest of the window's engagement events (`window_events`), the data set's identity,
+  training figures and the pre-training config, written last.
 
 Both tensor files load with `torch.load(path, weights_only=True)`. The directory is written as a
 temporary `.tmp-*` sibling and renamed into place when complete, so a killed run never leaves a
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from ebr.models.artifact import ArtifactError, load_weights
+from ebr.pretraining.integrity import bytes_sha256
 from ebr.pretraining.selection import (
     FORMAT_VERSION,
     IDS_FILE,
@@ -91,8 +93,8 @@ def save_snapshot(
         snapshot_dir: the snapshot set's directory (created when absent).
         tables: side -> (rows, d) table.
         ids: side -> (rows,) ascending data row ids of the table rows.
-        manifest: must hold `window` {"start", "end"}, `data_source`; `format`, `embedding_dim`,
-            `rows` and `files` are filled in here.
+        manifest: must hold `window` {"start", "end"}, `data_source` (and, from `ebr-pretrain`,
+            `window_events`); `format`, `embedding_dim`, `rows`, `files` and `hashes` are filled in here.
 
     Returns:
         The snapshot's directory.
@@ -107,19 +109,23 @@ def save_snapshot(
     root.mkdir(parents=True, exist_ok=True)
     window = manifest["window"]
     final = root / snapshot_name(int(window["start"]), int(window["end"]))
+    content = {
+        TABLES_FILE: _tensor_bytes({s: tables[s].float() for s in SIDES}),
+        IDS_FILE: _tensor_bytes({s: torch.from_numpy(np.asarray(ids[s], np.int64)) for s in SIDES}),
+    }
     full = {
         **manifest,
         "format": FORMAT_VERSION,
         "embedding_dim": int(tables["user"].shape[1]),
         "rows": {side: int(tables[side].shape[0]) for side in SIDES},
         "files": {"tables": TABLES_FILE, "ids": IDS_FILE},
+        # selection re-hashes the files: a swapped or changed file is refused, not trusted
+        "hashes": {"tables": bytes_sha256(content[TABLES_FILE]), "ids": bytes_sha256(content[IDS_FILE])},
     }
 
     def fill(tmp: Path) -> None:
-        write_bytes_atomic(tmp / TABLES_FILE, _tensor_bytes({s: tables[s].float() for s in SIDES}))
-        write_bytes_atomic(
-            tmp / IDS_FILE, _tensor_bytes({s: torch.from_numpy(np.asarray(ids[s], np.int64)) for s in SIDES})
-        )
+        for name, data in content.items():
+            write_bytes_atomic(tmp / name, data)
         write_json_atomic(tmp / MANIFEST_FILE, full)  # last: a manifest means the files are whole
 
     publish_directory(final, fill)  # a re-run replaces an existing snapshot
@@ -160,4 +166,36 @@ def load_snapshot(path: str | Path | SnapshotInfo) -> Snapshot:
     for name, content in (("tables", tables), ("ids", ids)):
         if not isinstance(content, dict) or set(content) != set(SIDES):
             raise ArtifactError(f"{directory / files[name]}: expected a {{user, pin}} tensor mapping")
+    check_shapes(directory, tables, ids, info.manifest)
     return Snapshot(tables=dict(tables), ids=dict(ids), manifest=info.manifest)
+
+
+def check_shapes(
+    directory: Path, tables: dict[str, torch.Tensor], ids: dict[str, torch.Tensor], manifest: dict[str, Any]
+) -> None:
+    """Refuse tensors that are not the manifest's: each side's table (rows, embedding_dim), its ids
+    (rows,) int64; the message names the file (a swapped file is caught here when no hash is recorded).
+
+    Args:
+        directory: the snapshot's directory.
+        tables: side -> loaded table.
+        ids: side -> loaded ids.
+        manifest: the snapshot's manifest (`rows`, `embedding_dim`, `files`).
+    """
+    files = manifest["files"]
+    for side in SIDES:
+        rows, width = int(manifest["rows"][side]), int(manifest["embedding_dim"])
+        table, side_ids = tables[side], ids[side]
+        if not isinstance(table, torch.Tensor) or tuple(table.shape) != (rows, width):
+            shape = tuple(getattr(table, "shape", ()))
+            raise ArtifactError(
+                f"{directory / files['tables']}: the {side} table is {shape}, "
+                f"its manifest says ({rows}, {width})"
+            )
+        ids_ok = isinstance(side_ids, torch.Tensor) and not side_ids.is_floating_point()
+        if not ids_ok or tuple(side_ids.shape) != (rows,):
+            shape = tuple(getattr(side_ids, "shape", ()))
+            raise ArtifactError(
+                f"{directory / files['ids']}: the {side} ids are {shape}, "
+                f"its manifest says ({rows},) integer ids"
+            )

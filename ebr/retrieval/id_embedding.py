@@ -28,6 +28,7 @@ from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split
 from ebr.evaluation.task import EvalTask
 from ebr.models.assembly import Towers
 from ebr.models.features import ID_FEATURES, tower_specs
+from ebr.pretraining.integrity import verifiable, window_digest
 from ebr.pretraining.selection import POLICIES, SnapshotInfo, select_snapshot
 from ebr.pretraining.snapshots import Snapshot, load_snapshot
 
@@ -45,6 +46,8 @@ class IdEmbeddingConfig:
         dropout: (pretrained) per-example probability of dropping the whole ID vector in training.
         snapshot_policy: (pretrained) "latest" or "latest_no_overlap".
         snapshot_dir: (pretrained) the `ebr-pretrain` snapshot set's directory.
+        skip_damaged: (pretrained) skip a damaged or mismatching newest snapshot with a logged
+            warning and take the next one; false (the default) stops the job naming it.
     """
 
     mode: str = "scratch"
@@ -52,6 +55,7 @@ class IdEmbeddingConfig:
     dropout: float = 0.0
     snapshot_policy: str = "latest_no_overlap"
     snapshot_dir: str | None = None
+    skip_damaged: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -146,12 +150,14 @@ class PretrainedIds:
         info: the snapshot `select_snapshot` chose.
         snapshot: its tables and ids.
         policy: the policy it was chosen by.
+        train_start: this job's training window start (the overlap is laid against it).
         rows: side -> (n_entities,) int64 row of each data id, -1 where the snapshot has none.
     """
 
     info: SnapshotInfo
     snapshot: Snapshot
     policy: str
+    train_start: int
     rows: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -169,7 +175,9 @@ class PretrainedIds:
                 "start_day": self.info.start / SECONDS_PER_DAY,
                 "end_day": self.info.end / SECONDS_PER_DAY,
             },
-            "overlaps_train": bool(self.info.manifest.get("overlaps_train", False)),
+            # from the verified window and this job's training start, not the manifest's own flag
+            "overlaps_train": self.info.end > self.train_start,
+            "verified": verifiable(self.info.manifest),
         }
 
     def metrics(self) -> dict[str, float]:
@@ -178,6 +186,7 @@ class PretrainedIds:
             "id_embedding/snapshot_start_day": self.info.start / SECONDS_PER_DAY,
             "id_embedding/snapshot_end_day": self.info.end / SECONDS_PER_DAY,
             "id_embedding/snapshot_overlaps_train": float(self.describe()["overlaps_train"]),
+            "id_embedding/snapshot_verified": float(verifiable(self.info.manifest)),
         }
 
     def coverage(self, task: EvalTask) -> dict[str, float]:
@@ -211,7 +220,8 @@ def load_pretrained_ids(
         features: the towers' features (both ID features must be among them).
 
     Raises:
-        SnapshotSelectionError: from `select_snapshot` (none qualifies, or another data set).
+        SnapshotSelectionError: from `select_snapshot` (none qualifies, the newest is damaged or
+            does not match its manifest or this data's events, or another data set).
         ValueError: for a split without a global training window, or a missing ID feature.
     """
     if "train" not in split.windows:
@@ -225,11 +235,19 @@ def load_pretrained_ids(
                 f"model/id_embedding=pretrained: features.{SIDE_FEATURES[side]} lacks {feature!r}"
             )
     train_start = int(split.windows["train"][0])
-    info = select_snapshot(config.snapshot_dir, config.snapshot_policy, train_start, data.source)
+    info = select_snapshot(
+        config.snapshot_dir,
+        config.snapshot_policy,
+        train_start,
+        data.source,
+        # the snapshot's window is checked against this job's own events, not taken on trust
+        window_events=functools.partial(window_digest, data.engagements()),
+        skip_damaged=config.skip_damaged,
+    )
     snapshot = load_snapshot(info)
     sizes = {"user": data.users.n_rows, "pin": data.pins.n_rows}
     rows = {side: snapshot.rows(side, np.arange(n, dtype=np.int64)) for side, n in sizes.items()}
-    return PretrainedIds(info, snapshot, config.snapshot_policy, rows)
+    return PretrainedIds(info, snapshot, config.snapshot_policy, train_start, rows)
 
 
 @torch.no_grad()

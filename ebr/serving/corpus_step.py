@@ -9,6 +9,7 @@ window's start, so that tuning baselines choose over the same policy's corpus.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from ebr.data.schema import InteractionData, Split
 from ebr.serving.corpus import CorpusPolicy, ServingCorpus, corpus_serving_time
 from ebr.serving.signatures import feature_level, remap_split, with_signature_feature
+
+log = logging.getLogger("ebr.serving")
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,36 @@ def check_signature_feature(trained: Mapping[str, Any] | None, data: Interaction
             f" image_signature feature, this job's corpus gives it the {level} one; set"
             " corpus.remap_image_signature as in the training run"
         )
+
+
+def serving_warnings(corpus_size: int, k: int, n_interests: int, data_interests: int) -> dict[str, float]:
+    """Warnings, logged and as metrics (`warnings/<name>` = 1), for a serving request that the job
+    cannot honour as written; empty when there is none.
+
+    - `warnings/corpus_smaller_than_k`: the served corpus holds fewer pins than the largest K, so
+      every user gets fewer than K results and recall@K is bounded by the corpus, not the model.
+    - `warnings/n_interests_capped`: `serving.n_interests` asks for more interests than the data has,
+      so every user is served at most the data's interests.
+
+    Args:
+        corpus_size: pins in the served corpus.
+        k: the largest retrieval depth (`max(eval.ks)`).
+        n_interests: `serving.n_interests`.
+        data_interests: the data's interest vocabulary (0: the data has none).
+    """
+    found: dict[str, float] = {}
+    if corpus_size < k:
+        log.warning(
+            "the served corpus holds %d pins, fewer than the largest K=%d (eval.ks): recall@%d is bounded "
+            "by the corpus (corpus.* settings)",
+            corpus_size,
+            k,
+            k,
+        )
+        found["warnings/corpus_smaller_than_k"] = 1.0
+    if 0 < data_interests < n_interests:
+        log.warning(
+            "serving.n_interests=%d is capped to the data's %d interests", n_interests, data_interests
+        )
+        found["warnings/n_interests_capped"] = 1.0
+    return found

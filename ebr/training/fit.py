@@ -144,7 +144,9 @@ def fit_towers(
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     seconds = time.perf_counter() - started
     _save(data, towers, train, run, module, history)
-    examples = trainer.current_epoch * len(datamodule.train_dataloader().dataset) * train["batch_size"]
+    # the batches this process trained: a resumed run's earlier ones took no part of `seconds`
+    batches = trainer.current_epoch * len(datamodule.train_dataloader().dataset) - datamodule.resumed_batches
+    examples = batches * train["batch_size"]
     metrics = {
         "train/seconds": seconds,
         "train/examples": float(len(split.train)),

@@ -170,3 +170,32 @@ def test_hydra_config(tmp_path: Path) -> None:
     assert np.array_equal(
         np.sort(data.events["timestamp"].to_numpy()), np.sort(frame["timestamp"].to_numpy())
     )
+
+
+def test_exact_duplicate_rows_are_refused_dropped_or_kept(tmp_path: Path, caplog) -> None:
+    """Issue 32 case 5: a row logged twice counted its engagement twice, silently."""
+    frame = log_frame()
+    doubled = pd.concat([frame, frame.iloc[[1, 3]]], ignore_index=True)  # alice's two rows twice
+    path = tmp_path / "log.csv"
+    doubled.to_csv(path, index=False)
+    columns = {**COLUMNS, "event": "kind"}
+    with pytest.raises(DataValidationError, match=r"log\.csv: 2 exact duplicate event rows") as raised:
+        load_events_file(path, columns)
+    assert "data.duplicates=drop" in str(raised.value)
+    with caplog.at_level("WARNING", logger="ebr.data"):
+        dropped = load_events_file(path, columns, duplicates="drop")
+    assert "2 exact duplicate event rows (data.duplicates=drop)" in caplog.text
+    assert dropped.duplicate_rows == 2
+    assert mapped_rows(dropped) == mapped_rows(load_events_file(_written(frame, tmp_path), columns))
+    assert len(dropped.events) == len(frame)
+    kept = load_events_file(path, columns, duplicates="keep")
+    assert (len(kept.events), kept.duplicate_rows) == (len(doubled), 2)
+    assert load_events_file(_written(frame, tmp_path), columns).duplicate_rows == 0
+    with pytest.raises(ValueError, match=r"data\.duplicates='twice' is not one of"):
+        load_events_file(path, columns, duplicates="twice")
+
+
+def _written(frame: pd.DataFrame, tmp_path: Path) -> Path:
+    path = tmp_path / "single.csv"
+    frame.to_csv(path, index=False)
+    return path

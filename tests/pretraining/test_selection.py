@@ -83,10 +83,11 @@ def test_a_snapshot_of_another_data_set_is_refused_naming_both(tmp_path: Path) -
     assert select_snapshot(tmp_path, "latest_no_overlap", 20 * DAY, DATA).path.name == "snapshot-a"
 
 
-def test_temporary_and_incomplete_directories_are_never_selected(tmp_path: Path) -> None:
+def test_temporary_directories_are_never_selected_and_damaged_ones_only_when_skipped(tmp_path: Path) -> None:
     _snapshot(tmp_path, "snapshot-a", 2, 16)
     # a killed run's temporary directory, complete manifest and all, and a newer window
     _snapshot(tmp_path, ".tmp-snapshot-b-x1", 9, 29)
+    assert select_snapshot(tmp_path, "latest", 30 * DAY, DATA).path.name == "snapshot-a"
     # a snapshot-named directory whose manifest is cut short, one missing a file, one without manifest
     broken = _snapshot(tmp_path, "snapshot-c", 10, 28)
     (broken / "manifest.json").write_text('{"format": 1, "window": {"start": 0,')
@@ -94,7 +95,70 @@ def test_temporary_and_incomplete_directories_are_never_selected(tmp_path: Path)
     (missing / "tables.pt").unlink()
     (tmp_path / "snapshot-e").mkdir()
     assert [s.path.name for s in list_snapshots(tmp_path)] == ["snapshot-a"]
-    assert select_snapshot(tmp_path, "latest", 30 * DAY, DATA).path.name == "snapshot-a"
+    # their names say no window: any may be the newest, so none is passed over in silence
+    with pytest.raises(SnapshotSelectionError, match="cannot be used"):
+        select_snapshot(tmp_path, "latest", 30 * DAY, DATA)
+    assert select_snapshot(tmp_path, "latest", 30 * DAY, DATA, skip_damaged=True).path.name == "snapshot-a"
+
+
+def _named(root: Path, start_day: float, end_day: float) -> Path:
+    """A snapshot under the name save_snapshot gives it (the window in seconds)."""
+    start, end = int(start_day * DAY), int(end_day * DAY)
+    return _snapshot(root, f"snapshot-{start:011d}-{end:011d}", start_day, end_day)
+
+
+DAMAGES = ["deleted", "cut", "not_json", "keys_missing", "bad_window", "file_missing"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_newest_snapshot_stops_the_selection_naming_it(tmp_path: Path, damage: str, caplog) -> None:
+    """Issue 32 case 3: days 2-16 were silently selected instead of the damaged 9-23."""
+    _named(tmp_path, 2, 16)
+    newest = _named(tmp_path, 9, 23)
+    manifest = newest / "manifest.json"
+    if damage == "deleted":
+        manifest.unlink()
+    elif damage == "cut":
+        manifest.write_text(manifest.read_text()[:40])
+    elif damage == "not_json":
+        manifest.write_bytes(b"\x00\x01garbage")
+    elif damage == "keys_missing":
+        manifest.write_text(json.dumps({"format": 1}))
+    elif damage == "bad_window":
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "window": {"start": "x"}}))
+    else:
+        (newest / "ids.pt").unlink()
+    with pytest.raises(SnapshotSelectionError) as raised:
+        select_snapshot(tmp_path, "latest_no_overlap", 30 * DAY, DATA)
+    assert str(newest) in str(raised.value)
+    assert "skip_damaged" in str(raised.value)
+    # opted in: the older one, with a warning naming the skipped one
+    with caplog.at_level("WARNING", logger="ebr.pretraining"):
+        chosen = select_snapshot(tmp_path, "latest_no_overlap", 30 * DAY, DATA, skip_damaged=True)
+    assert (chosen.start, chosen.end) == (2 * DAY, 16 * DAY)
+    assert newest.name in caplog.text
+
+
+def test_a_damaged_snapshot_older_than_the_chosen_one_does_not_matter(tmp_path: Path) -> None:
+    (_named(tmp_path, 2, 16) / "manifest.json").unlink()
+    _named(tmp_path, 9, 23)
+    assert select_snapshot(tmp_path, "latest_no_overlap", 30 * DAY, DATA).end == 23 * DAY
+    # a damaged one newer than the training start is no candidate under latest_no_overlap
+    (_named(tmp_path, 23, 37) / "manifest.json").unlink()
+    assert select_snapshot(tmp_path, "latest_no_overlap", 30 * DAY, DATA).end == 23 * DAY
+    with pytest.raises(SnapshotSelectionError, match="cannot be used"):
+        select_snapshot(tmp_path, "latest", 30 * DAY, DATA)
+
+
+def test_a_manifest_whose_window_was_edited_is_refused(tmp_path: Path) -> None:
+    """Issue 32 case 4: an overlapping snapshot's window edited to end before training starts."""
+    _named(tmp_path, 9, 23)
+    overlapping = _named(tmp_path, 23, 37)
+    manifest = json.loads((overlapping / "manifest.json").read_text())
+    manifest["window"] = {"start": 16 * DAY, "end": 30 * DAY}
+    (overlapping / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SnapshotSelectionError, match="directory was written for"):
+        select_snapshot(tmp_path, "latest_no_overlap", 30 * DAY, DATA)
 
 
 def test_unknown_policy_is_refused(snapshot_set: Path) -> None:

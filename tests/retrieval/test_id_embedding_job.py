@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from ebr.pretraining.selection import SnapshotSelectionError, list_snapshots
+from ebr.pretraining.snapshots import snapshot_name
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD = [
@@ -191,3 +192,49 @@ def test_two_ranks_train_around_a_replicated_frozen_table(snapshots, tmp_path):
     state = torch.load(run_dir / "model.pt", weights_only=False)["state_dict"]
     assert torch.equal(state["user_tower.id_ebc.embedding_bags.user__user_id.weight"], tables["user"])
     assert torch.equal(state["pin_tower.id_ebc.embedding_bags.pin__pin_id.weight"], tables["pin"])
+
+
+def test_a_damaged_newest_snapshot_fails_the_job_naming_it(snapshots, tmp_path):
+    """Issue 32 case 3: the newest qualifying snapshot's manifest deleted: an older one was chosen, exit 0."""
+    copy = tmp_path / "set"
+    shutil.copytree(snapshots, copy)
+    clean = sorted((s for s in list_snapshots(copy) if not s.manifest["overlaps_train"]), key=lambda s: s.end)
+    newest, older = clean[-1], clean[-2]
+    (newest.path / "manifest.json").unlink()
+    run_dir, result = _train(tmp_path, "damaged", _pretrained(copy, "latest_no_overlap"))
+    assert result.returncode != 0
+    error = (run_dir / "error.txt").read_text()
+    assert SnapshotSelectionError.__name__ in error
+    assert str(newest.path) in error
+    assert "no readable manifest.json" in error
+    assert "model.id_embedding.skip_damaged=true" in error
+    assert not (run_dir / "metrics.json").exists()
+    # opted in: the next older snapshot, with the skip logged
+    args = [*_pretrained(copy, "latest_no_overlap"), "model.id_embedding.skip_damaged=true"]
+    run_dir, result = _train(tmp_path, "skipped", args)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"skipping snapshot {newest.path}" in result.stdout + result.stderr
+    info = json.loads((run_dir / "run.json").read_text())["info"]["id_embedding"]["snapshot"]
+    assert info["path"] == str(older.path)
+    assert info["verified"] is True
+
+
+def test_an_overlapping_snapshot_whose_window_was_edited_is_refused(snapshots, tmp_path):
+    """Issue 32 case 4: an overlapping snapshot's manifest (and name) edited to end where training starts
+    passed `latest_no_overlap` and was reported as not overlapping; its events now say otherwise."""
+    (overlapping,) = [s for s in list_snapshots(snapshots) if s.manifest["overlaps_train"]]
+    train_start = int(overlapping.manifest["train_window"]["start"])
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    start = train_start - (overlapping.end - overlapping.start)
+    target = edited / snapshot_name(start, train_start)
+    shutil.copytree(overlapping.path, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["window"] = {**manifest["window"], "start": start, "end": train_start}
+    manifest["overlaps_train"] = False
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    run_dir, result = _train(tmp_path, "edited", _pretrained(edited, "latest_no_overlap"))
+    assert result.returncode != 0
+    error = (run_dir / "error.txt").read_text()
+    assert str(target) in error
+    assert "it was trained on (the window was edited, or the data changed)" in error

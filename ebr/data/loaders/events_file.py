@@ -33,6 +33,7 @@ from ebr.data.schema import (
     DataValidationError,
     FeatureTable,
     InteractionData,
+    apply_duplicate_policy,
     validate_events,
 )
 
@@ -49,6 +50,7 @@ def load_events_file(
     user_features: str | Path | Mapping[str, Any] | None = None,
     item_features: str | Path | Mapping[str, Any] | None = None,
     name: str | None = None,
+    duplicates: str = "error",
 ) -> InteractionData:
     """Load an event log into the canonical schema.
 
@@ -66,6 +68,8 @@ def load_events_file(
         item_features: the same for items; its `interest` entry names a multi-valued column that
             becomes the pins' `interest` feature.
         name: data set name (default `events:<file stem>`).
+        duplicates: `data.duplicates`: exact duplicate event rows are an `error` (the default: a
+            log written twice would count its events twice), dropped (`drop`) or kept (`keep`).
 
     Returns:
         InteractionData with every user and item of the log; events sorted by (timestamp, user, pin).
@@ -106,7 +110,7 @@ def load_events_file(
     pin_table, n_interests = _feature_table(
         pin_keys, "pin_id", item_features, mapping["item"], interest_allowed=True
     )
-    return InteractionData(
+    data = InteractionData(
         name=name or f"events:{path.name.split('.')[0]}",
         events=table,
         users=user_table,
@@ -114,6 +118,7 @@ def load_events_file(
         n_interests=n_interests,
         source=source,
     )
+    return apply_duplicate_policy(data, duplicates)
 
 
 def _check_columns(columns: Mapping[str, str], min_rating: float | None) -> None:

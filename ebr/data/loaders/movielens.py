@@ -41,6 +41,7 @@ from ebr.data.schema import (
     DataValidationError,
     FeatureTable,
     InteractionData,
+    apply_duplicate_policy,
     validate_events,
 )
 
@@ -97,6 +98,7 @@ def load_movielens(
     min_rating: float = 4.0,
     keep_impressions: bool = True,
     year_edges: tuple[int, ...] = YEAR_EDGES,
+    duplicates: str = "error",
 ) -> InteractionData:
     """Load a MovieLens release into the canonical schema.
 
@@ -105,6 +107,7 @@ def load_movielens(
         min_rating: ratings at or above this are engagements (CLICK).
         keep_impressions: keep lower ratings as IMPRESSION rows (False drops them).
         year_edges: increasing year boundaries of `year_bucket` (0 = unknown, 1 = before the first).
+        duplicates: `data.duplicates`: `error` (default), `drop` or `keep` (`apply_duplicate_policy`).
 
     Returns:
         InteractionData with events sorted by (timestamp, user, pin), interest NO_INTEREST.
@@ -156,7 +159,7 @@ def load_movielens(
         )
     else:
         user_table = _user_table(users, user_keys, str(folder / users_file), kind)
-    return InteractionData(
+    data = InteractionData(
         name=f"movielens-{kind if kind != 'csv' else folder.name}",
         events=events,
         users=user_table,
@@ -164,6 +167,7 @@ def load_movielens(
         n_interests=n_interests,
         source=str(folder),
     )
+    return apply_duplicate_policy(data, duplicates)
 
 
 class _Release(NamedTuple):

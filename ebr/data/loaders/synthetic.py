@@ -24,7 +24,15 @@ import pyarrow.parquet as pq
 
 import ebr
 from ebr.data.csr import offsets_from_lengths
-from ebr.data.schema import CLICK, IMPRESSION, REPIN, CategoricalFeature, FeatureTable, InteractionData
+from ebr.data.schema import (
+    CLICK,
+    IMPRESSION,
+    REPIN,
+    CategoricalFeature,
+    FeatureTable,
+    InteractionData,
+    apply_duplicate_policy,
+)
 from ebr.data.world.config import GENERATOR_VERSION, WorldConfig
 from ebr.data.world.generate import WORLD_NAME, generate_world
 from ebr.data.world.truth import SyntheticTruth
@@ -38,7 +46,9 @@ _SCHEMA_KEY = b"ebr.feature_table"
 
 
 def load_world(
-    config: WorldConfig | Mapping[str, Any], cache_dir: str | os.PathLike[str] | None = None
+    config: WorldConfig | Mapping[str, Any],
+    cache_dir: str | os.PathLike[str] | None = None,
+    duplicates: str = "keep",
 ) -> InteractionData:
     """The world of `config`, read from the cache when a valid copy exists, else generated (and cached).
 
@@ -47,10 +57,19 @@ def load_world(
     Args:
         config: the world config (a mapping of its fields is accepted too, e.g. from Hydra).
         cache_dir: root of the cache; None disables caching.
+        duplicates: `data.duplicates`, what to do with exact duplicate event rows
+            (`apply_duplicate_policy`); `keep`: the simulator now and then logs a pin shown twice in
+            one second, and the worlds' results were measured with those rows.
 
     Returns:
-        Data equal to `generate_world(config)`.
+        Data equal to `generate_world(config)` (less its duplicates under `drop`).
     """
+    return apply_duplicate_policy(_world(config, cache_dir), duplicates)
+
+
+def _world(
+    config: WorldConfig | Mapping[str, Any], cache_dir: str | os.PathLike[str] | None
+) -> InteractionData:
     config = config if isinstance(config, WorldConfig) else WorldConfig.from_dict(dict(config.items()))
     if cache_dir is None:
         return generate_world(config)
