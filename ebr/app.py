@@ -126,6 +126,10 @@ def identity_config(cfg: DictConfig) -> dict[str, Any]:
         for key, written in raw.items():
             if _is_key_reference(written):
                 continue
+            if OmegaConf.is_missing(node, key):
+                # a mandatory value left unset: the checks before work name it, inside the wrapper
+                out[key] = written
+                continue
             value = node[key]
             if isinstance(value, DictConfig) and isinstance(written, dict):
                 out[key] = walk(value, written)

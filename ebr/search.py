@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,6 +40,44 @@ WINDOW_KEY = "eval.window"
 
 class SearchConfigError(ValueError):
     """A search config that would tune on the test window (the message names `eval.window`)."""
+
+
+class SearchStorageError(CompactHydraException):
+    """The study's storage (`hydra.sweeper.storage`, the sweep's optuna.db) cannot be read; Hydra
+    prints the message alone, which names the file and what to do."""
+
+
+def open_study(storage: str, study_name: str, directions: list[Any]) -> tuple[Any, int, list[dict[str, Any]]]:
+    """The search's study in `storage`, created or loaded, with `finished_trial_count`'s figures.
+
+    Args:
+        storage: `hydra.sweeper.storage` (e.g. sqlite:///<sweep dir>/optuna.db).
+        study_name: `hydra.sweeper.study_name`.
+        directions: the study's optimization directions.
+
+    Returns:
+        (the `optuna.Study`, trials done, the stale trials' parameters to run again).
+
+    Raises:
+        SearchStorageError: naming the file, when the storage holds no readable study (a damaged
+            database, a file that is not one, a schema of another optuna version).
+    """
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, directions=directions, load_if_exists=True
+        )
+        return study, *finished_trial_count(study)
+    except (SQLAlchemyError, RuntimeError) as error:  # optuna's schema-version refusal is a RuntimeError
+        where = storage.removeprefix("sqlite:///") if storage.startswith("sqlite:///") else storage
+        reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+        raise SearchStorageError(
+            f"the search's study storage {where} cannot be read ({type(error).__name__}: {reason}): "
+            "restore it from a backup to resume the search, or start afresh: remove it together with "
+            "the sweep's job folders (their numbers would be reused), or choose another hydra.sweep.dir"
+        ) from error
 
 
 def check_search_window(window: object, search_keys: Sequence[str] = ()) -> None:
@@ -111,8 +150,6 @@ class OptunaSearchSweeper(OptunaSweeper):
     def sweep(self, arguments: list[str]) -> None:
         # optuna's SQLite storage runs alembic, whose plugin set-up logs a line per plugin at INFO
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        import optuna
-
         impl = self.sweeper
         config: DictConfig = impl.config
         window = OmegaConf.select(config, WINDOW_KEY, default=None)
@@ -122,13 +159,7 @@ class OptunaSearchSweeper(OptunaSweeper):
             raise SearchConfigError("a hyperparameter search needs optimized_metric (e.g. recall@50)")
         # SQLite creates the database file but not its folder; Hydra makes the sweep dir only later
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(
-            study_name=impl.study_name,
-            storage=impl.storage,
-            directions=impl._get_directions(),
-            load_if_exists=True,
-        )
-        done, rerun = finished_trial_count(study)
+        study, done, rerun = open_study(impl.storage, impl.study_name, impl._get_directions())
         for params in rerun:
             study.enqueue_trial(params)
         budget = int(impl.n_trials)

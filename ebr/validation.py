@@ -19,7 +19,10 @@ What this module adds are the rules that span several keys or the machine:
 - a GPU trainer needs CUDA; a multi-rank job's batch sizes split into equal per-rank shares;
 - `serving.interest_filter=union` serves unconditioned models only;
 - every `_target_` (an unknown crossing module, a misspelt class) can be imported;
-- a data file or folder the data group names (`data.path`) exists.
+- every mandatory value (`???`: `data.path` of `data=events_file`, `model.id_embedding.snapshot_dir`)
+  is set;
+- a data file or folder the data group names (`data.path`) exists, and so does the snapshot
+  directory pre-trained ID tables read (with at least one snapshot in it).
 
 The checks read the config only; the data is checked by its loader (ebr.data.loaders).
 """
@@ -35,6 +38,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ebr.config import EbrPretrainSchema, EbrSchema, EvalSchema
 from ebr.models.conditioning import ConditioningConfig
+from ebr.pretraining.selection import snapshot_dir_problem
 from ebr.runs.checks import Check, Integer, IntegerList, declared_checks, problems
 from ebr.runs.ranks import world_size
 from ebr.runs.wrapper import unwrapped
@@ -76,7 +80,7 @@ def validate_config(cfg: DictConfig) -> None:
     Raises:
         ConfigValidationError: listing every invalid key with its value and what is allowed.
     """
-    problems: list[str] = []
+    problems: list[str] = _missing_values(cfg)
     check = _Checker(cfg, problems)
     top = EbrPretrainSchema if OmegaConf.select(cfg, "pretrain", default=None) is not None else EbrSchema
     check.declared(top)
@@ -95,6 +99,7 @@ def validate_config(cfg: DictConfig) -> None:
     check.built("model.negatives", _instantiate)
     check.built("eval.simulation", _instantiate)
     check.data_path()
+    check.snapshot_dir()
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         shown = "\n  ".join(problems)
@@ -232,13 +237,52 @@ class _Checker:
         # `"path" in data` is False for a missing (???) value: look at the keys
         keys = list(data.keys()) if isinstance(data, DictConfig) else []
         if "path" in keys and OmegaConf.is_missing(data, "path"):
-            self.problems.append("data.path is required: the file or folder to read (data.path=...)")
-            return
+            return  # named by `_missing_values`
         present, path = self._get("data.path")
         if not present or path is None or not isinstance(path, str):
             return
         if not Path(path).exists():
             self.problems.append(f"data.path={path!r}: no such file or folder")
+
+    def snapshot_dir(self) -> None:
+        """Pre-trained ID tables' snapshot directory exists and holds snapshots (which one
+        qualifies needs the training window: chosen after the data load, ebr.retrieval.id_embedding)."""
+        if OmegaConf.select(self.cfg, "model.id_embedding.mode", default=None) != "pretrained":
+            return
+        present, directory = self._get("model.id_embedding.snapshot_dir")
+        if not present or not isinstance(directory, str) or directory == "???":
+            return  # unset: named by `_missing_values`, or by the part's own check
+        problem = snapshot_dir_problem(directory)
+        if problem is not None:
+            self.problems.append(f"model.id_embedding.snapshot_dir={directory!r}: {problem}")
+
+
+# what a mandatory value (`???` in its group's file) is, for the message that asks for it
+MANDATORY_VALUES = {
+    "data.path": "the file or folder to read",
+    "model.id_embedding.snapshot_dir": "the snapshot directory an ebr-pretrain run wrote (its snapshots/)",
+}
+
+
+def _missing_values(cfg: DictConfig) -> list[str]:
+    """A line per mandatory value (`???`) the composed config leaves unset: the key, how to set it."""
+    lines = []
+    for key in _missing_keys(OmegaConf.to_container(cfg, resolve=False)):
+        what = MANDATORY_VALUES.get(key, "a value its config group leaves to the user")
+        lines.append(f"{key} is required: {what} (add {key}=... to the command line)")
+    return lines
+
+
+def _missing_keys(node: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose value is Hydra's mandatory marker `???` (OmegaConf.missing_keys fails
+    on a value interpolating one)."""
+    if isinstance(node, dict):
+        items = [(f"{prefix}.{key}" if prefix else str(key), value) for key, value in node.items()]
+    elif isinstance(node, list):
+        items = [(f"{prefix}[{i}]", value) for i, value in enumerate(node)]
+    else:
+        return [prefix] if node == "???" else []
+    return [key for path, value in items for key in _missing_keys(value, path)]
 
 
 def _targets(node: Any, prefix: str = "") -> list[tuple[str, Any]]:

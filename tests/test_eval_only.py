@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -84,6 +85,16 @@ def test_evaluation_only_reproduces_the_run_with_the_same_corpus(trained, tmp_pa
     # ... on the same labels: who is evaluated does not depend on the corpus policy
     for key in ("eval/users", "eval/cold_items", "eval/repeat_items"):
         assert _metrics(other)[key] == again[key], key
+
+
+def test_a_renamed_copy_of_the_model_serves_like_its_model_pt(trained, tmp_path) -> None:
+    copy = tmp_path / "kept" / "best.pt"  # a copy kept apart from its run: no run.json beside it
+    copy.parent.mkdir()
+    shutil.copyfile(trained / "model.pt", copy)
+    run_dir = tmp_path / "run"
+    result = _run([*QUICK, *CORPUS, "eval_only=true", f"ckpt_path={copy}", f"hydra.run.dir={run_dir}"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert _stable(_metrics(run_dir)) == _stable(_metrics(trained))
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,9 @@ ALLOWED: dict[str, set[str]] = {
     # the checks before work read the config only (the index and other targets through Hydra); each
     # value's rule is its owner's: the schemas' declarations (config), and the objects that check
     # themselves when built (conditioning, interest serving) or define the options (sharding plans);
-    # the job's process count comes from the one reader of the launcher's environment (ebr.runs.ranks)
-    "validation": {"config", "models", "serving", "training", "runs"},
+    # the job's process count comes from the one reader of the launcher's environment (ebr.runs.ranks);
+    # the snapshot directory pre-trained ID tables read is checked by the snapshots' owner (pretraining)
+    "validation": {"config", "models", "serving", "training", "runs", "pretraining"},
     "app": {"config", "override_check", "runs", "search", "validation"},
     "train": {"app", "runs", "pipeline"},
     "pretraining": {"data", "models", "training", "runs"},

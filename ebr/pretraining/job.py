@@ -30,7 +30,7 @@ from ebr.models.frequency import frequency_estimator
 from ebr.models.loss import SampledSoftmaxLoss
 from ebr.pretraining.integrity import window_digest
 from ebr.pretraining.model import IdTables, PairBatches, PretrainModule, process_rank_and_size
-from ebr.pretraining.selection import snapshot_windows
+from ebr.pretraining.selection import NoSnapshotWindowError, snapshot_windows
 from ebr.pretraining.snapshots import discard_snapshots, save_snapshot
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
 from ebr.training.distributed import FusedTableOptimizer, ensure_process_group
@@ -140,6 +140,29 @@ def train_window(split: Split) -> tuple[int, int]:
     return split.windows["train"]
 
 
+def window_advice(cfg: DictConfig, error: NoSnapshotWindowError) -> str:
+    """The no-window error with overrides of this job's own data and split configs that each make a
+    window fit (the split lays its windows back from the last event, so a longer world or a shorter
+    training window leaves more days before training).
+
+    Args:
+        cfg: the pre-training job's config.
+        error: what `snapshot_windows` raised.
+    """
+    short = error.short_days
+    fixes = []
+    n_days = OmegaConf.select(cfg, "data.config.n_days", default=None)
+    if isinstance(n_days, int):
+        fixes.append(f"data.config.n_days={n_days + short}")
+    train_days = OmegaConf.select(cfg, "split.train_days", default=None)
+    if isinstance(train_days, int | float) and train_days - short >= 1:
+        fixes.append(f"split.train_days={train_days - short:g}")
+    pretrain_days = OmegaConf.select(cfg, "split.pretrain_days", default=None)
+    if isinstance(pretrain_days, int | float):
+        fixes.append(f"split.pretrain_days={pretrain_days + short:g} (when the data holds those days)")
+    return f"{error.facts}; {error.advice(fixes)}"
+
+
 def run_pretrain(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     """Run one configured pre-training job: write its snapshot set and return its figures.
 
@@ -151,15 +174,18 @@ def run_pretrain(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResu
     data, split = seeded_data_and_split(cfg)
     train_start, train_end = train_window(split)
     schedule = cfg.pretrain.snapshot
-    windows = snapshot_windows(
-        split.windows["pretrain"][0],
-        train_start,
-        train_end,
-        float(schedule.every_days),
-        float(schedule.window_days),
-        str(schedule.end),
-        schedule.max_snapshots,
-    )
+    try:
+        windows = snapshot_windows(
+            split.windows["pretrain"][0],
+            train_start,
+            train_end,
+            float(schedule.every_days),
+            float(schedule.window_days),
+            str(schedule.end),
+            schedule.max_snapshots,
+        )
+    except NoSnapshotWindowError as error:
+        raise ValueError(window_advice(cfg, error)) from None
     snapshot_dir = Path(schedule.dir) if schedule.dir else Path(run_dir) / SNAPSHOT_DIR
     settings: dict[str, Any] = OmegaConf.to_container(cfg.pretrain, resolve=True)  # type: ignore[assignment]
     events = data.engagements()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,43 @@ class SnapshotInfo:
         )
 
 
+class NoSnapshotWindowError(ValueError):
+    """Not one snapshot window fits before the training window; `short_days` says by how much.
+
+    Args:
+        pretrain_start: the earliest second a window may cover.
+        train_start: the retrieval training window's start.
+        window_days: each window's length.
+    """
+
+    def __init__(self, pretrain_start: int, train_start: int, window_days: float) -> None:
+        available = (train_start - pretrain_start) / SECONDS_PER_DAY
+        # the longest window that fits now (whole days), and the whole days the span before
+        # training lacks for this one (a window must start at or after pretrain_start)
+        self.longest_days = max(math.floor(available), 0)
+        self.short_days = max(math.ceil(window_days - available), 1)
+        self.facts = (
+            f"no {window_days:g}-day snapshot window fits between the pretraining window's start "
+            f"(day {pretrain_start / SECONDS_PER_DAY:g}) and the training window's start (day "
+            f"{train_start / SECONDS_PER_DAY:g}): {self.short_days} day(s) too few before training"
+        )
+        super().__init__(f"{self.facts}; {self.advice()}")
+
+    def advice(self, more_days: Sequence[str] = ()) -> str:
+        """What to change: a shorter window when one would fit, else more days before training.
+
+        Args:
+            more_days: overrides that each give the data the `short_days` it lacks (the caller
+                knows the data and split configs); empty: said in words.
+        """
+        shorter = f"pretrain.snapshot.window_days={self.longest_days}, or " if self.longest_days >= 1 else ""
+        longer = " or ".join(more_days) or (
+            f"{self.short_days} more day(s) of data before the training window (a longer data span, "
+            "a shorter split.train_days, or a longer split.pretrain_days when it is set)"
+        )
+        return f"use {shorter}{longer}"
+
+
 def snapshot_windows(
     pretrain_start: int,
     train_start: int,
@@ -95,7 +133,7 @@ def snapshot_windows(
         max_snapshots: at most this many windows (None: all that fit).
 
     Raises:
-        ValueError: for bad parameters, or when not one window fits in the data.
+        ValueError: for bad parameters; `NoSnapshotWindowError` when not one window fits in the data.
     """
     if every_days <= 0 or window_days <= 0:
         raise ValueError(
@@ -114,12 +152,7 @@ def snapshot_windows(
         windows.append((stop - length, stop))
         stop -= step
     if not windows:
-        raise ValueError(
-            f"no {window_days:g}-day snapshot window fits between the pretraining window's start "
-            f"(day {pretrain_start / SECONDS_PER_DAY:g}) and the training window's start (day "
-            f"{train_start / SECONDS_PER_DAY:g}): shorten pretrain.snapshot.window_days, or lengthen "
-            "the data / split.pretrain_days"
-        )
+        raise NoSnapshotWindowError(pretrain_start, train_start, window_days)
     return windows[:max_snapshots] if max_snapshots is not None else windows
 
 
@@ -292,3 +325,28 @@ def _same_data(chosen: SnapshotInfo, data_hash: str) -> SnapshotInfo:
             chosen.path,
         )
     return chosen
+
+
+def snapshot_dir_problem(snapshot_dir: str | Path) -> str | None:
+    """Why `snapshot_dir` cannot be a snapshot set, or None; read before any data work.
+
+    Only the directory and its snapshot folders' names are looked at: which snapshot qualifies,
+    and whether its files are whole, is `select_snapshot`'s to say once the training window is known.
+
+    Args:
+        snapshot_dir: the `model.id_embedding.snapshot_dir` a retrieval job names.
+    """
+    root = Path(snapshot_dir).expanduser()
+    if not root.exists():
+        return "no such directory"
+    if not root.is_dir():
+        return "a file, not a directory"
+    if any(entry.name.startswith(SNAPSHOT_PREFIX) and entry.is_dir() for entry in root.iterdir()):
+        return None
+    inner = root / "snapshots"  # an ebr-pretrain run directory holds its set there by default
+    if inner.is_dir() and snapshot_dir_problem(inner) is None:
+        return f"holds no {SNAPSHOT_PREFIX}* folder; its snapshots/ does: use {inner}"
+    return (
+        f"holds no {SNAPSHOT_PREFIX}* folder (run ebr-pretrain first; its snapshots are in "
+        "<run dir>/snapshots)"
+    )

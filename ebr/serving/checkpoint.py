@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ebr.models.artifact import artifact_info
+from ebr.models.artifact import ArtifactError, artifact_info
 
 # RECORD_FILE (run.json) is written beside model.pt by ebr-train; its info.data_source is the
 # fallback of artifacts saved before they recorded the data
@@ -15,13 +15,18 @@ from ebr.runs.files import MODEL_FILE, RECORD_FILE
 
 
 def resolve_checkpoint(ckpt_path: str | None) -> Path:
-    """The model file `ckpt_path` names: the file itself, or `model.pt` inside a run directory.
+    """The model file `ckpt_path` names: a model artifact under any file name, or `model.pt` inside a
+    run directory; checked before any data work.
+
+    A copy renamed `best.pt` serves like the `model.pt` it came from: what decides is the content
+    (an ebr model artifact), read here so that a wrong file fails before the data load.
 
     Args:
         ckpt_path: the `ckpt_path` key.
 
     Raises:
-        ValueError: naming `ckpt_path`, when it is unset, does not exist or holds no model.pt.
+        ValueError: naming `ckpt_path`, when it is unset, does not exist, or is not an ebr model
+            artifact (the message says which file ebr-train writes).
     """
     if not ckpt_path:
         raise ValueError("eval_only=true needs ckpt_path=<run dir>/model.pt (the saved model to evaluate)")
@@ -30,10 +35,16 @@ def resolve_checkpoint(ckpt_path: str | None) -> Path:
         path = path / MODEL_FILE
     if not path.exists():
         raise ValueError(f"ckpt_path={ckpt_path}: {path} does not exist")
-    if path.name != MODEL_FILE or not path.is_file():
-        raise ValueError(
-            f"ckpt_path={ckpt_path}: expected a {MODEL_FILE} file written by ebr-train, got {path}"
+    try:
+        artifact_info(path)
+    except (ArtifactError, FileNotFoundError) as error:
+        # a file of another name is most likely another file of the run (run.json, a Lightning .ckpt)
+        named = (
+            ""
+            if path.name == MODEL_FILE
+            else f"expected a {MODEL_FILE} file written by ebr-train (or a copy of one under another name): "
         )
+        raise ValueError(f"ckpt_path={ckpt_path}: {named}{error}") from error
     return path
 
 
