@@ -56,9 +56,7 @@ def test_a_part_checks_its_own_settings_before_work(tmp_path):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
         bad = compose("train", overrides=["model/negatives=uniform", "model.negatives.num_negatives=-3"])
         good = compose("train", overrides=["model/negatives=uniform", "model.negatives.num_negatives=3"])
-    with pytest.raises(
-        ConfigValidationError, match=r"model\.negatives\.num_negatives must be >= 0"
-    ):
+    with pytest.raises(ConfigValidationError, match=r"model\.negatives\.num_negatives must be >= 0"):
         validate_config(bad)
     validate_config(good)
 
