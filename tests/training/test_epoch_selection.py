@@ -6,8 +6,11 @@ writes what it wrote before."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +19,7 @@ import pytest
 import torch
 
 from ebr.models.artifact import load_weights
+from ebr.training.checkpoint import checkpoint_path
 from ebr.training.selection import BestEpoch, EpochSelection
 from tests.test_end_to_end import REPO
 from tests.test_resume import _env
@@ -110,3 +114,29 @@ def test_selection_settings() -> None:
     assert isinstance(best, BestEpoch)
     with pytest.raises(ValueError, match="select_epoch"):
         EpochSelection("best", True)
+
+
+def test_a_resumed_run_keeps_the_best_epoch_it_saw_before_the_kill(best_run, tmp_path) -> None:
+    # step 25 is the third epoch's third batch (11 batches an epoch): the checkpoint holds the best
+    # epoch so far (2, the tiny world's best), which the resumed run alone never sees
+    run_dir = tmp_path / "killed"
+    extra = ["trainer.max_epochs=3", "train.select_epoch=best_val_loss", "train.checkpoint_every_n_steps=25"]
+    command = [sys.executable, "-m", "ebr.train", *QUICK, *extra, f"hydra.run.dir={run_dir}"]
+    with (tmp_path / "killed.log").open("w") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=log, stderr=log)
+        deadline = time.monotonic() + 900
+        while (
+            not checkpoint_path(run_dir).exists() and process.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.005)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+    metrics = _train(run_dir, extra)
+    assert (
+        metrics["train/chosen_epoch"]
+        == json.loads((best_run / "metrics.json").read_text())["train/chosen_epoch"]
+    )
+    chosen, reference = _weights(run_dir), _weights(best_run)
+    for key, value in reference.items():
+        assert torch.equal(chosen[key], value), key
