@@ -140,3 +140,25 @@ def test_a_resumed_run_keeps_the_best_epoch_it_saw_before_the_kill(best_run, tmp
     chosen, reference = _weights(run_dir), _weights(best_run)
     for key, value in reference.items():
         assert torch.equal(chosen[key], value), key
+
+
+def test_two_ranks_agree_on_the_best_epoch_and_export_its_sharded_tables(tmp_path) -> None:
+    # the validation loss is averaged over the ranks before the choice, and the tables, sharded
+    # over both ranks, are assembled on rank 0 for the export and copied back into every rank
+    from torch.distributed.launcher.api import elastic_launch
+    from two_ranks import two_local_ranks
+
+    def on_two_ranks(run_dir: Path, *extra: str) -> dict[str, float]:
+        args = ["-m", "ebr.train", *QUICK, "trainer=torchrun", *extra, f"hydra.run.dir={run_dir}"]
+        elastic_launch(two_local_ranks(), entrypoint=sys.executable)(*args)
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    metrics = on_two_ranks(tmp_path / "best", "trainer.max_epochs=3", "train.select_epoch=best_val_loss")
+    history = json.loads((tmp_path / "best" / "history.json").read_text())
+    best = int(np.argmin(history["val/loss"])) + 1
+    assert metrics["train/chosen_epoch"] == best
+    assert best < 3, "the tiny world's validation loss rises in epoch 3: the state is copied back"
+    on_two_ranks(tmp_path / "short", f"trainer.max_epochs={best}")
+    chosen, reference = _weights(tmp_path / "best"), _weights(tmp_path / "short")
+    for key, value in reference.items():
+        assert torch.equal(chosen[key], value), key
