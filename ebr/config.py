@@ -158,10 +158,10 @@ class SparseOptimizerSchema:
 class TrainSchema:
     """Optimisation of the two-tower model.
 
-    `logq` is `sketch` (a streaming count-min sketch), `exact` (training-window counts) or
-    `none`; `sharding` the torchrec plan of every table (`table_wise`, `column_wise`,
-    `data_parallel` on CPU; row-wise plans need GPUs). Random negatives are the `model/negatives`
-    part (ebr.training.negatives).
+    `logq` is `sketch` (a streaming count-min sketch), `exact` (training-window counts) or `none`;
+    `sharding` the torchrec plan of every table (`table_wise`, `column_wise`, `data_parallel` on CPU;
+    row-wise plans need GPUs). Random negatives are the `model/negatives` part (ebr.training.negatives).
+    `select_epoch`: the epoch model.pt holds, `last` or `best_val_loss` (docs/training_health.md).
     """
 
     batch_size: int = field(default=1024, metadata=checked(Integer(1)))
@@ -181,6 +181,7 @@ class TrainSchema:
     # the batches are the same either way. 0 (the default) builds each on demand: the thread needs a
     # core the step does not use, which a 2-core machine running parallel sweep jobs does not have
     prefetch_batches: int = field(default=0, metadata=checked(Integer(0)))
+    select_epoch: str = field(default="last", metadata=checked(OneOf("ebr.training.selection.SELECTIONS")))
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)

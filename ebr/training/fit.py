@@ -33,6 +33,7 @@ from ebr.training.distributed import gathered_shard_layouts
 from ebr.training.history import EpochHistory
 from ebr.training.module import TwoTowerModule
 from ebr.training.negatives import UniformDraws
+from ebr.training.selection import EpochSelection
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,15 @@ def fit_towers(
     Returns:
         `train/seconds`, `train/examples`, `train/examples_per_second`, `train/epochs`,
         `train/world_size`, `final_train_loss` / `final_val_loss` where computed, and the
-        `id_ablation/*` losses when `train.id_ablated_loss` is set.
+        `id_ablation/*` losses when `train.id_ablated_loss` is set, `train/chosen_epoch` (and
+        `train/chosen_val_loss`, `train/select_epoch_fallback`) when `train.select_epoch` is not
+        `last` (ebr.training.selection).
     """
     datamodule = build_datamodule(data, split, towers, train, run)
     module = build_module(data, split, towers, train, run)
     history = EpochHistory()
-    trainer, resume = _trainer(trainer_config, train, run, history)
+    selection = EpochSelection.of(train, has_val=not split.val.empty)
+    trainer, resume = _trainer(trainer_config, train, run, [history, *selection.callbacks()])
     started = time.perf_counter()
     with warnings.catch_warnings():
         # the batches resume where the checkpoint says (TwoTowerDataModule.load_state_dict),
@@ -143,6 +147,9 @@ def fit_towers(
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     seconds = time.perf_counter() - started
+    # model.pt, history.json and the id-ablation losses are of the chosen epoch's state
+    chosen = selection.finish(module, len(history.train_loss))
+    history.chosen_epoch = int(chosen["train/chosen_epoch"]) if chosen else None
     _save(data, towers, train, run, module, history)
     # the batches this process trained: a resumed run's earlier ones took no part of `seconds`
     batches = trainer.current_epoch * len(datamodule.train_dataloader().dataset) - datamodule.resumed_batches
@@ -154,6 +161,7 @@ def fit_towers(
         "train/epochs": float(trainer.current_epoch),
         "train/world_size": float(dist.get_world_size()),
         **towers.metrics,
+        **chosen,
     }
     if train.get("id_ablated_loss", False):
         metrics.update(id_ablated_losses(module, datamodule))
@@ -164,11 +172,12 @@ def fit_towers(
 
 
 def _trainer(
-    trainer_config: Mapping[str, Any], train: Mapping[str, Any], run: FitRun, history: EpochHistory
+    trainer_config: Mapping[str, Any], train: Mapping[str, Any], run: FitRun, own: Sequence[pl.Callback]
 ) -> tuple[pl.Trainer, str | None]:
-    """The Lightning Trainer with its callbacks, and the checkpoint to resume from (None: none)."""
-    # the trainer config's own callbacks (e.g. the benchmark's timer) run beside the history
-    callbacks = [*hydra.utils.instantiate(trainer_config.get("callbacks") or []), history]
+    """The Lightning Trainer with its callbacks (the trainer config's, then `own`: the history and
+    the epoch selection), and the checkpoint to resume from (None: none)."""
+    # the trainer config's own callbacks (e.g. the benchmark's timer) run beside ours
+    callbacks = [*hydra.utils.instantiate(trainer_config.get("callbacks") or []), *own]
     every = int(train.get("checkpoint_every_n_steps", 0) or 0)
     resume = None
     if every > 0:

@@ -16,7 +16,8 @@ class EpochHistory(pl.Callback):
     """Records each epoch's example-weighted mean training loss and its validation loss.
 
     `history()` is `{"epoch": [1, 2, ...], "train/loss": [...], "val/loss": [...]}` (no `val/loss`
-    when the run has no validation window).
+    when the run has no validation window), plus `"chosen_epoch": [k]` when `chosen_epoch` is set
+    (the epoch `model.pt` holds, recorded when `train.select_epoch` is not `last`).
     """
 
     def __init__(self) -> None:
@@ -24,6 +25,7 @@ class EpochHistory(pl.Callback):
         self.val_loss: list[float] = []
         self._sum = 0.0
         self._examples = 0
+        self.chosen_epoch: int | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sum, self._examples = 0.0, 0
@@ -68,4 +70,6 @@ class EpochHistory(pl.Callback):
         }
         if self.val_loss:
             out["val/loss"] = self.val_loss
+        if self.chosen_epoch is not None:
+            out["chosen_epoch"] = [self.chosen_epoch]
         return out
