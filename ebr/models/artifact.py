@@ -16,6 +16,7 @@ refused, naming both versions and what differs; a truncated or foreign file gets
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -147,9 +148,22 @@ def _format_differences(found: str) -> str:
 def artifact_info(path: str | Path) -> dict[str, Any]:
     """The artifact's `info` (empty for an artifact written before it existed), without building the model.
 
+    An evaluation-only job asks twice (the file's kind before the data load, its data after it):
+    the file is read once while its size and modification time stay the same.
+
     Args:
         path: the artifact file.
     """
+    try:
+        stat = Path(path).stat()
+    except OSError:  # no version to key on: the read itself says what is wrong
+        return _artifact_info.__wrapped__(str(path), 0, 0)
+    return dict(_artifact_info(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _artifact_info(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """`artifact_info` of one version of a file (the version is part of the cache key)."""
     payload = load_weights(path, "ebr model artifact")
     if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{path}: not an ebr model artifact of format {ARTIFACT_FORMAT!r}")
