@@ -15,20 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ebr import train
 from ebr.runs import JobResult, JobSpec, NoLoggers, StaleRunError, read_record, run_in_directory
 from ebr.runs import code as code_module
 from ebr.runs.code import compute_code_identity, current_code_identity, describe_commit
+from tests.test_reliability import NO_TRAINING, _train
 
 REPO = Path(__file__).resolve().parent.parent
-NO_TRAINING = [
-    "data=synthetic_tiny",
-    "trainer.enable_progress_bar=false",
-    "logger=none",
-    "trainer.max_epochs=1",
-    "model=popularity",
-    "eval.simulation.users=200",
-]
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
@@ -97,17 +89,6 @@ def test_the_runs_package_reads_versions_without_importing_torch() -> None:
 def test_a_job_records_its_code_identity(tmp_path: Path) -> None:
     run_in_directory(JobSpec(tmp_path, {"a": 1}), lambda _: JobResult({"m": 1.0}), NoLoggers)
     assert read_record(tmp_path)["code"] == current_code_identity()
-
-
-def _train(monkeypatch, capsys, args: list[str]) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["ebr-train", *args])
-    code = 0
-    try:
-        train.main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 def _edit_record(run_dir: Path, change) -> None:

@@ -92,7 +92,8 @@ def compute_code_identity(root: Path = PACKAGE_ROOT) -> dict[str, Any]:
 
 @functools.cache
 def code_identity() -> dict[str, Any]:
-    """This process's code identity (computed once: two git calls). Callers get a copy."""
+    """This process's code identity (computed once: two git calls); shared, so callers that keep or
+    change it take `current_code_identity`."""
     return compute_code_identity()
 
 
