@@ -14,7 +14,12 @@ with the knob on and in its control world with the knob off (same seed), over se
 - representative (`duplicate_delay_days`): remapped to the freshest pin vs to the canonical (earliest);
 - time_decay (`trend_strength`): a corpus of the top 10% of pins (`--corpus-share`) by a 2-day
   half-life decayed sum of training-window engagements vs by their plain sum (also shown: a 7-day
-  plain sum and half-lives of 1, 3 and 7 days).
+  plain sum and half-lives of 1, 3 and 7 days);
+- sequence (`interest_drift`, on at 1 unless the world sets it): the true score with each user's
+  current interest weights estimated from their last 5 engaged training-window pins vs from 5 drawn
+  at random (the order-free control with equal evidence); sequence_bag: the same recent ranker vs
+  the order-free bag of all their engaged pins (also shown: the true score, which knows the current
+  weights, and the long-run profile mix).
 
 Metrics: recall@100 and NDCG@100 of the test window's logged engagements (signature-level for the
 remapping rows; for the corpus rows against every training-window corpus pin, so a smaller corpus
@@ -31,6 +36,7 @@ Usage:
     python scripts/headroom.py --rows crossing --seeds 0 experiment=crossing_isolated
     python scripts/headroom.py --pretraining data=synthetic_long   # the ID presets' window statistics
     python scripts/headroom.py --rows time_decay --corpus-share 0.25 data=synthetic
+    python scripts/headroom.py --rows sequence,sequence_bag --seeds 0,1,2
 """
 
 from __future__ import annotations

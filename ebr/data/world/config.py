@@ -47,6 +47,7 @@ _FRACTIONS = (
     "second_interest_prob",
     "new_pin_fraction",
     "trend_floor",
+    "interest_drift",
 )
 # Fields that must be strictly positive.
 _POSITIVE = (
@@ -56,6 +57,7 @@ _POSITIVE = (
     "trend_lifetime_min_days",
     "trend_lifetime_max_days",
     "interest_weight_concentration",
+    "interest_drift_days",
 )
 
 
@@ -122,6 +124,9 @@ class WorldConfig:
         max_duplicate_cluster_size: largest near-duplicate cluster.
         duplicate_delay_days: mean delay of a duplicate's creation after the cluster's original (with trends
             on); the members of a cluster differ in freshness by it (0: created together, equally fresh).
+        interest_drift: in [0, 1], how far a user's current interest mix moves towards the one interest
+            they are focused on at the time (ebr.data.world.drift; 0: a static mix, order carries nothing).
+        interest_drift_days: mean number of days a user's focus lasts before it is redrawn.
     """
 
     seed: int = 0
@@ -178,6 +183,9 @@ class WorldConfig:
     duplicate_cluster_mean: float = 3.0
     max_duplicate_cluster_size: int = 6
     duplicate_delay_days: float = 5.0
+    # interest drift (ebr.data.world.drift): 0 leaves every event of the static world unchanged
+    interest_drift: float = 0.0
+    interest_drift_days: float = 7.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -303,6 +311,8 @@ STREAMS: dict[str, int] = {
     "taste": 7,
     "events": 8,
     "interest_taste": 9,
+    # a number far from the others', so knobs added beside it do not collide
+    "interest_drift": 29,
 }
 
 

@@ -122,9 +122,9 @@ def _simulate_day(
 
     # logging policy: source interest from the user's weights, then a shortlist of pins tagged with it
     # (by quality and trend), of which a past ranker that knew part of the user's own taste picks one
-    source, source_entry, _ = _sample_from_rows(
-        interests_by_user, users.interest_weights, user, rng.random(n)
-    )
+    # with interest drift, the users' weights of the day (ebr.data.world.drift)
+    weights = truth.current_entry_weights(day_start) if truth.interest_drift else users.interest_weights
+    source, source_entry, _ = _sample_from_rows(interests_by_user, weights, user, rng.random(n))
     shortlist = config.policy_shortlist
     listed, _, ok = _sample_from_rows(
         pins_by_interest,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ebr.data.world.config import WorldConfig, stream
+from ebr.data.world.drift import draw_focus
 from ebr.data.world.entities import PinEntities, UserEntities
 from ebr.data.world.truth import SyntheticTruth
 
@@ -151,4 +152,6 @@ def build_truth(config: WorldConfig, users: UserEntities, pins: PinEntities) -> 
         trend_floor=config.trend_floor,
         repin_offset=config.repin_offset,
         label_noise=config.label_noise,
+        interest_drift=config.interest_drift,
+        user_focus=draw_focus(config, users),
     )

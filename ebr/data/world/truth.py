@@ -20,6 +20,7 @@ import numpy as np
 
 from ebr.data.csr import Ragged
 from ebr.data.schema import SECONDS_PER_DAY
+from ebr.data.world.drift import drifted_weights, no_focus
 
 # true_score of a pin that does not exist yet (its probabilities are exactly 0); finite so that
 # arithmetic on scores never produces NaN.
@@ -39,6 +40,7 @@ _SCALARS = (
     "trend_floor",
     "repin_offset",
     "label_noise",
+    "interest_drift",
 )
 
 
@@ -81,6 +83,10 @@ class SyntheticTruth:
         trend_floor: level the trend decays to.
         repin_offset: repin logit minus click logit.
         label_noise: std of the per-impression logit noise of engagements.
+        interest_drift: how far a user's current interest weights move towards their focus
+            (ebr.data.world.drift; 0: the static weights `user_interest_weights` at every time).
+        user_focus: int64 (n_users, n_days) the interest entry each user is focused on each day;
+            (n_users, 0) without drift.
     """
 
     user_vectors: np.ndarray
@@ -105,6 +111,8 @@ class SyntheticTruth:
     trend_floor: float
     repin_offset: float
     label_noise: float
+    interest_drift: float = 0.0
+    user_focus: np.ndarray = field(default_factory=lambda: no_focus(0))
     _keys: np.ndarray = field(init=False, repr=False)
     _key_entries: np.ndarray = field(init=False, repr=False)
     _per_interest: bool = field(init=False, repr=False)
@@ -150,15 +158,50 @@ class SyntheticTruth:
         weight = np.where(found, self.user_interest_weights[np.maximum(entry, 0)], 0.0)
         return weight, entry
 
-    def pin_match(self, users: np.ndarray, pins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def focus_at(self, users: np.ndarray, timestamp: np.ndarray | float) -> np.ndarray:
+        """The interest entry each user is focused on at `timestamp` (needs interest drift).
+
+        Times before the horizon take its first day's focus, times after it its last day's.
+
+        Args:
+            users: int user ids; broadcasts against `timestamp`.
+            timestamp: seconds.
+        """
+        day = np.clip(np.asarray(timestamp, np.int64) // SECONDS_PER_DAY, 0, self.user_focus.shape[1] - 1)
+        return self.user_focus[users, day]
+
+    def current_entry_weights(self, timestamp: float) -> np.ndarray:
+        """Every user interest entry's weight at `timestamp` (aligned with `user_interest_values`).
+
+        Without interest drift these are the static `user_interest_weights` themselves.
+
+        Args:
+            timestamp: seconds (a scalar).
+        """
+        if not self.interest_drift:
+            return self.user_interest_weights
+        rows = Ragged(self.user_interest_offsets, self.user_interest_values).row_of_value()
+        entries = np.arange(len(rows))
+        focus = self.focus_at(rows, timestamp)
+        return drifted_weights(self.user_interest_weights, entries, focus, self.interest_drift)
+
+    def pin_match(
+        self, users: np.ndarray, pins: np.ndarray, timestamp: np.ndarray | float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(w_u(p), entry) per user-pin pair: the pin's tag the user weighs most (entry -1: neither).
 
         Args:
             users: int user ids; broadcasts against `pins`.
             pins: int pin ids.
+            timestamp: seconds, broadcasting too: with interest drift, the weights are the users'
+                at that time (None: the static weights).
         """
         w0, e0 = self.interest_entry(users, self.pin_interests[pins, 0])
         w1, e1 = self.interest_entry(users, self.pin_interests[pins, 1])
+        if self.interest_drift and timestamp is not None:
+            focus = self.focus_at(users, timestamp)
+            w0 = drifted_weights(w0, e0, focus, self.interest_drift)
+            w1 = drifted_weights(w1, e1, focus, self.interest_drift)
         second = w1 > w0
         return np.where(second, w1, w0), np.where(second, e1, e0)
 
@@ -201,7 +244,7 @@ class SyntheticTruth:
         return logit.reshape(shape), exists.reshape(shape)
 
     def _logit_flat(self, users: np.ndarray, pins: np.ndarray, times: np.ndarray) -> np.ndarray:
-        match, entry = self.pin_match(users, pins)
+        match, entry = self.pin_match(users, pins, times)
         taste = self.user_vectors[users]
         if self._per_interest:
             deviation = self.user_interest_taste[np.maximum(entry, 0)]
@@ -283,7 +326,7 @@ class SyntheticTruth:
         entries = np.repeat(first, counts) + np.arange(len(rows))
         weight = np.zeros((len(users), self.n_interests + 1))  # the last column: no tag
         local = np.full((len(users), self.n_interests + 1), -1, dtype=np.int64)
-        weight[rows, self.user_interest_values[entries]] = self.user_interest_weights[entries]
+        weight[rows, self.user_interest_values[entries]] = self.current_entry_weights(timestamp)[entries]
         local[rows, self.user_interest_values[entries]] = np.arange(len(rows))
         tags = np.where(self.pin_interests[pins] >= 0, self.pin_interests[pins], self.n_interests)
         w0, w1 = weight[:, tags[:, 0]], weight[:, tags[:, 1]]

@@ -25,9 +25,12 @@ from ebr.data.world.config import WorldConfig
 from ebr.diagnostics.headroom.conditional import conditional_variants
 from ebr.diagnostics.headroom.corpus import CORPUS_SHARE, corpus_variants
 from ebr.diagnostics.headroom.rankers import CEILING, Variants, World, score_variants
+from ebr.diagnostics.headroom.sequence import RECENT_K, sequence_variants
 from ebr.evaluation.task import build_eval_task, build_simulation_task
 from ebr.serving.corpus import training_window_corpus
 
+# the sequence rows' knob-on world (the default world has no interest drift)
+DRIFT_ON = 1.0
 METRICS = ("recall@100", "ndcg@100", "sim/engaged_sessions", "sim/clicks", "sim/repins")
 
 
@@ -41,6 +44,8 @@ class Row:
         known: the variant that knows the phenomenon.
         unknown: the variant that does not.
         variants: world -> every variant's metrics.
+        on: the knob's value in the knob-on world when the base world has it off (a phenomenon
+            the default world leaves off); None: the base world's value.
     """
 
     knob: str
@@ -48,6 +53,16 @@ class Row:
     known: str
     unknown: str
     variants: Callable[[World], Variants]
+    on: float | None = None
+
+    def on_value(self, base: WorldConfig) -> float:
+        """The knob's value in the knob-on world.
+
+        Args:
+            base: the base world.
+        """
+        value = getattr(base, self.knob)
+        return self.on if self.on is not None and value == self.off else value
 
 
 def study_rows(corpus_share: float = CORPUS_SHARE) -> dict[str, Row]:
@@ -77,6 +92,10 @@ def study_rows(corpus_share: float = CORPUS_SHARE) -> dict[str, Row]:
         "time_decay": Row(
             "trend_strength", 0.0, "half-life 2 d", "plain sum", corpus_variants("time_decay", corpus_share)
         ),
+        "sequence": Row(
+            "interest_drift", 0.0, f"recent {RECENT_K}", f"random {RECENT_K}", sequence_variants(), DRIFT_ON
+        ),
+        "sequence_bag": Row("interest_drift", 0.0, f"recent {RECENT_K}", "bag", sequence_variants(), DRIFT_ON),
     }
 
 
@@ -145,7 +164,7 @@ def measure(
     jobs: dict[WorldConfig, list[tuple[str, str]]] = {}
     for name in rows:
         row = table[name]
-        for state, value in (("on", getattr(base, row.knob)), ("off", row.off)):
+        for state, value in (("on", row.on_value(base)), ("off", row.off)):
             for seed in seeds:
                 config = dataclasses.replace(base, seed=seed, **{row.knob: value})
                 jobs.setdefault(config, []).append((name, state))
@@ -192,7 +211,7 @@ def print_tables(results: dict[str, Any], base: WorldConfig, seeds: list[int]) -
                 state: [v[row.known][metric] - v[row.unknown][metric] for v in by_state[state].values()]
                 for state in ("on", "off")
             }
-            knob = f"`{row.knob}` {getattr(base, row.knob):g} → {row.off:g}"
+            knob = f"`{row.knob}` {row.on_value(base):g} → {row.off:g}"
             print(
                 f"| {name} | {knob} | {metric} | {known:.2f} | {unknown:.2f} | {_cell(gains['on'], scale)}"
                 f" | {_cell(gains['off'], scale)} |"
