@@ -29,7 +29,7 @@ from typing import Any, Optional, get_args, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import II
 
-from ebr.data.splits import global_temporal_split, per_user_temporal_split
+from ebr.data.splits import global_temporal_split, leave_last_out_split, per_user_temporal_split
 from ebr.data.world.config import register_world_schema
 from ebr.evaluation.simulation import SimulationConfig
 from ebr.evaluation.task import HIT_LEVELS, WINDOWS
@@ -381,7 +381,7 @@ def register_schemas() -> None:
     store.store(group="schema", name="corpus", node=owner_schema(CorpusPolicy))
     store.store(group="schema", name="eval", node=EvalSchema)
     store.store(group="schema", name="simulation", node=owner_schema(SimulationConfig))
-    for split in (global_temporal_split, per_user_temporal_split):
+    for split in (global_temporal_split, per_user_temporal_split, leave_last_out_split):
         # the data comes from the job and `refit` from eval.refit (ebr.retrieval.refit)
         node = owner_schema(split, skip=("data", "refit"), partial=True)
         store.store(group="schema/split", name=split.__name__.removesuffix("_split"), node=node)

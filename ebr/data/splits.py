@@ -1,6 +1,6 @@
 """Temporal splits of engagement events into pretrain / train / validation / test windows.
 
-Two protocols, both Hydra targets of conf/split/*.yaml:
+Three protocols, all Hydra targets of conf/split/*.yaml:
 
 **Global** (`global_temporal_split`, the synthetic world's protocol). Windows are laid backwards
 from the last event: test is the last `test_days`, validation the `val_days` before it, train the
@@ -25,7 +25,11 @@ Users with fewer engagements are left out entirely (counted too). There is no si
 time: user A's test may precede user B's train. `reference_time` is the earliest test
 timestamp, only a conventional value for time-dependent consumers (e.g. a time-decayed corpus).
 
-**Refit** (`refit=True`, either protocol): the split a model is refitted on once its
+**Leave-last-out** (`leave_last_out_split`, the sequential recommendation protocol of SASRec and
+HSTU): each user's last engaged pin is test, the one before it validation, the rest train; see its
+docstring for repeats, ties and short users.
+
+**Refit** (`refit=True`, any protocol): the split a model is refitted on once its
 hyperparameters are chosen on the validation window. The same cut with the validation window
 merged into train: `train` holds every row before test (for the per-user split, validation rows
 whose pin has no engagement in the unmerged train included), `val` is empty, and `test` and the
@@ -53,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 # A training window with a smaller share of the engagements than this is warned about.
 MIN_TRAIN_SHARE = 0.1
+# Users with fewer engaged pins keep them all in train under leave-last-out.
+LEAVE_LAST_OUT_MIN = 3
 
 
 def global_temporal_split(
@@ -207,18 +213,89 @@ def per_user_temporal_split(
             f"{data.source}: no user has at least {min_engagements} engagements (split.min_engagements)"
         )
 
+    eligible_users = users[starts[sizes >= min_engagements]]
+    cold = {"users_too_few": int(np.sum(sizes < min_engagements))}
+    has_val = val_fraction > 0 and not refit
+    masks = (is_train, is_val, is_test)
+    return _user_windows(data, events, masks, eligible_users, cold, has_val, "per_user_temporal_split")
+
+
+def leave_last_out_split(data: InteractionData, refit: bool = False) -> Split:
+    """Leave-last-out, the sequential recommendation protocol (SASRec, HSTU): per user, the last
+    engaged pin is test, the one before it validation, the rest train.
+
+    A user's engagements count once per pin, at the first (a later click or repin of the same pin
+    is dropped, counted in `cold["repeat_engagements"]`), ordered by timestamp, ties by pin id: the
+    cut is deterministic and no train pin comes after the validation pin, nor that after the test.
+    Users with fewer than `LEAVE_LAST_OUT_MIN` (3) engaged pins are train only (counted in
+    `cold["users_train_only"]`). As in `per_user_temporal_split`, a validation or test label whose pin
+    has no engagement in `Split.train` is dropped (counted) and there is no single serving time
+    (`reference_time` is the earliest test timestamp).
+
+    Args:
+        data: the data set (only its engagements are split).
+        refit: merge each user's validation pin into train (val empty; the test pins are the same).
+
+    Returns:
+        A Split as `per_user_temporal_split`'s; `cold` holds `users_train_only`, `repeat_engagements`
+        and the val / test `_cold` and `_users_no_warm` counts.
+    """
+    events = data.engagements()
+    order = np.lexsort(
+        (events["pin"].to_numpy(), events["timestamp"].to_numpy(), events["user"].to_numpy(np.int64))
+    )
+    events = events.iloc[order]
+    first = ~events.duplicated(["user", "pin"], keep="first").to_numpy()
+    events = events[first].reset_index(drop=True)
+    users = events["user"].to_numpy(np.int64)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, int)
+    sizes = np.diff(np.r_[starts, len(users)])
+    n, rank = np.repeat(sizes, sizes), np.arange(len(users)) - np.repeat(starts, sizes)
+    eligible = n >= LEAVE_LAST_OUT_MIN
+    is_test = eligible & (rank == n - 1)
+    is_val = eligible & (rank == n - 2) & (not refit)
+    if not is_test.any():
+        raise ValueError(f"{data.source}: no user has {LEAVE_LAST_OUT_MIN} engaged pins (leave_last_out)")
+    cold = {
+        "users_train_only": int(np.sum(sizes < LEAVE_LAST_OUT_MIN)),
+        "repeat_engagements": int(np.sum(~first)),
+    }
+    masks = (~is_test & ~is_val, is_val, is_test)
+    eligible_users = users[starts[sizes >= LEAVE_LAST_OUT_MIN]]
+    return _user_windows(data, events, masks, eligible_users, cold, not refit, "leave_last_out_split")
+
+
+def _user_windows(
+    data: InteractionData,
+    events: pd.DataFrame,
+    masks: tuple[np.ndarray, np.ndarray, np.ndarray],
+    eligible_users: np.ndarray,
+    cold: dict[str, int],
+    has_val: bool,
+    what: str,
+) -> Split:
+    """The per-user split from its row masks: cold val/test labels dropped and counted.
+
+    Args:
+        data: the data set.
+        events: its engagements in the split's row order.
+        masks: (train, validation, test) row masks.
+        eligible_users: the users with validation and test rows.
+        cold: the split's own counts, extended here.
+        has_val: False when the split has no validation rows (refit, or no validation fraction).
+        what: the split's name, for the small-training-window warning.
+    """
+    is_train, is_val, is_test = masks
     train = events[is_train].reset_index(drop=True)
     warm_pins = np.zeros(data.pins.n_rows, dtype=bool)
     warm_pins[train["pin"].to_numpy()] = True
-    eligible_users = users[starts[sizes >= min_engagements]]
-    cold = {"users_too_few": int(np.sum(sizes < min_engagements))}
     windows = {}
     for name, mask in (("val", is_val), ("test", is_test)):
         window = events[mask]
         warm = warm_pins[window["pin"].to_numpy()]
         windows[name] = window[warm].reset_index(drop=True)
         cold[f"{name}_cold"] = int(np.sum(~warm))
-        if name == "val" and (val_fraction == 0 or refit):
+        if name == "val" and not has_val:
             cold["val_users_no_warm"] = 0
             continue
         has_warm = np.isin(eligible_users, windows[name]["user"].to_numpy())
@@ -235,7 +312,7 @@ def per_user_temporal_split(
         reference_time=int(test_times.min()),
         cold=cold,
     )
-    _warn_if_train_window_small(split, len(events), data, "per_user_temporal_split")
+    _warn_if_train_window_small(split, len(events), data, what)
     return split
 
 

@@ -58,9 +58,7 @@ def draw_focus(config: WorldConfig, users: UserEntities) -> np.ndarray:
     return np.take_along_axis(entry, last_switch, axis=1).astype(np.int64)
 
 
-def drifted_weights(
-    weights: np.ndarray, entries: np.ndarray, focus: np.ndarray, drift: float
-) -> np.ndarray:
+def drifted_weights(weights: np.ndarray, entries: np.ndarray, focus: np.ndarray, drift: float) -> np.ndarray:
     """`(1 - drift) * weights + drift * [entries == focus]`; 0 where an entry is -1 (no interest).
 
     Args:

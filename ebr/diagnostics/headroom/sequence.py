@@ -139,6 +139,8 @@ def sequence_variants(k: int = RECENT_K) -> Callable[[World], Variants]:
     return variants
 
 
-def _estimated(world: World, users: np.ndarray, pins: np.ndarray, k: int | None, order: str) -> SyntheticTruth:
+def _estimated(
+    world: World, users: np.ndarray, pins: np.ndarray, k: int | None, order: str
+) -> SyntheticTruth:
     keep = subset(users, k, order)
     return static_truth(world.truth, estimated_weights(world.truth, users[keep], pins[keep]))

@@ -95,7 +95,9 @@ def study_rows(corpus_share: float = CORPUS_SHARE) -> dict[str, Row]:
         "sequence": Row(
             "interest_drift", 0.0, f"recent {RECENT_K}", f"random {RECENT_K}", sequence_variants(), DRIFT_ON
         ),
-        "sequence_bag": Row("interest_drift", 0.0, f"recent {RECENT_K}", "bag", sequence_variants(), DRIFT_ON),
+        "sequence_bag": Row(
+            "interest_drift", 0.0, f"recent {RECENT_K}", "bag", sequence_variants(), DRIFT_ON
+        ),
     }
 
 
