@@ -2,7 +2,8 @@
 
 `generate_world` (pure) builds an `InteractionData` whose `truth` is the world's `SyntheticTruth`;
 `WorldConfig` holds the sizes and the knobs. The modules follow the generation order: `config`,
-`entities` (observable users and pins), `truth` (the hidden taste and engagement model), `events`
+`entities` (observable users and pins), `truth` (the hidden taste and engagement model), `drift`
+(the users' interest drift over time, off by default), `events`
 (the simulated logs), `generate` (the feature tables and the whole world).
 
 `load_world`, the cached loader, lives with the other loaders in `ebr.data.loaders.synthetic`
