@@ -8,8 +8,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from world_helpers import flatten, tiny
+from world_helpers import assert_worlds_equal, flatten, tiny
 
+from ebr.data.loaders.synthetic import load_world
 from ebr.data.schema import IMPRESSION, NO_INTEREST, SECONDS_PER_DAY
 from ebr.data.world import generate_world
 from ebr.data.world.drift import draw_focus
@@ -141,3 +142,11 @@ def test_focus_draws_follow_the_profile_weights() -> None:
     deciles = np.minimum((np.argsort(np.argsort(weights)) * 10) // len(weights), 9)
     for d in range(10):
         assert share[deciles == d].mean() == pytest.approx(weights[deciles == d].mean(), abs=0.04)
+
+
+def test_cache_round_trip_keeps_the_focus(drifting, tmp_path) -> None:
+    config = tiny(interest_drift=DRIFT, interest_drift_days=3.0)
+    load_world(config, tmp_path)
+    cached = load_world(config, tmp_path)  # read back from the cache
+    assert_worlds_equal(cached, drifting)
+    assert cached.truth.interest_drift == DRIFT
