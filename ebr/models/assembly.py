@@ -2,10 +2,10 @@
 
 A two-tower model is assembled from optional parts, each chosen by its own config group and built
 by Hydra (`model/id_embedding`, `model/conditioning`, `model/user_encoder`; the crossing,
-`model/crossing`, is a factory inside the network config). Each part is a `TowerPart`: it receives the towers as the parts
-before it left them and returns them changed (features, specs, network config, initialisation,
-batch conditions, manifest, metrics), so a new technique is one more part, not one more argument of
-every constructor on the way.
+`model/crossing`, is a factory inside the network config). Each part is a `TowerPart`: it receives
+the towers as the parts before it left them and returns them changed (features, specs, network
+config, initialisation, batch conditions, manifest, metrics), so a new technique is one more part,
+not one more argument of every constructor on the way.
 """
 
 from __future__ import annotations
