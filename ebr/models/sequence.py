@@ -3,11 +3,12 @@ causal Transformer, pooled into one more user field (PinnerFormer, SASRec).
 
 Each position's input is the sum of its pin's embedding (the encoder's own torchrec table, or the
 pin tower's ID table: `pin_table=shared`), its action type's, its time-gap bucket's
-(ebr.data.sequences) and its recency rank's (0: the newest). Sequences are right-padded: with the
-causal mask a position attends to itself and earlier positions only, so a real position never sees
-a pad and its output is that of the unpadded sequence. The pooled state (the newest position's, or
-an attention pooling over the real positions) is projected to the field width; a user without
-engagements gets a learned "empty" state instead.
+(ebr.data.sequences) and its position's (0: the oldest of the window; counted from the oldest so
+that a position's state depends on nothing after it, as the dense objective needs). Sequences are
+right-padded: with the causal mask a position attends to itself and earlier positions only, so a
+real position never sees a pad and its output is that of the unpadded sequence. The pooled state
+(the newest position's, or an attention pooling over the real positions) is projected to the field
+width; a user without engagements gets a learned "empty" state instead.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class SequenceEncoder(nn.Module):
         self.pin_projection = nn.Linear(pin_dim, width) if pin_dim != width else nn.Identity()
         self.actions = nn.Embedding(ACTIONS, width)
         self.gaps = nn.Embedding(GAP_BUCKETS, width)
-        self.recency = nn.Embedding(self.length, width)
+        self.positions = nn.Embedding(self.length, width)
         layer = nn.TransformerEncoderLayer(
             width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
         )
@@ -126,13 +127,26 @@ class SequenceEncoder(nn.Module):
     def states(
         self, bags: Mapping[str, JaggedTensor], pin_lookup: PinLookup | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """((B, N, width) per-position states, (B,) lengths); a pad's state is never read.
+        """((B, N, width) per-position states, (B,) lengths) of the sequence bags.
 
         Args:
             bags: the sequence bags.
             pin_lookup: the pin tower's ID table lookup (`pin_table=shared`): (n,) ids -> (n, field_dim).
         """
         ids, lengths = self.padded(bags)
+        return self.encode_ids(ids, lengths, pin_lookup), lengths
+
+    def encode_ids(
+        self, ids: Mapping[str, torch.Tensor], lengths: torch.Tensor, pin_lookup: PinLookup | None = None
+    ) -> torch.Tensor:
+        """(B, N, width) per-position states of right-padded id tensors; a real position's state
+        depends on no pad (whatever its ids) and no later position.
+
+        Args:
+            ids: {feature: (B, N) ids}; past a row's length any valid id.
+            lengths: (B,) each row's real positions.
+            pin_lookup: the pin tower's ID table lookup (`pin_table=shared`).
+        """
         pins = ids[SEQUENCE_PIN]
         flat = pins.reshape(-1)
         if self.pins is not None:
@@ -145,11 +159,12 @@ class SequenceEncoder(nn.Module):
         else:
             pin_vectors = pin_lookup(flat)
         x = self.pin_projection(pin_vectors).reshape(*pins.shape, -1)
-        offsets = torch.arange(self.length, device=pins.device)
-        rank = (lengths.unsqueeze(1) - 1 - offsets).clamp(min=0)  # recency rank, 0: the newest
-        x = x + self.actions(ids[SEQUENCE_ACTION]) + self.gaps(ids[SEQUENCE_GAP]) + self.recency(rank)
-        states = self.transformer(x, mask=self.causal.to(x.dtype), is_causal=True)
-        return self.norm(states), lengths
+        # the position counted from the oldest, not from the newest: a position's input must not
+        # depend on how many positions follow it (the dense objective reads every position)
+        offsets = torch.arange(pins.shape[1], device=pins.device)
+        x = x + self.actions(ids[SEQUENCE_ACTION]) + self.gaps(ids[SEQUENCE_GAP]) + self.positions(offsets)
+        causal = self.causal[: pins.shape[1], : pins.shape[1]].to(x.dtype)
+        return self.norm(self.transformer(x, mask=causal, is_causal=True))
 
     def pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, field_dim): the pooled state of each sequence, projected.
@@ -162,7 +177,7 @@ class SequenceEncoder(nn.Module):
             last = (lengths - 1).clamp(min=0)
             pooled = states[torch.arange(states.shape[0], device=states.device), last]
         else:
-            real = torch.arange(self.length, device=states.device) < lengths.unsqueeze(1)
+            real = torch.arange(states.shape[1], device=states.device) < lengths.unsqueeze(1)
             scores = (states @ self.query) / self.width**0.5
             weights = torch.softmax(scores.masked_fill(~real, float("-inf")), dim=1).nan_to_num(0.0)
             pooled = (weights.unsqueeze(2) * states).sum(1)
