@@ -73,7 +73,7 @@ class UserEncoderConfig:
     pooling: str = "last"
     pin_table: str = "own"
     objective: str = "sampled_softmax"
-    samples: int = 8
+    samples: int = 4
     horizon_days: float = 14.0
 
     def __post_init__(self) -> None:
