@@ -185,3 +185,19 @@ def test_dense_all_action_rows_are_prefix_embeddings_and_its_loss_the_hand_cross
     shifted = logits - logits.max(axis=1, keepdims=True)
     hand = -np.mean(np.diag(shifted) - np.log(np.exp(shifted).sum(axis=1)))
     assert float(loss) == pytest.approx(hand, rel=1e-5)
+
+
+def test_the_bag_encoder_changes_nothing_and_bad_settings_are_refused_by_key() -> None:
+    from ebr.models.user_encoder import UserEncoderConfig
+
+    bag, towers, data = UserEncoderConfig(), object(), object()
+    assert bag.apply(towers, data, None) is towers  # type: ignore[arg-type]
+    assert bag.prepare(data, None) is data  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"model\.user_encoder\.kind='list'"):
+        UserEncoderConfig(kind="list")
+    with pytest.raises(
+        ValueError, match=r"model\.user_encoder\.objective=dense_all_action needs pooling=last"
+    ):
+        UserEncoderConfig(kind="sequence", objective="dense_all_action", pooling="attention")
+    with pytest.raises(ValueError, match=r"model\.user_encoder\.length"):
+        UserEncoderConfig(kind="sequence", length=0)
