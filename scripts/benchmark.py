@@ -28,6 +28,9 @@ Sections (`--sections`, default all; the modules are in scripts/bench/):
     each `--scale-indexes` preset over every pin that exists at serving time: index build, search
     users/s and its ratio to flat's, ann_recall@100 and recall@100
     (`ebr/diagnostics/bench/serving_scale.py`).
+  - sequence (only when named): training examples/s of the sequence user tower at N = 50 and 200
+    against the bag tower, FLOPs per step and the share of the GEMM peak (`scripts/bench/sequence.py`;
+    `--sequence-batches` timed batches per arm).
 
 The JSON's top level holds the headline keys (`embedding_step_speedup`, `flops_fraction_of_gemm`,
 `pipeline_efficiency`, `hnsw_ann_recall@100`, `hnsw_qps_ratio`, ...) and `settings` the sizes used.
@@ -37,6 +40,7 @@ Usage:
     python scripts/benchmark.py --quick --json /tmp/bench.json   # tiny world, small sizes (< 5 min)
     python scripts/benchmark.py --sections ann --threads 2       # the 1M-vector index comparison only
     python scripts/benchmark.py --sections scale --threads 2     # default world -> 1M users and pins
+    python scripts/benchmark.py --sections sequence --data synthetic_tiny   # sequence vs bag tower
     python scripts/benchmark.py --crossings mlp,dhen --train-batches 100 --json /tmp/bench.json
 """
 
@@ -63,6 +67,7 @@ from bench.kernels import bench_embedding_step, gemm_flops_per_second, step_flop
 from bench.pipeline import bench_pipeline
 from bench.report import format_report
 from bench.scale import bench_scale
+from bench.sequence import bench_sequence, format_sequence
 from bench.training import CONF, bench_crossing, compose_config
 from bench.world import bench_world, default_run_memory, machine_info
 
@@ -78,9 +83,10 @@ CROSSINGS = tuple(
     sorted((p.stem for p in (CONF / "model" / "crossing").glob("*.yaml")), key=lambda c: (c != "mlp", c))
 )
 DATA_OPTIONS = ("synthetic", "synthetic_tiny", "synthetic_small")
-SECTIONS = ("world", "crossings", "index", "pipeline", "embedding", "ann", "memory", "scale")
-# scale trains the 1M-user world (about half an hour here): only when asked for
-DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "scale")
+SECTIONS = ("world", "crossings", "index", "pipeline", "embedding", "ann", "memory", "scale", "sequence")
+# scale trains the 1M-user world (about half an hour here), sequence Transformers at N = 200: only
+# when asked for
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("scale", "sequence"))
 # the index presets compared with flat at scale: (result name, conf/index preset)
 ANN_PRESETS = (("hnsw", "hnsw_large"), ("ivfpq", "ivfpq_large"))
 GEMM_N = 2048
@@ -136,6 +142,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="extra search settings on the same builds, e.g. 'hnsw:efSearch=64,256;ivfpq:nprobe=8,32'",
     )
     parser.add_argument("--pipeline-rounds", type=int, default=2, help="(real, pre-built) pairs (default 2)")
+    parser.add_argument("--sequence-batches", type=int, default=5, help="timed batches per sequence arm")
     parser.add_argument(
         "--scale-indexes",
         default=None,
@@ -172,6 +179,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "ann_corpus",
         "ann_queries",
         "pipeline_rounds",
+        "sequence_batches",
     )
     for name in counts:
         if getattr(args, name) < 1:
@@ -204,7 +212,7 @@ def _model_sections(args: argparse.Namespace, root: Path, results: dict[str, Any
     """World, crossings, model-embedding index, FLOPs and pipeline: the sections that need the world."""
     cfg = compose_config(args, root)
     results["world"], data = bench_world(cfg, args.repeats)
-    if not {"crossings", "index", "pipeline"} & set(args.sections):
+    if not {"crossings", "index", "pipeline", "sequence"} & set(args.sections):
         return
     split = hydra.utils.instantiate(cfg.split)(data)
     corpus = training_window_corpus(split)
@@ -214,7 +222,7 @@ def _model_sections(args: argparse.Namespace, root: Path, results: dict[str, Any
     crossings: dict[str, dict[str, Any]] = {}
     # crossings train the models the index section searches with
     names = args.crossings if {"crossings", "index"} & set(args.sections) else []
-    if names:
+    if names or "sequence" in args.sections:
         results["gemm"] = {"n": GEMM_N, "gflops_per_second": gemm_flops_per_second(GEMM_N) / 1e9}
     created = ensure_process_group(root)
     try:
@@ -227,6 +235,9 @@ def _model_sections(args: argparse.Namespace, root: Path, results: dict[str, Any
             row.update(step_gflops=flops / 1e9, achieved_gflops_per_second=achieved / 1e9)
             row["flops_fraction_of_gemm"] = achieved / (results["gemm"]["gflops_per_second"] * 1e9)
             crossings[name] = row
+        if "sequence" in args.sections:
+            gemm = results["gemm"]["gflops_per_second"] * 1e9
+            results["sequence"] = bench_sequence(args, root, data, split, corpus, gemm)
         if "pipeline" in args.sections:
             steps, compose = args.warmup + args.train_batches, partial(compose_config, args)
             results["pipeline"] = bench_pipeline(
@@ -313,7 +324,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             results["scale"] = bench_scale(
                 root / "scale", args.threads, quick=args.quick, serving_presets=args.scale_indexes
             )
-        if {"world", "crossings", "index", "pipeline"} & set(args.sections):
+        if {"world", "crossings", "index", "pipeline", "sequence"} & set(args.sections):
             _model_sections(args, root, results)
         if "embedding" in args.sections:
             created = ensure_process_group(root / "embedding")
@@ -364,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = run_benchmark(args)
     print(format_report(results))
+    if "sequence" in results:
+        print("\n".join(format_sequence(results["sequence"])))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -10,7 +10,7 @@ none. The KeyedJaggedTensor carries these weights, so a tower pools by weighted 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,29 @@ class TowerInput:
 
 
 @dataclass
+class PositionTargets:
+    """The dense all-action objective's rows (ebr.data.sequences): sequence positions and the
+    future engagements they predict.
+
+    Args:
+        examples: (P,) the batch row of each draw.
+        positions: (P,) its position in that row's sequence (0: the oldest).
+        pin: pin-tower inputs of each draw's target pin.
+    """
+
+    examples: torch.Tensor
+    positions: torch.Tensor
+    pin: TowerInput
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PositionTargets:
+        return PositionTargets(
+            self.examples.to(device, non_blocking=non_blocking),
+            self.positions.to(device, non_blocking=non_blocking),
+            self.pin.to(device, non_blocking),
+        )
+
+
+@dataclass
 class Batch:
     """A training batch of (user, engaged pin) pairs, plus optional random negatives.
 
@@ -61,17 +84,20 @@ class Batch:
         user: user-tower inputs, one row per example.
         pin: pin-tower inputs of each example's engaged pin.
         negatives: pin-tower inputs of extra random negatives shared by the batch, or None.
+        positions: the dense all-action objective's rows (the sequence tower), or None.
     """
 
     user: TowerInput
     pin: TowerInput
     negatives: TowerInput | None = None
+    positions: PositionTargets | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return Batch(
             self.user.to(device, non_blocking),
             self.pin.to(device, non_blocking),
             None if self.negatives is None else self.negatives.to(device, non_blocking),
+            None if self.positions is None else self.positions.to(device, non_blocking),
         )
 
     def __len__(self) -> int:
@@ -108,18 +134,30 @@ class FeatureGatherer:
         self.dense_features = list(dense_features)
         self._dense = table.dense_matrix(self.dense_features)
 
-    def __call__(self, rows: np.ndarray, targets: np.ndarray | None = None) -> TowerInput:
+    def __call__(
+        self,
+        rows: np.ndarray,
+        targets: np.ndarray | None = None,
+        overrides: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> TowerInput:
         """Inputs of `rows`; with `targets`, each row's target id is dropped from its history bag.
 
         Args:
             rows: entity row ids.
             targets: per row, the id a training example predicts (None at serving time). A
                 history feature must not contain the label it is trained to predict.
+            overrides: {feature: (bag lengths, values)} used instead of the table's bags of these
+                features (a training example's own sequence, ebr.data.sequences); None: none.
         """
         rows = np.asarray(rows, dtype=np.int64)
+        overrides = overrides or {}
         lengths, values, weights = [], [], []
         for name in self.sparse_features:
-            feature_lengths, feature_values, feature_weights = self.table.categorical[name].gather(rows)
+            if name in overrides:
+                feature_lengths, feature_values = overrides[name]
+                feature_weights = None
+            else:
+                feature_lengths, feature_values, feature_weights = self.table.categorical[name].gather(rows)
             if targets is not None and name in HISTORY_FEATURES:
                 feature_lengths, keep = _drop_targets(feature_lengths, feature_values, targets)
                 feature_values = feature_values[keep]
@@ -175,6 +213,8 @@ def make_batch(
     pins: np.ndarray,
     negative_pins: np.ndarray | None = None,
     conditions: np.ndarray | None = None,
+    sequences: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    draws: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Batch:
     """One training batch from aligned arrays of user rows and engaged pin rows.
 
@@ -185,12 +225,19 @@ def make_batch(
         pins: engaged pin row of each example.
         negative_pins: pin rows of extra random negatives shared by the batch, or None.
         conditions: each example's condition interest (conditional retrieval), or None.
+        sequences: each example's own sequence bags (ebr.data.sequences), or None.
+        draws: the dense all-action objective's (example, position, target pin) arrays, or None.
     """
-    user = user_gatherer(users, targets=pins)
+    user = user_gatherer(users, targets=pins, overrides=sequences)
+    positions = None
+    if draws is not None:
+        examples, at, targets = draws
+        positions = PositionTargets(torch.from_numpy(examples), torch.from_numpy(at), pin_gatherer(targets))
     return Batch(
         user=user if conditions is None else with_condition(user, conditions),
         pin=pin_gatherer(pins),
         negatives=None if negative_pins is None else pin_gatherer(negative_pins),
+        positions=positions,
     )
 
 

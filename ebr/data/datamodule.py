@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from ebr.data.batching import Batch, FeatureGatherer, make_batch
 from ebr.data.prefetch import Prefetched
 from ebr.data.schema import InteractionData, Split
+from ebr.data.sequences import SequenceBatches
 
 
 class NegativeDraws(Protocol):
@@ -67,6 +68,9 @@ class EngagementBatches(IterableDataset):
             number of steps (the sharded tables' forward is a collective) and an epoch still has
             `len(self)` steps of `batch_size` examples in all. The random negatives are the same on
             every rank (one draw per global batch).
+        sequences: each training example's own sequence and dense draws (the sequence tower,
+            ebr.data.sequences), or None: the gatherer's bags alone. The draws use a generator
+            of (seed, pass, batch) of their own, so skipped batches need not draw.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class EngagementBatches(IterableDataset):
         conditions: np.ndarray | None = None,
         rank: int = 0,
         world_size: int = 1,
+        sequences: SequenceBatches | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
@@ -102,6 +107,7 @@ class EngagementBatches(IterableDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.negatives = negatives
+        self.sequences = sequences
         self.drop_last = drop_last and len(self.users) >= batch_size
         self._passes = 0
         self._skip = 0
@@ -127,7 +133,8 @@ class EngagementBatches(IterableDataset):
         self._passes, self._skip = pass_number, skip
 
     def __iter__(self) -> Iterator[Batch]:
-        rng = np.random.default_rng([self.seed, self._passes])
+        pass_number = self._passes
+        rng = np.random.default_rng([self.seed, pass_number])
         self._passes += 1
         skip, self._skip = self._skip, 0
         order = rng.permutation(len(self.users)) if self.shuffle else np.arange(len(self.users))
@@ -142,6 +149,9 @@ class EngagementBatches(IterableDataset):
                 negatives = self.negatives.draw(rng)
             if b < skip:
                 continue
+            sequences = draws = None
+            if self.sequences is not None:
+                sequences, draws = self.sequences(rows, np.random.default_rng([self.seed, pass_number, b]))
             yield make_batch(
                 self.user_gatherer,
                 self.pin_gatherer,
@@ -149,6 +159,8 @@ class EngagementBatches(IterableDataset):
                 self.pins[rows],
                 negatives,
                 None if self.conditions is None else self.conditions[rows],
+                sequences,
+                draws,
             )
 
 
@@ -165,6 +177,8 @@ class TwoTowerDataModule(pl.LightningDataModule):
         negatives: each training batch's random negatives (`model/negatives`); None: in-batch only.
         condition_of: maps a window's engagement rows to their condition interests (conditional
             retrieval, ebr.models.conditioning); None: unconditioned batches.
+        sequences_of: maps the training window to its examples' sequences (the sequence tower);
+            None: none. Validation batches read the user table's sequences (the serving ones).
     """
 
     def __init__(
@@ -175,9 +189,11 @@ class TwoTowerDataModule(pl.LightningDataModule):
         batching: Batching | None = None,
         negatives: NegativeDraws | None = None,
         condition_of: Callable[[pd.DataFrame], np.ndarray] | None = None,
+        sequences_of: Callable[[pd.DataFrame], SequenceBatches] | None = None,
     ) -> None:
         super().__init__()
         self.data = data
+        self.sequences_of = sequences_of
         self.batching = batching = batching or Batching()
         self.rank, self.world_size, self.prefetch = batching.rank, batching.world_size, batching.prefetch
         self.condition_of = condition_of
@@ -249,6 +265,7 @@ class TwoTowerDataModule(pl.LightningDataModule):
             conditions=self._conditions(self.split.train),
             rank=self.rank,
             world_size=self.world_size,
+            sequences=None if self.sequences_of is None else self.sequences_of(self.split.train),
         )
 
     def val_dataloader(self) -> DataLoader | list:

@@ -1,11 +1,11 @@
 """The towers as their parts shape them: what a training builds and `model.pt` saves.
 
 A two-tower model is assembled from optional parts, each chosen by its own config group and built
-by Hydra (`model/id_embedding`, `model/conditioning`; the crossing, `model/crossing`, is a
-factory inside the network config). Each part is a `TowerPart`: it receives the towers as the parts
-before it left them and returns them changed (features, specs, network config, initialisation,
-batch conditions, manifest, metrics), so a new technique is one more part, not one more argument of
-every constructor on the way.
+by Hydra (`model/id_embedding`, `model/conditioning`, `model/user_encoder`; the crossing,
+`model/crossing`, is a factory inside the network config). Each part is a `TowerPart`: it receives
+the towers as the parts before it left them and returns them changed (features, specs, network
+config, initialisation, batch conditions, manifest, metrics), so a new technique is one more part,
+not one more argument of every constructor on the way.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class Towers:
             None: the model as built.
         condition_of: maps a window's engagement rows to their condition interests (conditional
             retrieval); None: unconditioned batches.
+        sequences_of: maps the training window to its examples' own sequences (the sequence user
+            tower, ebr.models.user_encoder); None: none.
         manifest: what the parts add to `model.pt`'s manifest (e.g. the ID embedding mode).
         metrics: what the parts report among the training metrics (e.g. the ID snapshot's window).
         sources: what the parts read besides the data, by part (e.g. the pre-trained ID snapshot),
@@ -50,6 +52,7 @@ class Towers:
     pin_spec: TowerSpec
     init: Callable[[nn.Module], nn.Module] | None = None
     condition_of: Callable[[pd.DataFrame], np.ndarray] | None = None
+    sequences_of: Callable[[pd.DataFrame], Any] | None = None
     manifest: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
     sources: Mapping[str, Any] = field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +74,9 @@ class Tower(nn.Module):
             (each example independently; never in eval mode, so never at serving).
     """
 
+    # fields a subclass adds after the features' (the sequence tower's encoded sequence)
+    EXTRA_FIELDS: ClassVar[int] = 0
+
     def __init__(
         self,
         spec: TowerSpec,
@@ -84,7 +88,7 @@ class Tower(nn.Module):
         id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if not spec.sparse and spec.dense_dim == 0:
+        if not spec.sparse and spec.dense_dim == 0 and not self.EXTRA_FIELDS:
             raise ValueError(f"{spec.name} tower has no input features")
         if embedding_dim <= 0 or output_dim <= 0:
             raise ValueError(
@@ -127,7 +131,7 @@ class Tower(nn.Module):
             if spec.dense_dim
             else None
         )
-        num_fields = len(spec.sparse) + (1 if spec.dense_dim else 0)
+        num_fields = len(spec.sparse) + (1 if spec.dense_dim else 0) + self.EXTRA_FIELDS
         self.num_fields = num_fields
         self.embedding_dim = embedding_dim
         self.field_norm = FieldLayerNorm(num_fields, embedding_dim)

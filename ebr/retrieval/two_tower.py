@@ -26,6 +26,7 @@ from ebr.models.conditioning import (
     ConditioningConfig,
 )
 from ebr.models.features import resolve_features
+from ebr.models.user_encoder import UserEncoderConfig
 from ebr.retrieval.fingerprint import training_fingerprint
 from ebr.retrieval.id_embedding import (
     IdEmbeddingConfig,
@@ -82,6 +83,7 @@ class TwoTowerRetriever:
             scratch).
         conditioning: the `model/conditioning` part or its node (ebr.models.conditioning; None: none).
         negatives: the `model/negatives` part or its node (ebr.training.negatives; None: none).
+        user_encoder: the `model/user_encoder` part or its node (ebr.models.user_encoder; None: bag).
         network: the TwoTowerModel's own settings, saved into `model.pt` as given: `crossing` (the
             crossing's `_partial_` config, both towers), `pin_crossing` (another for the pin tower;
             None: the same), `embedding_dim` (every field's width), `output_dim` (the embedding
@@ -97,6 +99,7 @@ class TwoTowerRetriever:
         id_embedding: Any = None,
         conditioning: Any = None,
         negatives: Any = None,
+        user_encoder: Any = None,
         **network: Any,
     ) -> None:
         if set(network) != set(NETWORK_KEYS):
@@ -125,6 +128,7 @@ class TwoTowerRetriever:
         self.id_embedding: IdEmbeddingConfig = _part(id_embedding, IdEmbeddingConfig)
         self.conditioning: ConditioningConfig = _part(conditioning, ConditioningConfig)
         self.negatives = _part(negatives, NoNegatives)
+        self.user_encoder: UserEncoderConfig = _part(user_encoder, UserEncoderConfig)
         self.interest_serving = InterestServing.of(_plain(settings))
         self._train_events = None
         self._pretrained: PretrainedIds | None = None
@@ -146,6 +150,7 @@ class TwoTowerRetriever:
             split: the split (`split.test` is never read).
             context: the negative pool, run directory and loggers.
         """
+        data = self.user_encoder.prepare(data, split)  # serving reads the same user table
         created_group = ensure_process_group(context.run_dir)
         try:
             self._fit(data, split, context)
@@ -177,7 +182,7 @@ class TwoTowerRetriever:
                 job's (the model cache keeps them); None: none are reported.
         """
         self.artifact, self._service = Path(artifact), None
-        self._data = data
+        self._data = self.user_encoder.prepare(data, split)
         self._engagements = TrainingEngagements.from_split(split)
         self._metrics = dict(training_metrics or {})
         self._train_events = split.train
@@ -193,7 +198,7 @@ class TwoTowerRetriever:
         """
         towers = plain_towers(self.network_config, resolve_features(self.features, data), data)
         # the ID part first: the saved network config lists its keys before conditioning's
-        for part in (self.id_embedding, self.conditioning):
+        for part in (self.id_embedding, self.conditioning, self.user_encoder):
             towers = part.apply(towers, data, split)
         self._pretrained = towers.sources.get("id_embedding")
         return towers
@@ -210,6 +215,8 @@ class TwoTowerRetriever:
                 "id_embedding": dataclasses.asdict(self.id_embedding),
                 "negatives": {"part": type(self.negatives).__name__, **dataclasses.asdict(self.negatives)},
             }
+            if self.user_encoder.active:  # the bag's fingerprint stays what it was
+                settings["user_encoder"] = dataclasses.asdict(self.user_encoder)
             return training_fingerprint(settings, data, split, context)
 
         run = FitRun(

@@ -79,7 +79,9 @@ def build_datamodule(
         world_size=dist.get_world_size() if initialized else 1,
         prefetch=int(train.get("prefetch_batches", 0) or 0),
     )
-    return TwoTowerDataModule(data, split, towers.features, batching, run.negatives, towers.condition_of)
+    return TwoTowerDataModule(
+        data, split, towers.features, batching, run.negatives, towers.condition_of, towers.sequences_of
+    )
 
 
 def build_module(

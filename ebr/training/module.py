@@ -174,12 +174,13 @@ class TwoTowerModule(pl.LightningModule):
             update_frequency: count the batch's pins in the frequency estimator first (training).
         """
         user, pin, negatives = self.model(batch)
-        pin_ids = batch.pin.ids
+        # the dense all-action objective's rows are (position, future pin) draws (ebr.data.sequences)
+        pin_ids = batch.pin.ids if batch.positions is None else batch.positions.pin.ids
         log_q = None
         if self.frequency is not None:
             if update_frequency:
                 self.frequency.update(pin_ids)
-            log_q = self.frequency.log_q(pin_ids, len(batch))
+            log_q = self.frequency.log_q(pin_ids, len(pin_ids))
         negative_ids = negative_log_q = None
         if negatives is not None:
             if self.negatives is None:
