@@ -35,18 +35,7 @@ def hydra_conf():
     GlobalHydra.instance().clear()
 
 
-# model=sasrec selects model/user_encoder=sequence, a group of another branch of issue 29: skipped
-# until the group exists (remove at merge)
-_PENDING = {("model", "sasrec"): CONF / "model" / "user_encoder" / "sequence.yaml"}
-
-
-def _pending(option: tuple[str, str]) -> object:
-    needs = _PENDING.get(option)
-    mark = pytest.mark.skipif(needs is not None and not needs.exists(), reason="model/user_encoder missing")
-    return pytest.param(*option, marks=mark)
-
-
-@pytest.mark.parametrize(("group", "option"), [_pending(o) for o in _options()])
+@pytest.mark.parametrize(("group", "option"), _options())
 def test_every_option_composes(hydra_conf, group, option):
     cfg = compose("train", overrides=[f"{group}={option}"], return_hydra_config=True)
     node = OmegaConf.select(cfg, group.replace("/", "."))
