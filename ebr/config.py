@@ -181,7 +181,7 @@ class TrainSchema:
     # the batches are the same either way. 0 (the default) builds each on demand: the thread needs a
     # core the step does not use, which a 2-core machine running parallel sweep jobs does not have
     prefetch_batches: int = field(default=0, metadata=checked(Integer(0)))
-    select_epoch: str = field(default="last", metadata=checked(OneOf("ebr.training.selection.SELECTIONS")))
+    select_epoch: str = field(default="last", metadata=checked(OneOf("ebr.training.plans.SELECTIONS")))
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)

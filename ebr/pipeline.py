@@ -31,7 +31,6 @@ from ebr.retrieval.popularity import Popularity
 from ebr.retrieval.protocol import FitContext, Retriever, TuningWindow, retriever_class
 from ebr.retrieval.refit import fit_windows
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
-from ebr.serving.checkpoint import check_same_data, resolve_checkpoint
 from ebr.serving.corpus import CorpusPolicy, training_window_corpus
 from ebr.serving.corpus_step import CorpusStep, ServedSplit, corpus_step, serving_warnings
 from ebr.serving.interests import InterestServing, interest_profile, pin_tags
@@ -103,7 +102,13 @@ class JobSettings:
             data: the data set as loaded.
             fingerprint: its `data_fingerprint`.
         """
-        return None if self.checkpoint is None else check_same_data(self.checkpoint, data.source, fingerprint)
+        if self.checkpoint is None:
+            return None
+        # imported here: the saved model's reader loads torch and torchrec, which a fitting job of a
+        # baseline never needs (experiments/benchmark.md, "Start-up")
+        from ebr.serving.checkpoint import check_same_data
+
+        return check_same_data(self.checkpoint, data.source, fingerprint)
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,9 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
         loggers: where training curves go.
     """
     settings = JobSettings.of(cfg)  # every setting that can be checked without data fails here
+    # the retriever's module first: a job imports only the code its model uses, and torch is seeded
+    # (ebr.training.setup) only when that code loaded it
+    retriever_class(cfg.model)
     data, split = seeded_data_and_split(cfg)
     settings.policy.budget(data.pins.n_rows)  # a count larger than the data's pins
     label_of = settings.label_of(data)
@@ -303,6 +311,8 @@ def checkpoint_of(cfg: DictConfig) -> Path | None:
             f"eval_only=true serves a saved model, but {retriever.__name__} (model {cfg.model._target_})"
             " saves none: it is fitted in every job; evaluate a model that saves one (model=two_tower)"
         )
+    from ebr.serving.checkpoint import resolve_checkpoint
+
     return resolve_checkpoint(ckpt_path)
 
 
