@@ -289,7 +289,8 @@ def test_report_best_prints_a_baseline_sweeps_grid_and_refuses_other_sweeps(tmp_
 def test_best_out_writes_the_full_precision_trial_with_its_provenance(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     lr = 0.05971234567891234
-    overrides = ["seed=0", "model/crossing=mlp", f"train.sparse_lr={lr}", "hparams_search=two_tower_movielens"]
+    search = "hparams_search=two_tower_movielens"
+    overrides = ["seed=0", "model/crossing=mlp", f"train.sparse_lr={lr}", search]
     _fake_trial(sweep / "0", "movielens", [*overrides[:2], "train.sparse_lr=0.1", overrides[3]], 0.25)
     _fake_trial(sweep / "1", "movielens", overrides, 0.3210987654321)
     config_file = sweep / "1" / ".hydra" / "config.yaml"

@@ -7,11 +7,11 @@ import logging
 
 import numpy as np
 import pytest
+from test_baselines import fit, random_split
 
 from ebr.evaluation.task import EvalTask
 from ebr.retrieval.puresvd import PureSVD
 from ebr.retrieval.tuning import GRID_EDGE_WARNING, grid_edge, tune_on_validation, tuning_metrics
-from test_baselines import fit, random_split
 
 GRID = (4, 8, 16, 32, 64)
 
@@ -25,7 +25,7 @@ class CurveModel:
 
     def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
         rows = np.full((len(task.user_ids), k), -1, dtype=np.int64)
-        hits = int(round(self.share * len(task.user_ids)))
+        hits = round(self.share * len(task.user_ids))
         for row in range(hits):
             pins = task.relevant.values[task.relevant.offsets[row] : task.relevant.offsets[row + 1]][:k]
             rows[row, : len(pins)] = pins
@@ -51,7 +51,8 @@ def test_a_curve_peaking_at_the_grid_edge_warns(peak: int, edge: str, caplog) ->
     assert best == peak
     lines = [r.getMessage() for r in caplog.records if "grid" in r.getMessage()]
     assert len(lines) == 1, "one line"
-    assert f"rank={peak}" in lines[0] and edge in lines[0] and "widen model.grid" in lines[0]
+    for needle in (f"rank={peak}", edge, "widen model.grid"):
+        assert needle in lines[0], needle
     metrics = tuning_metrics("rank", best, scores)
     assert metrics[GRID_EDGE_WARNING.format(name="rank")] == 1.0
     assert GRID_EDGE_WARNING.format(name="rank") == "warnings/grid_edge[rank]"
