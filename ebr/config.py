@@ -267,8 +267,6 @@ class EbrSchema:
         seed: the training seed (0 is a seed like any other); the world's own seed is
             `data.config.seed`.
         force: re-run a job even when its run directory holds the results of the same config.
-        verbose: show every warning and third-party log line; by default the known-harmless ones
-            are silenced (ebr.runs.console lists each with its reason).
         num_threads: torch intra-op threads per job; 1 by default because parallel sweep jobs with
             more threads than cores slow each other down by an order of magnitude (measured: 16 ms
             vs 250 ms per forward).
@@ -287,7 +285,7 @@ class EbrSchema:
     experiment_name: str = "default"
     seed: int = field(default=0, metadata=checked(Integer(0)))
     force: bool = False
-    verbose: bool = False
+    verbose: bool = False  # show every warning and log line (default: the harmless ones silenced)
     num_threads: int = field(default=1, metadata=checked(Integer(1)))
     optimized_metric: str | None = None
     eval_only: bool = False
