@@ -25,7 +25,7 @@ from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NEIGHBOURS = (20, 50, 100, 200, 400, 800, 1600)
+DEFAULT_NEIGHBOURS = (20, 50, 100, 200, 400, 800, 1600, 3200)
 
 
 class ItemKNN(ExhaustiveRanking):
