@@ -22,6 +22,7 @@ log = logging.getLogger("ebr")
 
 MOVIELENS_LOADER = "ebr.data.loaders.movielens.load_movielens"
 TUNED_EXPERIMENT = "movielens_tuned"
+TWO_TOWER = "ebr.retrieval.two_tower.TwoTowerRetriever"
 
 
 def tuned_model_hint(cfg: DictConfig, experiment: str | None) -> str | None:
@@ -34,10 +35,12 @@ def tuned_model_hint(cfg: DictConfig, experiment: str | None) -> str | None:
     """
     if experiment is not None or OmegaConf.select(cfg, "data._target_", default=None) != MOVIELENS_LOADER:
         return None
+    if OmegaConf.select(cfg, "model._target_", default=None) != TWO_TOWER:
+        return None  # a baseline: its settings are chosen on validation inside the job
     path = OmegaConf.select(cfg, "data.path", default=None)
     where = f" data.path={path}" if isinstance(path, str) else ""
     return (
-        f"data=movielens without an experiment runs the plain defaults; the tuned two-tower model is "
+        f"data=movielens without an experiment trains the plain two-tower defaults; the tuned model is "
         f"`ebr-train experiment={TUNED_EXPERIMENT}{where}` (experiments/movielens.md)"
     )
 

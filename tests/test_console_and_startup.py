@@ -12,7 +12,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from ebr.runs.console import HARMLESS_WARNINGS, quiet_console
+from ebr.train import tuned_model_hint
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchrec", "fbgemm_gpu", "pytorch_lightning", "lightning_fabric", "lightning")
@@ -82,3 +85,21 @@ def test_the_quiet_console_filters_only_the_listed_warnings_and_verbose_none() -
         warnings.warn(message, FutureWarning, stacklevel=1)
         warnings.warn("an unlisted deprecation", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == [message, "an unlisted deprecation"]
+
+
+def test_data_movielens_without_an_experiment_names_the_tuned_command() -> None:
+    cfg = OmegaConf.create(
+        {
+            "data": {"_target_": "ebr.data.loaders.movielens.load_movielens", "path": "ml/small"},
+            "model": {"_target_": "ebr.retrieval.two_tower.TwoTowerRetriever"},
+        }
+    )
+    hint = tuned_model_hint(cfg, None)
+    assert hint is not None
+    assert "`ebr-train experiment=movielens_tuned data.path=ml/small`" in hint
+    assert tuned_model_hint(cfg, "movielens_tuned") is None, "an experiment was chosen"
+    cfg.model._target_ = "ebr.retrieval.ease.EASE"
+    assert tuned_model_hint(cfg, None) is None, "a baseline tunes itself"
+    cfg.model._target_ = "ebr.retrieval.two_tower.TwoTowerRetriever"
+    cfg.data._target_ = "ebr.data.loaders.events_file.load_events_file"
+    assert tuned_model_hint(cfg, None) is None
