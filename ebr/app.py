@@ -43,6 +43,7 @@ from ebr.runs import (
     unwrapped,
 )
 from ebr.runs.cluster import adopt_cluster_task
+from ebr.runs.console import quiet_console
 
 log = logging.getLogger("ebr")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -86,31 +87,6 @@ class TrialFailedError(RuntimeError):
 
 class JobFailedError(CompactHydraException):
     """A single run failed or was refused; the wrapper already printed why, so Hydra prints only this line."""
-
-
-# third-party INFO lines that say nothing about the job: fbgemm's library loads and embedding-kernel
-# argument dumps (logged on the root logger), faiss's loader, torchrec's sharding internals
-_QUIET_LOGGERS = ("faiss", "faiss.loader", "torchrec", "fbgemm_gpu")
-_NOISY_ROOT_PREFIXES = ("Successfully loaded: 'fbgemm", "[TBE=")
-
-
-class _ThirdPartyNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            return True
-        message = record.getMessage()
-        if record.name == "root" and message.startswith(_NOISY_ROOT_PREFIXES):
-            return False
-        return not (record.name.startswith("pytorch_lightning") and "Tip:" in message)
-
-
-def quiet_third_party_logs() -> None:
-    """Filter third-party INFO noise from the console and the job log (warnings and errors stay)."""
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for logger in (logging.getLogger(), logging.getLogger("pytorch_lightning.utilities.rank_zero")):
-        if not any(isinstance(f, _ThirdPartyNoise) for f in logger.filters):
-            logger.addFilter(_ThirdPartyNoise())
 
 
 def identity_config(cfg: DictConfig) -> dict[str, Any]:
@@ -180,7 +156,7 @@ def run_app(cfg: DictConfig, job: JobFunction) -> float | None:
         force=bool(cfg.force),
         multirun=hydra_cfg.mode == RunMode.MULTIRUN,
     )
-    quiet_third_party_logs()
+    quiet_console(bool(OmegaConf.select(cfg, "verbose", default=False)))
     try:
         outcome = run_in_directory(
             spec, lambda loggers: job(cfg, run_dir, loggers), lambda: _loggers(cfg), lambda: _validate(cfg)

@@ -181,7 +181,7 @@ class TrainSchema:
     # the batches are the same either way. 0 (the default) builds each on demand: the thread needs a
     # core the step does not use, which a 2-core machine running parallel sweep jobs does not have
     prefetch_batches: int = field(default=0, metadata=checked(Integer(0)))
-    select_epoch: str = field(default="last", metadata=checked(OneOf("ebr.training.selection.SELECTIONS")))
+    select_epoch: str = field(default="last", metadata=checked(OneOf("ebr.training.plans.SELECTIONS")))
     loss: LossSchema = field(default_factory=LossSchema)
     dense_optimizer: DenseOptimizerSchema = field(default_factory=DenseOptimizerSchema)
     sparse_optimizer: SparseOptimizerSchema = field(default_factory=SparseOptimizerSchema)
@@ -285,6 +285,7 @@ class EbrSchema:
     experiment_name: str = "default"
     seed: int = field(default=0, metadata=checked(Integer(0)))
     force: bool = False
+    verbose: bool = False  # show every warning and log line (default: the harmless ones silenced)
     num_threads: int = field(default=1, metadata=checked(Integer(1)))
     optimized_metric: str | None = None
     eval_only: bool = False
@@ -355,6 +356,7 @@ class EbrPretrainSchema:
     experiment_name: str = "pretrain"
     seed: int = field(default=0, metadata=checked(Integer(0)))
     force: bool = False
+    verbose: bool = False
     num_threads: int = field(default=1, metadata=checked(Integer(1)))
     pretrain: PretrainSchema = field(default_factory=PretrainSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)

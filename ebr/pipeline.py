@@ -16,7 +16,7 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ebr.data.fingerprint import data_fingerprint
 from ebr.data.history import with_history
@@ -28,10 +28,10 @@ from ebr.evaluation.simulation import SimulationConfig
 from ebr.evaluation.task import HIT_LEVELS, EvalTask, build_eval_task, build_simulation_task, served_from
 from ebr.retrieval.model_cache import ModelCache
 from ebr.retrieval.popularity import Popularity
-from ebr.retrieval.protocol import FitContext, Retriever, TuningWindow, retriever_class
+from ebr.retrieval.protocol import FitContext, Retriever, TuningWindow, checkpoint_of, retriever_class
 from ebr.retrieval.refit import fit_windows
 from ebr.runs import JobLoggers, JobResult, is_rank_zero
-from ebr.serving.checkpoint import check_same_data, resolve_checkpoint
+from ebr.runs.console import stage
 from ebr.serving.corpus import CorpusPolicy, training_window_corpus
 from ebr.serving.corpus_step import CorpusStep, ServedSplit, corpus_step, serving_warnings
 from ebr.serving.interests import InterestServing, interest_profile, pin_tags
@@ -103,7 +103,13 @@ class JobSettings:
             data: the data set as loaded.
             fingerprint: its `data_fingerprint`.
         """
-        return None if self.checkpoint is None else check_same_data(self.checkpoint, data.source, fingerprint)
+        if self.checkpoint is None:
+            return None
+        # imported here: the saved model's reader loads torch and torchrec, which a fitting job of a
+        # baseline never needs (experiments/benchmark.md, "Start-up")
+        from ebr.serving.checkpoint import check_same_data
+
+        return check_same_data(self.checkpoint, data.source, fingerprint)
 
 
 @dataclass(frozen=True)
@@ -172,27 +178,36 @@ def run_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
         loggers: where training curves go.
     """
     settings = JobSettings.of(cfg)  # every setting that can be checked without data fails here
-    data, split = seeded_data_and_split(cfg)
+    # the retriever's module first: a job imports only the code its model uses, and torch is seeded
+    # (ebr.training.setup) only when that code loaded it
+    retriever_class(cfg.model)
+    with stage("data (loaded or generated) and split"):
+        data, split = seeded_data_and_split(cfg)
     settings.policy.budget(data.pins.n_rows)  # a count larger than the data's pins
     label_of = settings.label_of(data)
     fingerprint = data_fingerprint(data)
     trained = settings.trained_model(data, fingerprint)  # a model trained on other data fails here
     # the refit protocol (eval.refit, ebr/retrieval/refit.py): the split fitted and scored is
     # train+val -> test under refit; tuning baselines choose on the unmerged cut
-    windows = fit_windows(hydra.utils.instantiate(cfg.split), data, split, settings.window, cfg.eval.refit)
-    tuned_on = None if windows.tuning is None else windows.tuning.split
-    step = corpus_step(settings.policy, data, windows.split, settings.window, tuned_on, trained)
+    with stage("fitted windows and serving corpus"):
+        windows = fit_windows(
+            hydra.utils.instantiate(cfg.split), data, split, settings.window, cfg.eval.refit
+        )
+        tuned_on = None if windows.tuning is None else windows.tuning.split
+        step = corpus_step(settings.policy, data, windows.split, settings.window, tuned_on, trained)
     data, split = step.data, step.split
     if cfg.features.history:
         data = with_history(data, split, cfg.features.history_length)
     scoring = Scoring.of(cfg, settings, data, split, step.fitted.corpus.pins, label_of)
     context = fit_context(cfg, run_dir, loggers, step, data, fingerprint, scoring.labels)
     retriever: Retriever = hydra.utils.instantiate(cfg.model)
-    reuse = fit_or_load(retriever, settings, cfg, data, split, context)
+    with stage(f"{'load' if settings.checkpoint is not None else 'fit'} {type(retriever).__name__}"):
+        reuse = fit_or_load(retriever, settings, cfg, data, split, context)
     if not is_rank_zero():
         return JobResult({})
-    metrics = _evaluate(retriever, scoring, settings, data, split)
-    metrics.update(_reference(scoring, settings.ks, data, split, context))
+    with stage("evaluation"):
+        metrics = _evaluate(retriever, scoring, settings, data, split)
+        metrics.update(_reference(scoring, settings.ks, data, split, context))
     metrics.update(task_counts(scoring.task))
     metrics.update(split_counts(split))
     metrics.update(windows.metrics())
@@ -280,30 +295,6 @@ def fit_or_load(
     else:
         retriever.load(settings.checkpoint, data, split)
     return None
-
-
-def checkpoint_of(cfg: DictConfig) -> Path | None:
-    """The model file an evaluation-only job serves (None: the job trains); checked before any data work.
-
-    Args:
-        cfg: the job config (`eval_only`, `ckpt_path`, `model`).
-
-    Raises:
-        ValueError: `ckpt_path` without eval_only, eval_only with a model that saves none (its
-            retriever is not `loadable`), or a `ckpt_path` that does not name a model.pt.
-    """
-    ckpt_path = OmegaConf.select(cfg, "ckpt_path", default=None)
-    if not OmegaConf.select(cfg, "eval_only", default=False):
-        if ckpt_path:
-            raise ValueError(f"ckpt_path={ckpt_path} is read only with eval_only=true (this job would train)")
-        return None
-    retriever = retriever_class(cfg.model)
-    if not retriever.loadable:
-        raise ValueError(
-            f"eval_only=true serves a saved model, but {retriever.__name__} (model {cfg.model._target_})"
-            " saves none: it is fitted in every job; evaluate a model that saves one (model=two_tower)"
-        )
-    return resolve_checkpoint(ckpt_path)
 
 
 def check_hit_level(level: object) -> str:

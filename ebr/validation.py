@@ -37,9 +37,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ebr.config import EbrPretrainSchema, EbrSchema, EvalSchema
-from ebr.models.conditioning import ConditioningConfig
 from ebr.pretraining.selection import snapshot_dir_problem
-from ebr.runs.checks import Check, Integer, IntegerList, declared_checks, problems
+from ebr.runs.checks import Check, Integer, IntegerList, declared_checks, problems, statically_defined
 from ebr.runs.ranks import world_size
 from ebr.runs.wrapper import unwrapped
 from ebr.serving.interests import InterestServing
@@ -141,7 +140,12 @@ def _devices(cfg: DictConfig, problems: list[str]) -> None:
 def _conditional(check: _Checker, cfg: DictConfig, problems: list[str]) -> None:
     """Conditional retrieval's keys: each owner checks its own (ebr.models.conditioning,
     ebr.serving.interests); the one rule across both is here."""
-    check.built("model.conditioning", ConditioningConfig.of)
+    if OmegaConf.select(cfg, "model.conditioning", default=None) is not None:
+        # imported only for a model with the node: it loads torch and torchrec, which a baseline
+        # job never needs (experiments/benchmark.md, "Start-up")
+        from ebr.models.conditioning import ConditioningConfig
+
+        check.built("model.conditioning", ConditioningConfig.of)
     check.built("serving", InterestServing.of)
     mode = OmegaConf.select(cfg, "model.conditioning.mode", default="none")
     if mode != "none" and OmegaConf.select(cfg, "serving.interest_filter", default="none") == "union":
@@ -211,6 +215,10 @@ class _Checker:
 
         for key, target in _targets(OmegaConf.to_container(cfg, resolve=False)):
             if not isinstance(target, str) or target.startswith("${"):
+                continue
+            if statically_defined(target):
+                # found in its module's source: importing it would load torch for a job that
+                # never uses it (a baseline job's unused `train.*` targets)
                 continue
             try:
                 _locate(target)

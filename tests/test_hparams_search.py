@@ -284,3 +284,41 @@ def test_report_best_prints_a_baseline_sweeps_grid_and_refuses_other_sweeps(tmp_
     out = capsys.readouterr().out
     assert "* rank=32" in out
     assert "  rank=16" in out
+
+
+def test_best_out_writes_the_full_precision_trial_with_its_provenance(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    lr = 0.05971234567891234
+    search = "hparams_search=two_tower_movielens"
+    overrides = ["seed=0", "model/crossing=mlp", f"train.sparse_lr={lr}", search]
+    _fake_trial(sweep / "0", "movielens", [*overrides[:2], "train.sparse_lr=0.1", overrides[3]], 0.25)
+    _fake_trial(sweep / "1", "movielens", overrides, 0.3210987654321)
+    config_file = sweep / "1" / ".hydra" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["train"]["sparse_lr"] = lr
+    config_file.write_text(yaml.safe_dump(config))
+    (sweep / "1" / "run.json").write_text(json.dumps({"config": config, "code": {"git_commit": "abc123def"}}))
+    out = tmp_path / "conf" / "experiment" / "movielens_tuned.yaml"
+    out.parent.mkdir(parents=True)
+    assert report_main(["--best", str(sweep), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# @package _global_\n")
+    comment = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    for needle in ("study two_tower_movielens", "trial 1 of 2", "recall@50 = 0.3210987654321", "abc123def"):
+        assert needle in comment, needle
+    document = yaml.safe_load(text)
+    assert document["train"]["sparse_lr"] == lr, "full precision, not a rounding"
+    assert document["defaults"][0] == "movielens", "based on the experiment the search ran"
+    assert document["hydra"]["sweeper"]["params"]["train.sparse_lr"] == repr(lr)
+    assert not list(out.parent.glob(".*.tmp")), "written through a temporary, renamed"
+
+
+def test_best_out_refuses_a_sweep_that_is_not_a_search(tmp_path, capsys):
+    job = tmp_path / "sweep" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["model=puresvd"]))
+    write_metrics(job, {"tune/rank": 32.0, "tune/recall@50[rank=16]": 0.2, "tune/recall@50[rank=32]": 0.3})
+    out = tmp_path / "best.yaml"
+    assert report_main(["--best", str(tmp_path / "sweep"), "--out", str(out)]) == 2
+    assert "is not a hyperparameter search" in capsys.readouterr().err
+    assert not out.exists()

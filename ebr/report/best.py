@@ -3,7 +3,8 @@
 Reads the job directories only (``.hydra/``, ``metrics.json``, ``error.txt``), not the Optuna
 database: each trial is a job whose ``.hydra/config.yaml`` names the objective
 (`optimized_metric`) and whose ``.hydra/hydra.yaml`` holds the direction and the searched keys.
-The best trial's overrides become an ``@package _global_`` experiment file: the experiment the
+The best trial's overrides become an ``@package _global_`` experiment file (written atomically, its
+values at full precision, the study, trial number, objective and commit in its comment): the experiment the
 search ran under (a defaults entry), its group choices, its key values and its seed, with
 `hydra.sweeper.params` fixing every searched key to the best value and sweeping the final seeds,
 so the final runs are one command (``ebr-train -m --config-dir DIR experiment=NAME``), which
@@ -31,7 +32,9 @@ from ebr.runs import (
     OVERRIDES_FILE,
     dig,
     read_metrics,
+    read_record,
     read_yaml,
+    write_atomic,
 )
 
 # overrides a best-trial file leaves out: the search itself, Hydra's settings, the window (the
@@ -186,15 +189,32 @@ def best_experiment(search: Search, trial: Trial, seeds: str = DEFAULT_SEEDS) ->
         **body,
         "hydra": {"sweeper": {"params": params}},
     }
-    header = (
-        "# @package _global_\n"
-        f"# The best trial of the hyperparameter search {search.path} (written by ebr-report --best):\n"
-        f"# trial {trial.number}, validation {search.metric} = {trial.value!r} ({search.direction}).\n"
-        "# A single run reproduces the trial with eval.window=val; without it (the default, test), a\n"
-        f"# multirun is the final runs: seeds {seeds}, the test window, refitted on train+val where\n"
-        "# the data's eval group says so (data=movielens: eval=refit).\n"
-    )
+    header = "# @package _global_\n" + provenance(search, trial, seeds)
     return name, header + yaml.safe_dump(document, sort_keys=False)
+
+
+def provenance(search: Search, trial: Trial, seeds: str = DEFAULT_SEEDS) -> str:
+    """The comment lines of a best-trial file: the study, the trial, its objective and the code it ran.
+
+    Args:
+        search: the search.
+        trial: its best trial.
+        seeds: the final runs' seeds.
+    """
+    code = dig(read_record(trial.path) or {}, ("code",)) or {}
+    commit = code.get("git_commit") or "unknown (no run.json)"
+    if code.get("git_diff_sha256"):
+        commit += f" with uncommitted changes (diff sha256 {str(code['git_diff_sha256'])[:12]})"
+    searched = ", ".join(key for key in search.searched if key != "seed") or "none recorded"
+    return (
+        f"# The best trial of the hyperparameter search {search.path} (written by ebr-report --best):\n"
+        f"# study {search.study_name}, trial {trial.number} of {len(search.trials)}, validation "
+        f"{search.metric} = {trial.value!r} ({search.direction}),\n"
+        f"# code at commit {commit}. Searched keys: {searched}; the values below are the trial's, at\n"
+        "# full precision. A single run reproduces the trial with eval.window=val; without it (the\n"
+        f"# default, test), a multirun is the final runs: seeds {seeds}, the test window, refitted on\n"
+        "# train+val where the data's eval group says so (data=movielens: eval=refit).\n"
+    )
 
 
 def _set(node: dict[str, Any], dotted: str, value: Any) -> None:
@@ -274,7 +294,12 @@ def write_best(sweep_dir: Path, out: Path | None, seeds: str = DEFAULT_SEEDS) ->
     grids = format_grids(sweep_dir)
     try:
         search = load_search(sweep_dir)
-    except SearchReadError:
+    except SearchReadError as exc:
+        if out is not None:
+            raise SearchReadError(
+                f"--out {out}: {sweep_dir} is not a hyperparameter search (no job names an "
+                "optimized_metric: run it with hparams_search=...), so it has no best trial to write"
+            ) from exc
         if not grids:
             raise
         # a baseline sweep: its in-job grids are its trials, and the chosen value is already config
@@ -290,7 +315,7 @@ def write_best(sweep_dir: Path, out: Path | None, seeds: str = DEFAULT_SEEDS) ->
     name, text = best_experiment(search, best, seeds)
     target = out if out is not None else sweep_dir / "best" / "experiment" / f"{name}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"best trial {best.number}: validation {search.metric} = {best.value!r}")
     print("overrides: " + " ".join(search_overrides(best, search.searched)))
     print(f"wrote {target}")

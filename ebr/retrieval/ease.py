@@ -31,7 +31,7 @@ from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LAMBDAS = (50, 100, 200, 500, 1000, 2000, 5000)
+DEFAULT_LAMBDAS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 # engaged pins above which the dense N x N float64 matrices are refused (see the module docstring)
 MAX_ITEMS = 10_000
 
@@ -91,7 +91,7 @@ class EASE(ExhaustiveRanking):
             return model
 
         best, self.validation, model = tune_on_validation(
-            tuning.split, tuning.corpus, self.grid, fit_candidate
+            tuning.split, tuning.corpus, self.grid, fit_candidate, name="lambda"
         )
         log.info(
             "EASE: validation recall@50 by lambda %s; chose %s (%d items)", self.validation, best, len(items)

@@ -27,7 +27,7 @@ import pandas as pd
 from ebr.data.schema import FeatureTable, InteractionData, Split
 from ebr.retrieval.protocol import FitContext
 from ebr.runs import world_size
-from ebr.training.checkpoint import TRAIN_PACE_KEYS, digest
+from ebr.training.digest import TRAIN_PACE_KEYS, digest
 
 # keys inside a config part that training does not read: serving's, the console's, where Lightning
 # writes its logs (each job's own directory), and the model node's copies of top-level nodes

@@ -25,7 +25,7 @@ from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NEIGHBOURS = (20, 50, 100, 200, 400)
+DEFAULT_NEIGHBOURS = (20, 50, 100, 200, 400, 800, 1600, 3200)
 
 
 class ItemKNN(ExhaustiveRanking):
@@ -74,7 +74,7 @@ class ItemKNN(ExhaustiveRanking):
             return model
 
         best, self.validation, model = tune_on_validation(
-            tuning.split, tuning.corpus, candidates, fit_candidate
+            tuning.split, tuning.corpus, candidates, fit_candidate, name="neighbours"
         )
         log.info("ItemKNN: validation recall@50 by neighbours %s; chose %d", self.validation, best)
         self.neighbours = best

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 import hydra
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
 from ebr.data.schema import InteractionData, Split
 from ebr.evaluation.task import EvalTask
@@ -177,3 +178,31 @@ def retriever_class(model: Mapping[str, Any]) -> type[Retriever]:
         model: the job's `model` node (its `_target_`).
     """
     return cast(type[Retriever], hydra.utils.get_class(str(model["_target_"])))
+
+
+def checkpoint_of(cfg: DictConfig) -> Path | None:
+    """The model file an evaluation-only job serves (None: the job trains); checked before any data work.
+
+    Args:
+        cfg: the job config (`eval_only`, `ckpt_path`, `model`).
+
+    Raises:
+        ValueError: `ckpt_path` without eval_only, eval_only with a model that saves none (its
+            retriever is not `loadable`), or a `ckpt_path` that does not name a model.pt.
+    """
+    ckpt_path = OmegaConf.select(cfg, "ckpt_path", default=None)
+    if not OmegaConf.select(cfg, "eval_only", default=False):
+        if ckpt_path:
+            raise ValueError(f"ckpt_path={ckpt_path} is read only with eval_only=true (this job would train)")
+        return None
+    retriever = retriever_class(cfg.model)
+    if not retriever.loadable:
+        raise ValueError(
+            f"eval_only=true serves a saved model, but {retriever.__name__} (model {cfg.model._target_})"
+            " saves none: it is fitted in every job; evaluate a model that saves one (model=two_tower)"
+        )
+    # imported here: the saved model's reader loads torch and torchrec, which a fitting job of a
+    # baseline never needs (experiments/benchmark.md, "Start-up")
+    from ebr.serving.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(ckpt_path)

@@ -20,7 +20,7 @@ from ebr.retrieval.tuning import tune_on_validation, tuning_metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RANKS = (16, 32, 64, 128, 256)
+DEFAULT_RANKS = (4, 8, 16, 32, 64, 128, 256)
 
 
 class PureSVD(ExhaustiveRanking):
@@ -80,7 +80,7 @@ class PureSVD(ExhaustiveRanking):
             return model
 
         best, self.validation, model = tune_on_validation(
-            tuning.split, tuning.corpus, candidates, fit_candidate
+            tuning.split, tuning.corpus, candidates, fit_candidate, name="rank"
         )
         log.info("PureSVD: validation recall@50 by rank %s; chose rank %d", self.validation, best)
         self.rank = best

@@ -8,6 +8,7 @@ cut, and the baseline then refits the chosen value on train+val itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -17,7 +18,12 @@ from ebr.data.schema import Split
 from ebr.evaluation.metrics import retrieval_metrics
 from ebr.evaluation.task import EvalTask, build_eval_task
 
+log = logging.getLogger(__name__)
+
 TUNE_METRIC_K = 50
+# the metrics.json key set to 1 when a tuned value sits at the edge of its grid (ebr.serving's
+# `warnings/<name>` convention): `warnings/grid_edge[rank]`
+GRID_EDGE_WARNING = "warnings/grid_edge[{name}]"
 
 Param = TypeVar("Param")
 
@@ -35,10 +41,12 @@ def tune_on_validation(
     candidates: Sequence[Param],
     fit_candidate: Callable[[Param], Model],
     k: int = TUNE_METRIC_K,
+    name: str = "value",
 ) -> tuple[Param, dict[str, float], Model]:
     """Grid search on the validation window: fit each candidate on train, keep the best recall@k.
 
-    Ties go to the earlier candidate.
+    Ties go to the earlier candidate. A choice at the smallest or largest value tried is logged as a
+    warning (`grid_edge`): the best value may lie outside the grid.
 
     Args:
         split: the split.
@@ -46,6 +54,7 @@ def tune_on_validation(
         candidates: hyperparameter values, tried in order.
         fit_candidate: fits a model with one value on `split.train` and returns it.
         k: the recall cut-off.
+        name: the hyperparameter's name in the warning (`model.grid` holds its values).
 
     Returns:
         (best value, {str(value): val recall@k}, the model fitted with the best value).
@@ -67,11 +76,40 @@ def tune_on_validation(
         if best is None or recall > best[1]:
             best = (value, recall, model)
     assert best is not None
+    edge = grid_edge(best[0], candidates)
+    if edge is not None:
+        log.warning(
+            "%s: chose %s=%s, the %s value of its grid %s: the best may lie outside it; widen model.grid",
+            type(best[2]).__name__,
+            name,
+            best[0],
+            edge,
+            list(candidates),
+        )
     return best[0], scores, best[2]
 
 
+def grid_edge(chosen: object, values: Sequence[object]) -> str | None:
+    """ "smallest" or "largest" when `chosen` is the smallest or largest of several numeric grid values,
+    else None (an interior value, or a grid of one value, which has no inside).
+
+    Args:
+        chosen: the value chosen.
+        values: the values tried.
+    """
+    numbers = sorted({float(v) for v in values})  # type: ignore[arg-type]
+    if len(numbers) < 2:
+        return None
+    if float(chosen) == numbers[0]:  # type: ignore[arg-type]
+        return "smallest"
+    if float(chosen) == numbers[-1]:  # type: ignore[arg-type]
+        return "largest"
+    return None
+
+
 def tuning_metrics(name: str, chosen: object, validation: dict[str, float]) -> dict[str, float]:
-    """A tuned hyperparameter and its validation scores, e.g. tune/rank, tune/recall@50[rank=32].
+    """A tuned hyperparameter and its validation scores, e.g. tune/rank, tune/recall@50[rank=32], and
+    `warnings/grid_edge[rank]` = 1 when the chosen value is the smallest or largest one tried.
 
     Args:
         name: the hyperparameter ("rank", "neighbours").
@@ -80,4 +118,6 @@ def tuning_metrics(name: str, chosen: object, validation: dict[str, float]) -> d
     """
     metrics = {f"tune/recall@{TUNE_METRIC_K}[{name}={value}]": float(s) for value, s in validation.items()}
     metrics[f"tune/{name}"] = float(chosen)  # type: ignore[arg-type]
+    if validation and grid_edge(chosen, list(validation)) is not None:
+        metrics[GRID_EDGE_WARNING.format(name=name)] = 1.0
     return metrics

@@ -34,6 +34,7 @@ from ebr.retrieval.id_embedding import (
 )
 from ebr.retrieval.protocol import FitContext
 from ebr.runs import MODEL_FILE
+from ebr.runs.console import stage
 from ebr.serving.conditional import InterestRetrieval
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
@@ -246,14 +247,15 @@ class TwoTowerRetriever:
         # and an ANN index's build is most of a large corpus's serving time
         fresh = service is None or not np.array_equal(service.corpus, task.corpus)
         if fresh:
-            service = self._service = RetrievalService.from_artifact(
-                self.artifact,
-                self._data,
-                task.corpus,
-                self.index,
-                ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
-                batch_size=self.serving_batch_size,
-            )
+            with stage(f"serving: corpus embedded and index built ({len(task.corpus):,} pins)"):
+                service = self._service = RetrievalService.from_artifact(
+                    self.artifact,
+                    self._data,
+                    task.corpus,
+                    self.index,
+                    ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
+                    batch_size=self.serving_batch_size,
+                )
         queries = service.user_vectors(task.user_ids)
         retrieved = service.search(queries, k, task.exclude)
         self._metrics.update(service.timings)

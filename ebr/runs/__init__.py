@@ -15,7 +15,8 @@ Modules: `files` (names and atomic writers), `arms` (what a sweep compares), `id
 that decides a job's results), `code` (the code that computed them), `dashboard` (the config
 columns and tags a job's run is sliced by on a dashboard), `objective` (the metric a search
 optimizes), `ranks` (the job's process count), `wrapper` (skip, refuse, run, record, rank-0
-guard), `signals` (SIGTERM and SIGINT end a job as failed), `tally` (what a sweep's jobs did).
+guard), `signals` (SIGTERM and SIGINT end a job as failed), `tally` (what a sweep's jobs did),
+`console` (the known-harmless warnings a job silences, `verbose`, and its timed stage lines).
 This package imports nothing else of ebr and no torch: the report reads run directories through it.
 """
 

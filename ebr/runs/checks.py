@@ -4,17 +4,23 @@ A schema field says `field(default=..., metadata=checked(Integer(1)))`, a functi
 `Annotated[int, Integer(1)]`; `ebr.validation` reads the declarations and reports every value
 that breaks one, naming the key, the value and what is allowed, before any work. An option list
 may be named by its import path (`OneOf("ebr.models.frequency.LOGQ_OPTIONS")`) so that a light
-module (the config schema, read by every command line) does not import its heavy owner.
+module (the config schema, read by every command line) does not import its heavy owner; while the
+owner is not loaded, a literal tuple or a mapping with literal keys is read from its source, so the
+checks before work do not load torch either (a baseline job never does).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
+import importlib.util
 import math
 import numbers
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, get_type_hints
 
 # the dataclass field metadata key of a declared check
@@ -117,12 +123,92 @@ class OneOf(Check):
         if not isinstance(self.options, str):
             return self.options
         module, _, name = self.options.rpartition(".")
+        if module not in sys.modules:
+            literal = _literal_options(module, name)
+            if literal is not None:
+                return literal
         found = getattr(importlib.import_module(module), name)
         return tuple(found.keys() if isinstance(found, Mapping) else found)
 
     def problem(self, key: str, value: Any) -> str | None:
         allowed = self.allowed()
         return None if value in allowed else f"{key}={value!r}: must be one of {', '.join(allowed)}"
+
+
+def _literal_options(module: str, name: str) -> tuple[str, ...] | None:
+    """`module.name` read from the module's source without importing it: a tuple or list of literals,
+    or the literal keys of a dict (None when it is not written as one)."""
+    source = _module_source(module.split("."))
+    if source is None:
+        return None
+    for node in _parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if not any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            continue
+        value = node.value  # type: ignore[union-attr]
+        items = value.keys if isinstance(value, ast.Dict) else getattr(value, "elts", None)
+        if items is None or not all(isinstance(item, ast.Constant) for item in items):
+            return None
+        return tuple(item.value for item in items)  # type: ignore[union-attr]
+    return None
+
+
+def statically_defined(target: str) -> bool:
+    """Whether `target` ("package.module.Name") names a module, or a name its module's source defines
+    or imports at top level, found without running the module (a light check of a `_target_` that
+    would otherwise load torch). False means "not found that way": import it to know.
+
+    Args:
+        target: a dotted import path.
+    """
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        source = _module_source(parts[:cut])
+        if source is None:
+            continue
+        rest = parts[cut:]
+        return not rest or (len(rest) == 1 and rest[0] in _top_level_names(_parse(source)))
+    return False
+
+
+def _module_source(parts: list[str]) -> Path | None:
+    """The source file of module `parts`, found on the file system below its top-level package
+    (which is found without being run); None when there is none."""
+    spec = importlib.util.find_spec(parts[0])
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    path, folders = Path(spec.origin), [Path(f) for f in spec.submodule_search_locations or []]
+    for part in parts[1:]:
+        found = [f / part / "__init__.py" for f in folders if (f / part / "__init__.py").is_file()]
+        found += [f / f"{part}.py" for f in folders if (f / f"{part}.py").is_file()]
+        if not found:
+            return None
+        path = found[0]
+        folders = [path.parent] if path.name == "__init__.py" else []
+    return path
+
+
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    """Names a module binds at top level (also inside top-level if/try blocks)."""
+    names: set[str] = set()
+    nodes = list(tree.body)
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.If | ast.Try):
+            nodes += [*node.body, *node.orelse, *getattr(node, "finalbody", [])]
+            nodes += [n for handler in getattr(node, "handlers", []) for n in handler.body]
+    return names
 
 
 @dataclass(frozen=True)

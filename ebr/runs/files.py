@@ -64,6 +64,7 @@ RESULT_NEUTRAL_KEYS = (
     "report",
     "trainer.enable_progress_bar",
     "trainer.default_root_dir",
+    "verbose",
 )
 # Outcomes of one invocation of a job.
 FINISHED, SKIPPED, FAILED, REFUSED = "finished", "skipped", "failed", "refused"

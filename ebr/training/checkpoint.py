@@ -24,8 +24,6 @@ that wrote it (the fingerprint holds it): each rank's share of a batch depends o
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,10 +35,6 @@ import torch
 
 from ebr.runs import CHECKPOINT_DIR, LAST_CHECKPOINT, is_rank_zero, process_rank, write_atomic
 
-# train keys that decide how a training is carried out, not what it computes: a resumed checkpoint
-# and the model cache accept a run that differs in them
-TRAIN_PACE_KEYS = ("checkpoint_every_n_steps", "prefetch_batches")
-
 FINGERPRINT_KEY = "ebr_fingerprint"
 
 
@@ -51,19 +45,6 @@ class CheckpointMismatchError(ValueError):
 def checkpoint_path(run_dir: str | Path) -> Path:
     """Where a run's last checkpoint lives."""
     return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
-
-
-def digest(value: Any) -> str:
-    """A short stable hash of JSON-able values, numpy arrays or bytes (for fingerprints)."""
-    hasher = hashlib.sha256()
-    if isinstance(value, np.ndarray):
-        hasher.update(str((value.dtype.str, value.shape)).encode())
-        hasher.update(np.ascontiguousarray(value).tobytes())
-    elif isinstance(value, bytes):
-        hasher.update(value)
-    else:
-        hasher.update(json.dumps(value, sort_keys=True, default=str).encode())
-    return hasher.hexdigest()[:16]
 
 
 def resume_from(run_dir: str | Path, fingerprint: Mapping[str, str]) -> Path | None:

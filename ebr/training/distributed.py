@@ -162,6 +162,13 @@ def _shard_region(shard: Any) -> tuple[slice, ...]:
     return _region(shard.metadata.shard_offsets, shard.metadata.shard_sizes)
 
 
+def _sharded_extent(value: ShardedTensor) -> tuple[tuple[int, ...], torch.dtype]:
+    """(full size, dtype) of a ShardedTensor from its metadata: `value.size()` and `value.dtype` go
+    through the deprecated ShardedTensor `__torch_function__`, which warns (FutureWarning)."""
+    metadata = value.metadata()
+    return tuple(metadata.size), metadata.tensor_properties.dtype
+
+
 def _region(offsets: Any, sizes: Any) -> tuple[slice, ...]:
     return tuple(slice(offset, offset + size) for offset, size in zip(offsets, sizes))
 
@@ -173,7 +180,8 @@ def plain_tensor(value: torch.Tensor) -> torch.Tensor:
     this then; only rank 0's result is complete).
     """
     if isinstance(value, ShardedTensor):
-        full = torch.zeros(value.size(), dtype=value.dtype)
+        size, dtype = _sharded_extent(value)
+        full = torch.zeros(size, dtype=dtype)
         if not dist.is_initialized() or dist.get_world_size() == 1:
             for shard in value.local_shards():
                 full[_shard_region(shard)] = shard.tensor.detach().cpu()
@@ -192,10 +200,9 @@ def copy_into(live: torch.Tensor, saved: torch.Tensor, name: str) -> None:
         saved: the plain tensor `plain_tensor` made of it.
         name: its key, for the error.
     """
-    if tuple(live.size()) != tuple(saved.size()):
-        raise ValueError(
-            f"{name}: the checkpoint holds shape {tuple(saved.size())}, the model {tuple(live.size())}"
-        )
+    shape = _sharded_extent(live)[0] if isinstance(live, ShardedTensor) else tuple(live.size())
+    if shape != tuple(saved.size()):
+        raise ValueError(f"{name}: the checkpoint holds shape {tuple(saved.size())}, the model {shape}")
     with torch.no_grad():
         if isinstance(live, ShardedTensor):
             for shard in live.local_shards():
@@ -320,7 +327,7 @@ def _local_pieces(
             (list(shard.metadata.shard_offsets), shard.tensor.detach().cpu())
             for shard in value.local_shards()
         ]
-        return tuple(value.size()), value.dtype, shards
+        return (*_sharded_extent(value), shards)
     return tuple(value.size()), value.dtype, [([0] * value.dim(), value.detach().cpu())]
 
 

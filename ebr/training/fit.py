@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch.distributed as dist
+from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
+from pytorch_lightning.callbacks.progress.rich_progress import _RICH_AVAILABLE
 
 from ebr.data.datamodule import Batching, TwoTowerDataModule
 from ebr.data.schema import InteractionData, Split
@@ -141,13 +142,12 @@ def fit_towers(
     module = build_module(data, split, towers, train, run)
     history = EpochHistory()
     selection = EpochSelection.of(train, has_val=not split.val.empty)
-    trainer, resume = _trainer(trainer_config, train, run, [history, *selection.callbacks()])
+    own = [history, *selection.callbacks()]
+    trainer, resume = _trainer(trainer_config, train, run, own, has_val=not split.val.empty)
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        # the batches resume where the checkpoint says (TwoTowerDataModule.load_state_dict),
-        # which Lightning cannot see for a plain iterable: its "not resumable" warning is wrong
-        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    # Lightning's "dataloader is not resumable" warning is silenced with the other known-harmless
+    # ones in one place (ebr.runs.console)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     seconds = time.perf_counter() - started
     # model.pt, history.json and the id-ablation losses are of the chosen epoch's state
     chosen = selection.finish(module, len(history.train_loss))
@@ -173,13 +173,39 @@ def fit_towers(
     return metrics
 
 
+class EpochProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, counting epochs as the user set them: "Epoch 3/3" on the last
+    epoch of `trainer.max_epochs=3` (Lightning's own reads "Epoch 2/2")."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:
+            description += f"/{self.trainer.max_epochs}"
+        width = len(self.validation_description)
+        return f"{description:{width}}" if width > len(description) else description
+
+
 def _trainer(
-    trainer_config: Mapping[str, Any], train: Mapping[str, Any], run: FitRun, own: Sequence[pl.Callback]
+    trainer_config: Mapping[str, Any],
+    train: Mapping[str, Any],
+    run: FitRun,
+    own: Sequence[pl.Callback],
+    has_val: bool = True,
 ) -> tuple[pl.Trainer, str | None]:
     """The Lightning Trainer with its callbacks (the trainer config's, then `own`: the history and
-    the epoch selection), and the checkpoint to resume from (None: none)."""
+    the epoch selection), and the checkpoint to resume from (None: none).
+
+    Without a validation window (the refit protocol) no validation loop runs: Lightning would
+    otherwise call the empty loader list and warn that it is empty across ranks."""
     # the trainer config's own callbacks (e.g. the benchmark's timer) run beside ours
     callbacks = [*hydra.utils.instantiate(trainer_config.get("callbacks") or []), *own]
+    if (
+        _RICH_AVAILABLE
+        and trainer_config.get("enable_progress_bar", True)
+        and not any(isinstance(c, ProgressBar) for c in callbacks)
+    ):
+        callbacks.append(EpochProgressBar())
+    extra: dict[str, Any] = {} if has_val else {"limit_val_batches": 0}
     every = int(train.get("checkpoint_every_n_steps", 0) or 0)
     resume = None
     if every > 0:
@@ -189,7 +215,7 @@ def _trainer(
         resume = resume_from(run.run_dir, fingerprint)  # refuses another setup's checkpoint
         callbacks.append(StepCheckpoint(run.run_dir, every, fingerprint))
     trainer: pl.Trainer = hydra.utils.instantiate(
-        trainer_config, logger=list(run.loggers) or False, callbacks=callbacks
+        trainer_config, logger=list(run.loggers) or False, callbacks=callbacks, **extra
     )
     return trainer, resume
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import Logger
+
+# Lightning's loggers are imported where one is built: `logger=none` (a baseline job) then never
+# loads Lightning (experiments/benchmark.md, "Start-up")
 
 # wandb caps a job type and a tag at 64 characters
 _JOB_TYPE_LIMIT = 64
@@ -47,7 +51,7 @@ class RunLoggers:
         for logger in self._loggers:
             if columns:
                 logger.log_hyperparams(dict(columns))
-            if tags and isinstance(logger, WandbLogger):
+            if tags and _is_wandb(logger):
                 run = logger.experiment
                 added = [tag[:_TAG_LIMIT] for tag in tags]
                 run.tags = tuple(dict.fromkeys([*(run.tags or ()), *added]))
@@ -59,15 +63,22 @@ class RunLoggers:
         """
         for logger in self._loggers:
             logger.log_metrics(dict(metrics))
-            if isinstance(logger, WandbLogger):
+            if _is_wandb(logger):
                 logger.experiment.summary.update(dict(metrics))
 
     def finish(self, success: bool) -> None:
         """Close every logger; a failed job's wandb run is marked failed (exit code 1)."""
         for logger in self._loggers:
             logger.finalize("success" if success else "failed")
-            if isinstance(logger, WandbLogger):
+            if _is_wandb(logger):
                 logger.experiment.finish(exit_code=0 if success else 1)
+
+
+def _is_wandb(logger: Logger) -> bool:
+    # imported here: a logger exists, so Lightning is loaded already
+    from pytorch_lightning.loggers import WandbLogger
+
+    return isinstance(logger, WandbLogger)
 
 
 def wandb_logger(
@@ -90,6 +101,8 @@ def wandb_logger(
         entity: wandb entity (team or user), None for the default.
         tags: run tags.
     """
+    from pytorch_lightning.loggers import WandbLogger
+
     os.environ.setdefault("WANDB_MODE", "offline")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     logger = WandbLogger(
@@ -109,6 +122,8 @@ def wandb_logger(
 
 def csv_logger(save_dir: str) -> RunLoggers:
     """Metrics as CSV under `save_dir/csv/`."""
+    from pytorch_lightning.loggers import CSVLogger
+
     return RunLoggers([CSVLogger(save_dir=save_dir, name="csv", version="")])
 
 

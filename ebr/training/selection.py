@@ -18,10 +18,10 @@ import torch
 import torch.distributed as dist
 
 from ebr.training.distributed import all_gather, dense_state_dict, load_dense_state_dict
+from ebr.training.plans import SELECTIONS
 
 log = logging.getLogger(__name__)
 
-SELECTIONS = ("last", "best_val_loss")
 VAL_LOSS = "val/loss"
 
 

@@ -236,9 +236,9 @@ def test_hydra_configs(name: str, cls: type) -> None:
     if name != "popularity":
         assert model.tune is True
     if name == "puresvd":
-        assert model.grid == (16, 32, 64, 128, 256)
+        assert model.grid == (4, 8, 16, 32, 64, 128, 256)
     if name == "itemknn":
-        assert model.grid == (20, 50, 100, 200, 400)
+        assert model.grid == (20, 50, 100, 200, 400, 800, 1600, 3200)
 
 
 def test_own_metrics_report_the_tuned_value_and_its_grid() -> None:

@@ -126,5 +126,5 @@ def test_hydra_config() -> None:
     model = instantiate(OmegaConf.load(REPO / "conf" / "model" / "ease.yaml"))
     assert isinstance(model, EASE)
     assert model.tune is True
-    assert model.grid == (50, 100, 200, 500, 1000, 2000, 5000)
+    assert model.grid == (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
     assert model.max_items == 10_000

@@ -2,7 +2,8 @@
 
 Formats, detected from the files in the folder:
 - 100K: `u.data` (tab), `u.item` and `u.user` (pipe), Latin-1;
-- 1M: `ratings.dat`, `movies.dat`, `users.dat` (`::`), Latin-1;
+- 1M: `ratings.dat`, `movies.dat`, `users.dat` (`::`), Latin-1; 10M: the same without `users.dat`
+  (half-star ratings; its `tags.dat` is not used);
 - 20M / 25M / latest / latest-small: `ratings.csv`, `movies.csv` (UTF-8, with header); an
   optional `tags.csv` is recognised but not used (tags are free text, not ratings).
 
@@ -48,6 +49,7 @@ from ebr.data.schema import (
 FORMATS: dict[str, tuple[str, ...]] = {
     "100k": ("u.data", "u.item", "u.user"),
     "1m": ("ratings.dat", "movies.dat", "users.dat"),
+    "10m": ("ratings.dat", "movies.dat"),
     "csv": ("ratings.csv", "movies.csv"),
 }
 NO_GENRE = ("(no genres listed)", "unknown")
@@ -68,7 +70,7 @@ EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01 UTC
 
 
 def detect_format(path: str | Path) -> str:
-    """The MovieLens format of a folder: "100k", "1m" or "csv".
+    """The MovieLens format of a folder: "100k", "1m", "10m" or "csv".
 
     Args:
         path: the folder holding the original files.
@@ -177,29 +179,26 @@ class _Release(NamedTuple):
     movies: pd.DataFrame
     genre_rows: np.ndarray
     genre_names: np.ndarray
-    users: pd.DataFrame | None  # None: the csv releases have no user file
+    users: pd.DataFrame | None  # None: 10M and the csv releases have no user file
     files: tuple[str, str, str | None]  # ratings, movies, users
 
 
 def _read_release(folder: Path, kind: str) -> _Release:
-    """The ratings, movies (with genre rows and names) and users of one release.
-
-    Args:
-        folder: the release's folder.
-        kind: its format, as `detect_format` found it.
-    """
+    """The ratings, movies (with genre rows and names) and users of one release (`kind`: its format)."""
     if kind == "100k":
         ratings = _read(folder / "u.data", "\t", ["user", "movie", "rating", "timestamp"])
         movies, genre_rows, genre_names = _movies_100k(folder / "u.item")
         users = _read(folder / "u.user", "|", ["user", "age", "gender", "occupation", "zip"])
         files = "u.data", "u.item", "u.user"
-    elif kind == "1m":
+    elif kind in ("1m", "10m"):
         ratings = _read(folder / "ratings.dat", "::", ["user", "movie", "rating", "timestamp"])
         movies, genre_rows, genre_names = _movies_joined(
             _read(folder / "movies.dat", "::", ["movie", "title", "genres"]), folder / "movies.dat"
         )
-        users = _read(folder / "users.dat", "::", ["user", "gender", "age", "occupation", "zip"])
-        files = "ratings.dat", "movies.dat", "users.dat"
+        users = None  # 10M ships no user file
+        if kind == "1m":
+            users = _read(folder / "users.dat", "::", ["user", "gender", "age", "occupation", "zip"])
+        files = "ratings.dat", "movies.dat", ("users.dat" if kind == "1m" else None)
     else:
         ratings = _read_csv(folder / "ratings.csv", ["userId", "movieId", "rating", "timestamp"])
         ratings.columns = ["user", "movie", "rating", "timestamp"]
@@ -211,7 +210,7 @@ def _read_release(folder: Path, kind: str) -> _Release:
 
 
 def _read(path: Path, sep: str, names: list[str]) -> pd.DataFrame:
-    """A headerless Latin-1 file of the 100K / 1M releases, every column as text (read whole or refused)."""
+    """A headerless Latin-1 file of the 100K, 1M and 10M releases, every column as text (whole or refused)."""
     check_whole_text_file(path, header=False)
     text = path.read_bytes().decode("latin-1")
     if len(sep) > 1:  # the C parser takes one-character separators only; \x1f never occurs in text

@@ -1,0 +1,105 @@
+"""What a job prints and what it loads (issue "Real data as a researcher meets it", items 3 and 4):
+a baseline job imports no torch, torchrec, fbgemm or Lightning; a two-tower run's console holds no
+FutureWarning, no empty-loader warning under refit, and counts epochs as the user set them; the
+verbose switch silences nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ebr.runs.console import HARMLESS_WARNINGS, quiet_console
+from ebr.train import tuned_model_hint
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "torchrec", "fbgemm_gpu", "pytorch_lightning", "lightning_fabric", "lightning")
+# runs a job through the console script's main, then prints which heavy packages it loaded
+LOADED = (
+    "import atexit, json, sys\n"
+    f"heavy = {HEAVY!r}\n"
+    "atexit.register(lambda: print('LOADED=' + json.dumps(sorted(m for m in heavy if m in sys.modules))))\n"
+    "from ebr.train import main\n"
+    "sys.argv = ['ebr-train', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+def test_a_baseline_job_imports_no_torch_torchrec_fbgemm_or_lightning(tmp_path) -> None:
+    args = ["data=synthetic_tiny", "model=popularity", "logger=none", f"hydra.run.dir={tmp_path}"]
+    command = [sys.executable, "-c", LOADED, *args]
+    done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "metrics.json").is_file()
+    loaded = json.loads(done.stdout.split("LOADED=")[-1].splitlines()[0])
+    assert loaded == [], f"a popularity job loaded {loaded}"
+
+
+def test_a_refit_two_tower_run_speaks_briefly_and_counts_epochs_as_set(tmp_path) -> None:
+    args = [
+        "data=synthetic_tiny",
+        "eval=refit",
+        "trainer.max_epochs=2",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "ebr.train", *args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    console = done.stdout + done.stderr
+    assert "FutureWarning" not in done.stderr, done.stderr[-3000:]
+    assert "across ranks is zero" not in console, "refit has no validation loader to warn about"
+    assert "Epoch 2/2" in console, "the last epoch of max_epochs=2 is epoch 2 of 2"
+    assert "Epoch 1/1" not in console
+    assert "fit TwoTowerRetriever: " in done.stdout, "a timed line for the stage that takes seconds"
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train/epochs"] == 2.0
+    assert "final_val_loss" not in metrics, "no validation loop under refit"
+
+
+def test_the_quiet_console_filters_only_the_listed_warnings_and_verbose_none() -> None:
+    assert all(harmless.reason for harmless in HARMLESS_WARNINGS), "each filter says why"
+    message = "HeuristicalStorageReservation is known to cause issues, particularly during dry run"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_console(verbose=True)
+        warnings.warn(message, FutureWarning, stacklevel=1)
+        quiet_console(verbose=False)
+        warnings.warn(message, FutureWarning, stacklevel=1)
+        warnings.warn("an unlisted deprecation", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == [message, "an unlisted deprecation"]
+
+
+def test_data_movielens_without_an_experiment_names_the_tuned_command() -> None:
+    cfg = OmegaConf.create(
+        {
+            "data": {"_target_": "ebr.data.loaders.movielens.load_movielens", "path": "ml/small"},
+            "model": {"_target_": "ebr.retrieval.two_tower.TwoTowerRetriever"},
+        }
+    )
+    hint = tuned_model_hint(cfg, None)
+    assert hint is not None
+    assert "`ebr-train experiment=movielens_tuned data.path=ml/small`" in hint
+    assert tuned_model_hint(cfg, "movielens_tuned") is None, "an experiment was chosen"
+    cfg.model._target_ = "ebr.retrieval.ease.EASE"
+    assert tuned_model_hint(cfg, None) is None, "a baseline tunes itself"
+    cfg.model._target_ = "ebr.retrieval.two_tower.TwoTowerRetriever"
+    cfg.data._target_ = "ebr.data.loaders.events_file.load_events_file"
+    assert tuned_model_hint(cfg, None) is None
