@@ -374,8 +374,8 @@ def cross_check(recbole_result: dict[str, Any], exported: ExportedSplit) -> dict
 # ---------------------------------------------------------------- report
 
 
-def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
-    """(arm, chosen on validation, recall@50, NDCG@50, s/epoch, epochs) per arm, formatted.
+def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(arm, chosen on validation, recall@50, NDCG@50, s/epoch, epochs, wall s) per arm, formatted.
 
     Args:
         results: results.json's content.
@@ -387,7 +387,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
         capped = " (cap reached)" if chosen["epochs_run"] >= results.get("epochs_cap", np.inf) else ""
         rows.append(
             (f"RecBole {model}", f"{result['tuning']['key']}={chosen['value']}", f"{test['recall']:.4f}",
-             f"{test['ndcg']:.4f}", f"{test['seconds_per_epoch']:.2f}", f"{test['epochs']}{capped}")
+             f"{test['ndcg']:.4f}", f"{test['seconds_per_epoch']:.2f}", f"{test['epochs']}{capped}",
+             f"{result['wall_seconds']:.0f}")
         )  # fmt: skip
     for name, arm in results["ebr"].items():
         m = arm["metrics"]
@@ -397,7 +398,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
         recall, ndcg = m[f"recall@{K}"], m[f"ndcg@{K}"]
         rows.append(
             (f"ebr {name}", chosen or "(config)", f"{recall:.4f}", f"{ndcg:.4f}", per_epoch,
-             str(int(epochs)) if epochs else "closed form")
+             str(int(epochs)) if epochs else "closed form", f"{arm['wall_seconds']:.0f}")
         )  # fmt: skip
     return rows
 
@@ -408,7 +409,15 @@ def render(results: dict[str, Any]) -> str:
     Args:
         results: results.json's content.
     """
-    head = ("arm", "chosen on validation", f"recall@{K}", f"NDCG@{K}", "train s/epoch", "epochs (refit)")
+    head = (
+        "arm",
+        "chosen on validation",
+        f"recall@{K}",
+        f"NDCG@{K}",
+        "train s/epoch",
+        "epochs (refit)",
+        "arm wall s",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     check = results.get("cross_check")
