@@ -302,6 +302,7 @@ def run_recbole(
         str(python), str(WORKER), "--data-root", str(exported.root), "--work", str(args.out / "recbole"),
         "--model", model, "--key", key, "--grid", grid, "--epochs", str(args.epochs),
         "--seed", str(args.seed), "--threads", str(args.threads),
+        "--eval-batch-size", str(args.eval_batch_size),
     ]  # fmt: skip
     print(f"RecBole {model}: tuning {key} over {grid}", flush=True)
     started = time.perf_counter()
@@ -451,6 +452,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--check-model", default="BPR", help="the model whose rankings ebr's metrics rescore")
     parser.add_argument("--epochs", type=int, default=300, help="RecBole's epoch cap (its default, 300)")
     parser.add_argument("--seed", type=int, default=2020, help="RecBole's seed (its default)")
+    parser.add_argument(
+        "--eval-batch-size",
+        type=int,
+        default=4096,
+        help="RecBole's eval_batch_size (its default; speed only)",
+    )
     parser.add_argument("--seed-ebr", type=int, default=0, help="the ebr arms' seed")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--ebr-overrides", default="experiment=movielens_tuned", help="the two-tower arm")
