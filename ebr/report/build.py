@@ -16,6 +16,7 @@ from ebr.report.document import (
     ReportArm,
     ResultRow,
 )
+from ebr.report.pooled import ClaimResult
 from ebr.report.stats import ArmSummary, PairedDelta
 from ebr.report.sweep import SEED_KEY, Sweep
 
@@ -35,6 +36,7 @@ def _seed_key(seed: str | None) -> str:
 def _delta(delta: PairedDelta | None) -> Delta | None:
     if delta is None:
         return None
+    pooled = delta.pooled
     return Delta(
         n_pairs=delta.n_pairs,
         rel_mean=delta.mean,
@@ -44,6 +46,19 @@ def _delta(delta: PairedDelta | None) -> Delta | None:
         per_seed={_seed_key(s): d for s, d in delta.per_seed.items()},
         excluded={_seed_key(s): why for s, why in delta.excluded.items()},
         clipped=delta.clipped,
+        pooled=pooled,
+    )
+
+
+def _claim(result: ClaimResult) -> ClaimResult:
+    """A claim result with its `stats.PairedDelta`s as report `Delta`s."""
+    return ClaimResult(
+        claim=result.claim,
+        arm=result.arm,
+        baseline=result.baseline,
+        delta=_delta(result.delta),
+        offline={metric: _delta(d) for metric, d in result.offline.items()},
+        problem=result.problem,
     )
 
 
@@ -105,6 +120,7 @@ def build_report(
     seed: int,
     notes: list[str],
     code: list[CodeUsed] | None = None,
+    claims: list[ClaimResult] | None = None,
 ) -> Report:
     """The report of a sweep.
 
@@ -119,6 +135,7 @@ def build_report(
         notes: extra notes to state (e.g. why there is no baseline).
         code: the code identities of the finished jobs (`ebr.report.code.code_used`); the report
             states the commit when there is one, and lists them all.
+        claims: what the sweep measured for the experiment's paper claims (`ebr.report.claims`).
     """
     now = datetime.now(UTC)
     code = code or []
@@ -173,4 +190,6 @@ def build_report(
         method=method,
         notes=(*sweep.notes, *notes, *_summary_notes(summaries, baseline, sweep.arm_short)),
         results={metric: {arm: _row(row) for arm, row in rows.items()} for metric, rows in summaries.items()},
+        worlds=tuple(sweep.worlds),
+        claims=tuple(_claim(result) for result in claims or []),
     )
