@@ -109,6 +109,22 @@ def _sweep_commit(code: list[CodeUsed]) -> tuple[str | None, bool | None]:
     return commit, None if commit is None else code[0].git_diff_sha256 is not None
 
 
+def _method(n_boot: int, seed: int) -> Method:
+    """How the numbers were computed, in words (the bootstrap's only when it ran)."""
+    return Method(
+        estimator=stats.ESTIMATOR,
+        interval=stats.T_METHOD,
+        bootstrap=stats.BOOTSTRAP_METHOD.format(n_boot=n_boot, seed=seed, min_pairs=stats.MIN_BOOTSTRAP_PAIRS)
+        if n_boot > 0
+        else None,
+        p_value=stats.P_METHOD,
+        level=stats.LEVEL,
+        primary_interval="t",
+        n_bootstrap=n_boot,
+        bootstrap_seed=seed,
+    )
+
+
 def build_report(
     sweep: Sweep,
     summaries: dict[str, dict[str, ArmSummary]],
@@ -157,18 +173,7 @@ def build_report(
         wandb_project=meta.wandb_project,
         code=tuple(code),
     )
-    method = Method(
-        estimator=stats.ESTIMATOR,
-        interval=stats.T_METHOD,
-        bootstrap=stats.BOOTSTRAP_METHOD.format(n_boot=n_boot, seed=seed, min_pairs=stats.MIN_BOOTSTRAP_PAIRS)
-        if n_boot > 0
-        else None,
-        p_value=stats.P_METHOD,
-        level=stats.LEVEL,
-        primary_interval="t",
-        n_bootstrap=n_boot,
-        bootstrap_seed=seed,
-    )
+    method = _method(n_boot, seed)
     return Report(
         meta=provenance,
         data=tuple(sweep.data),
