@@ -40,7 +40,8 @@
 #             seeds (data.config.seed=0,1 seed=0,1), then the suite table: checks the machinery
 #             (world pooling, claims, verdicts, README) in minutes. Its sweeps and README go under
 #             multirun/reproduce_quick/ so the committed README keeps the full numbers. It leaves out
-#             the ID ablations (no pre-training window on that world).
+#             the ID ablations (no pre-training window on that world) and crossing_isolated
+#             (crossing's machinery at 10 epochs).
 #   --force   re-run every job, finished or not (force=true): needed after a code change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,9 @@ EXPERIMENTS=(crossing crossing_isolated id_dropout snapshot_overlap corpus condi
 # Those that read pre-trained ID snapshots of data=synthetic_long; --quick leaves them out: the tiny
 # world's 30 days hold no 14-day pre-training window before its training window.
 NEEDS_SNAPSHOTS=(id_dropout snapshot_overlap)
+# --quick leaves these out too: the same machinery as another entry, at several times its cost
+# (crossing_isolated is crossing's sweep with 10 epochs)
+QUICK_SKIP=(crossing_isolated)
 # The overrides that restrict an experiment's sweep to the arms of its claims (each claim's arm and
 # baseline). Hydra sweeps a product, so corpus also runs decay without remapping and remapping
 # without decay; conditional's unconditional arms come from SECOND_CALL.
@@ -82,7 +86,7 @@ for arg in "$@"; do
       tiny=(data=synthetic_tiny)
       WORLDS=0,1
       WORLD_SEEDS=0,1
-      for skip in "${NEEDS_SNAPSHOTS[@]}"; do
+      for skip in "${NEEDS_SNAPSHOTS[@]}" "${QUICK_SKIP[@]}"; do
         EXPERIMENTS=("${EXPERIMENTS[@]/$skip}")
       done
       root=multirun/reproduce_quick
