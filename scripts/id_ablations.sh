@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
       worlds=$2
       shift
       ;;
-    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,21p "$0"; exit 0 ;;
     *) echo "id_ablations.sh: unknown option '$1' (expected --pretrain-only, --worlds or --force)" >&2; exit 2 ;;
   esac
   shift

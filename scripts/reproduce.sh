@@ -21,19 +21,22 @@
 # pass --force (or remove multirun/reproduce/). ebr-report refuses a sweep whose jobs ran different
 # code.
 #
-# Size and wall time of the full run (2 cores, 2 jobs at a time), estimated from per-job wall
-# seconds measured on this machine (each page's recorded sweep wall time divided by its job count,
-# 2 jobs in parallel): 632 jobs, about 6.5 hours:
-#   experiment         one-world sweeps (+control)   over worlds (+control)   s/job   hours
-#   crossing           20 + 20                       27 + 27                  36      0.7
-#   crossing_isolated  20 + 20                       27 + 27                  54      1.4
-#   id_dropout         40 + 40                       18 + 18                  19      0.6
-#   snapshot_overlap   10 + 10                       18 + 18                  12      0.2
-#   corpus             50 + 50                       36 + 36                  7       0.3
-#   conditional        40 + 40                       54 + 54                  45      2.3
-#   pre-training: 6 snapshot sets (2 knob values x 3 worlds), 35 s each               0.1
-#   (conditional: 30 s per job of the synthetic_small model with its serving; see the README's
-#   reproduce section for the measurements). Plan for a day with the machine shared.
+# Size and wall time of the full run (2 cores, 2 jobs at a time): 720 jobs, about 5.5 hours
+# (plan for 7-8 on a machine shared with other work). Estimated, not run: per-job wall seconds are
+# each page's recorded sweep wall time on this 2-core machine divided by its job count (two jobs in
+# parallel), averaged over the ablation and its control:
+#   experiment         one-world (+control)   over worlds (+control)   s/job   hours
+#   crossing           20 + 20                27 + 27                  39      1.0
+#   crossing_isolated  20 + 20                27 + 27                  55      1.4
+#   id_dropout         40 + 40                18 + 18                  15      0.5
+#   snapshot_overlap   10 + 10                18 + 18                  14      0.2
+#   corpus             50 + 50                36 + 36                  25      1.2
+#   conditional        40 + 40                54 + 54                  20      1.0
+#   pre-training: 6 snapshot sets (2 knob values x 3 worlds), 35 s each plus world generation 0.1
+# conditional has no recorded small-world wall time: its figure scales crossing's 39 s by the two
+# experiments' per-job ratio in a --quick run (0.28) and rounds the 11 s up to 20 s.
+# --quick (tiny world, 2 worlds x 2 seeds, 104 jobs): 25 min 8 s on 2 cores shared with other
+# work (load average about 17), 2026-12-06.
 #
 # Usage: bash scripts/reproduce.sh [--quick] [--force]
 #   --quick   the sweeps over worlds only, on the tiny world (data=synthetic_tiny), 2 worlds x 2
@@ -93,7 +96,7 @@ for arg in "$@"; do
       readme=$root/README.md
       ;;
     --force) force=(force=true) ;;
-    -h|--help) sed -n 2,52p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,48p "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown option '$arg' (expected --quick or --force)" >&2; exit 2 ;;
   esac
 done

@@ -102,7 +102,8 @@ def claim_name(result: ClaimResult) -> str:
         result: the claim's result.
     """
     claim = result.claim
-    base = ",".join(str(v) for v in claim.baseline.values())
+    # YAML spelling of the values (false, not Python's False), as the experiment file writes them
+    base = ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in claim.baseline.values())
     return f"{claim.name} vs {base}"
 
 
