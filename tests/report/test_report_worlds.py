@@ -128,3 +128,14 @@ def test_bad_claim_names_file_and_key(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "conf/experiment/crossing.yaml" in err
     assert "report.claims[0].direction" in err
+
+
+def test_missing_run_of_a_world_is_named_by_world_and_seed(tmp_path) -> None:
+    values = factor_values(FACTORS)
+    del values[("masknet", 2, 1)]
+    sweep = world_sweep(tmp_path, "crossing", values)
+    assert report_main([str(sweep), "--bootstrap", "200"]) == 4  # incomplete
+    report = json.loads((sweep / "report.json").read_text())
+    assert [(p["arm"], p["seed"]) for p in report["missing"]] == [("model/crossing=masknet", "2/1")]
+    world_two = report["results"]["sim/repins"]["model/crossing=masknet"]["delta"]["pooled"]["worlds"][2]
+    assert world_two["n_pairs"] == 2
