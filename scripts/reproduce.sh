@@ -131,6 +131,8 @@ sweep() {
   .venv/bin/ebr-train -m "experiment=$exp" $arms hydra/launcher=joblib hydra.launcher.n_jobs=2 \
     "hydra.sweep.dir=$dir" "$@" ${tiny[@]+"${tiny[@]}"} ${force[@]+"${force[@]}"}
   if [ -n "${SECOND_CALL[$name]+set}" ]; then
+    # the second call overwrites multirun.yaml: keep the first grid's record (ebr.report.grid)
+    mv "$dir/multirun.yaml" "$dir/multirun.first.yaml"
     # shellcheck disable=SC2016,SC2086
     .venv/bin/ebr-train -m "experiment=$exp" ${SECOND_CALL[$name]} hydra/launcher=joblib \
       hydra.launcher.n_jobs=2 "hydra.sweep.dir=$dir" 'hydra.sweep.subdir=u${hydra.job.num}' "$@" \
