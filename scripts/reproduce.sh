@@ -1,47 +1,102 @@
 #!/usr/bin/env bash
-# Reproduces every paper ablation that exists: for each experiment NAME below, runs the sweep of
-# conf/experiment/NAME.yaml and of its knob-off control conf/experiment/NAME_control.yaml on both cores
-# (joblib launcher), writes each sweep's report (ebr-report), then experiments/README.md (the suite).
-# The ID ablations (id_dropout, snapshot_overlap) first get their snapshot sets from
-# scripts/id_ablations.sh --pretrain-only.
-# Re-running resumes: a finished job whose recorded config and code (run.json: the git commit, a
-# hash of the uncommitted changes, the library versions) equal the requested ones is skipped; one
-# with another config or run by other code is refused (the sweep then exits non-zero, naming the
-# keys or both commits), never silently reused. After changing the code, pass --force to re-run
-# those jobs (or remove multirun/reproduce/). ebr-report refuses a sweep whose jobs ran different
+# Reproduces every paper ablation that exists, conditional retrieval included. For each experiment
+# NAME below and its knob-off control NAME_control (conf/experiment/NAME{,_control}.yaml), on both
+# cores (joblib launcher):
+#   1. the experiment's own sweep (every arm, its seeds, the default world data.config.seed=0) into
+#      multirun/reproduce/NAME, then ebr-report: the per-arm detail the technique's page reads;
+#   2. the sweep over worlds into multirun/reproduce/NAME_worlds: only the arms of the experiment's
+#      paper claims (report.claims: each claim's arm and baseline, listed in CLAIM_ARMS below;
+#      tests/test_experiment_pages.py checks that they cover every claim) over worlds
+#      data.config.seed=0,1,2 x training seeds seed=0,1,2, then ebr-report (paired within (world,
+#      seed), pooled over worlds: docs/statistics.md).
+# Then experiments/README.md (python -m ebr.report.suite) from the sweeps over worlds: one row per
+# (technique, paper claim), the verdict word from ebr/report/verdict.py.
+# The ID ablations (id_dropout, snapshot_overlap) first get one snapshot set per world from
+# scripts/id_ablations.sh --pretrain-only --worlds 0,1,2.
+#
+# Resuming: re-running skips every finished job whose recorded config and code (run.json: the git
+# commit, a hash of the uncommitted changes, the library versions) equal the requested ones, so an
+# interrupted run resumes where it stopped at the same code; a job run by other code is refused
+# (the sweep exits non-zero naming both commits), never silently reused: after changing the code,
+# pass --force (or remove multirun/reproduce/). ebr-report refuses a sweep whose jobs ran different
 # code.
 #
+# Size and wall time of the full run (2 cores, 2 jobs at a time): 720 jobs, about 5.5 hours
+# (plan for 7-8 on a machine shared with other work). Estimated, not run: per-job wall seconds are
+# each page's recorded sweep wall time on this 2-core machine divided by its job count (two jobs in
+# parallel), averaged over the ablation and its control:
+#   experiment         one-world (+control)   over worlds (+control)   s/job   hours
+#   crossing           20 + 20                27 + 27                  39      1.0
+#   crossing_isolated  20 + 20                27 + 27                  55      1.4
+#   id_dropout         40 + 40                18 + 18                  15      0.5
+#   snapshot_overlap   10 + 10                18 + 18                  14      0.2
+#   corpus             50 + 50                36 + 36                  25      1.2
+#   conditional        40 + 40                54 + 54                  20      1.0
+#   pre-training: 6 snapshot sets (2 knob values x 3 worlds), 35 s each plus world generation 0.1
+# conditional has no recorded small-world wall time: its figure scales crossing's 39 s by the two
+# experiments' per-job ratio in a --quick run (0.28) and rounds the 11 s up to 20 s.
+# --quick (tiny world, 2 worlds x 2 seeds, 104 jobs): 25 min 8 s on 2 cores shared with other
+# work (load average about 17), 2026-12-06.
+#
 # Usage: bash scripts/reproduce.sh [--quick] [--force]
-#   --quick   2 seeds on the tiny world (data=synthetic_tiny seed=0,1), to check the machinery; its
-#             sweeps and README go under multirun/reproduce_quick/ so the committed README keeps the
-#             full numbers. It leaves out the ID ablations (no snapshot window on that world).
+#   --quick   the sweeps over worlds only, on the tiny world (data=synthetic_tiny), 2 worlds x 2
+#             seeds (data.config.seed=0,1 seed=0,1), then the suite table: checks the machinery
+#             (world pooling, claims, verdicts, README) in minutes. Its sweeps and README go under
+#             multirun/reproduce_quick/ so the committed README keeps the full numbers. It leaves out
+#             the ID ablations (no pre-training window on that world) and crossing_isolated
+#             (crossing's machinery at 10 epochs).
 #   --force   re-run every job, finished or not (force=true): needed after a code change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Each ablation joins by adding its name here (it needs conf/experiment/NAME{,_control}.yaml).
-EXPERIMENTS=(crossing crossing_isolated id_dropout snapshot_overlap corpus)
-# Those that read pre-trained ID snapshots of data=synthetic_long (scripts/id_ablations.sh
-# --pretrain-only writes them first); --quick leaves them out: the tiny world's 30 days hold no
-# 14-day pre-training window before its training window.
+# Each ablation joins by adding its name here (it needs conf/experiment/NAME{,_control}.yaml with
+# report.claims) and its claims' arms to CLAIM_ARMS.
+EXPERIMENTS=(crossing crossing_isolated id_dropout snapshot_overlap corpus conditional)
+# Those that read pre-trained ID snapshots of data=synthetic_long; --quick leaves them out: the tiny
+# world's 30 days hold no 14-day pre-training window before its training window.
 NEEDS_SNAPSHOTS=(id_dropout snapshot_overlap)
+# --quick leaves these out too: the same machinery as another entry, at several times its cost
+# (crossing_isolated is crossing's sweep with 10 epochs)
+QUICK_SKIP=(crossing_isolated)
+# The overrides that restrict an experiment's sweep to the arms of its claims (each claim's arm and
+# baseline). Hydra sweeps a product, so corpus also runs decay without remapping and remapping
+# without decay; conditional's unconditional arms come from SECOND_CALL.
+declare -A CLAIM_ARMS=(
+  [crossing]="model/crossing=mlp,masknet,dhen_cpu"
+  [crossing_isolated]="model/crossing=mlp,masknet,dhen_cpu"
+  [id_dropout]="model/id_embedding=finetuned,frozen_p05"
+  [snapshot_overlap]="model.id_embedding.snapshot_policy=latest,latest_no_overlap"
+  [corpus]="corpus=sum,time_decay corpus.remap_image_signature=false,true"
+  [conditional]="serving.interest_filter=none,pre serving.interest_budget=equal,proportional"
+)
+# A second grid into the same sweep folder (job folders u0, u1, ...): arms the first grid cannot
+# hold. Conditional: the unconditional model, without filter and with the union filter.
+declare -A SECOND_CALL=(
+  [conditional]="model/conditioning=none serving.interest_filter=none,union serving.interest_budget=equal"
+)
+WORLDS=0,1,2
+WORLD_SEEDS=0,1,2
 
-quick=()
+quick=0
+tiny=()
 force=()
 root=multirun/reproduce
 readme=experiments/README.md
 for arg in "$@"; do
   case "$arg" in
     --quick)
-      quick=(data=synthetic_tiny seed=0,1)
-      for skip in "${NEEDS_SNAPSHOTS[@]}"; do
+      quick=1
+      tiny=(data=synthetic_tiny)
+      WORLDS=0,1
+      WORLD_SEEDS=0,1
+      for skip in "${NEEDS_SNAPSHOTS[@]}" "${QUICK_SKIP[@]}"; do
         EXPERIMENTS=("${EXPERIMENTS[@]/$skip}")
       done
       root=multirun/reproduce_quick
       readme=$root/README.md
       ;;
     --force) force=(force=true) ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,48p "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown option '$arg' (expected --quick or --force)" >&2; exit 2 ;;
   esac
 done
@@ -56,27 +111,48 @@ for name in "${EXPERIMENTS[@]}"; do
   for exp in "$name" "${name}_control"; do
     [ -f "conf/experiment/$exp.yaml" ] || { echo "reproduce.sh: conf/experiment/$exp.yaml not found" >&2; exit 1; }
   done
+  [ -n "${CLAIM_ARMS[$name]+set}" ] || { echo "reproduce.sh: no CLAIM_ARMS entry for $name" >&2; exit 1; }
 done
 
 for name in "${EXPERIMENTS[@]}"; do
   if [[ " ${NEEDS_SNAPSHOTS[*]} " == *" $name "* ]]; then
-    bash scripts/id_ablations.sh --pretrain-only ${force[@]+--force}
+    bash scripts/id_ablations.sh --pretrain-only --worlds "$WORLDS" ${force[@]+--force}
     break
   fi
 done
 
-sweeps=()
+# sweep NAME EXP DIR ARMS [OVERRIDES...]: the experiment's grid (restricted by ARMS, a string of
+# overrides; empty: every arm) and its SECOND_CALL grid, with OVERRIDES, into DIR; then its report
+sweep() {
+  local name=$1 exp=$2 dir=$3 arms=$4
+  shift 4
+  echo "reproduce.sh: $exp -> $dir ($(date -u +%FT%TZ))"
+  # shellcheck disable=SC2086
+  .venv/bin/ebr-train -m "experiment=$exp" $arms hydra/launcher=joblib hydra.launcher.n_jobs=2 \
+    "hydra.sweep.dir=$dir" "$@" ${tiny[@]+"${tiny[@]}"} ${force[@]+"${force[@]}"}
+  if [ -n "${SECOND_CALL[$name]+set}" ]; then
+    # the second call overwrites multirun.yaml: keep the first grid's record (ebr.report.grid)
+    mv "$dir/multirun.yaml" "$dir/multirun.first.yaml"
+    # shellcheck disable=SC2016,SC2086
+    .venv/bin/ebr-train -m "experiment=$exp" ${SECOND_CALL[$name]} hydra/launcher=joblib \
+      hydra.launcher.n_jobs=2 "hydra.sweep.dir=$dir" 'hydra.sweep.subdir=u${hydra.job.num}' "$@" \
+      ${tiny[@]+"${tiny[@]}"} ${force[@]+"${force[@]}"}
+  fi
+  .venv/bin/ebr-report "$dir"
+}
+
+world_sweeps=()
 for name in "${EXPERIMENTS[@]}"; do
   [ -n "$name" ] || continue
   for exp in "$name" "${name}_control"; do
-    sweep_dir="$root/$exp"
-    echo "reproduce.sh: $exp -> $sweep_dir ($(date -u +%FT%TZ))"
-    .venv/bin/ebr-train -m "experiment=$exp" hydra/launcher=joblib hydra.launcher.n_jobs=2 \
-      "hydra.sweep.dir=$sweep_dir" ${quick[@]+"${quick[@]}"} ${force[@]+"${force[@]}"}
-    .venv/bin/ebr-report "$sweep_dir"
-    sweeps+=("$sweep_dir")
+    if [ "$quick" = 0 ]; then
+      sweep "$name" "$exp" "$root/$exp" ""
+    fi
+    sweep "$name" "$exp" "$root/${exp}_worlds" "${CLAIM_ARMS[$name]}" "data.config.seed=$WORLDS" \
+      "seed=$WORLD_SEEDS"
+    world_sweeps+=("$root/${exp}_worlds")
   done
 done
 
-.venv/bin/python -m ebr.report.suite --out "$readme" "${sweeps[@]}"
+.venv/bin/python -m ebr.report.suite --out "$readme" "${world_sweeps[@]}"
 echo "reproduce.sh: done; see $readme"

@@ -8,7 +8,14 @@ Modules:
     sweep: read a sweep directory, group jobs into arms (their override_dirname) and seeds, list
         failed and missing runs.
     meta: the experiment's ``report`` metadata and the data set the jobs read.
+    worlds: the world (``data.config.seed``) as a block of a sweep, never an arm.
+    gaps: failed, unfinished and expected-but-absent jobs.
     stats: per-arm means and paired relative deltas with t / bootstrap intervals and p-values.
+    hierarchy: deltas pooled over worlds with a hierarchical bootstrap; per-world deltas.
+    pooled: the records of pooled deltas and paper claims (no computation).
+    claim_schema, claims: an experiment's paper claims (``report.claims``) and what a sweep measured.
+    verdict: the verdict rule (reproduced / partly / not reproduced; control holds / fails).
+    render_worlds: the report.md sections of worlds and claims.
     document: `Report`, the typed report every writer reads; ``report.json`` is its `to_json`.
     json_reader: ``report.json`` back into a `Report`, checked key by key.
     build: the `Report` of a loaded sweep and its statistics.

@@ -16,6 +16,7 @@ from ebr.report.document import (
     ReportArm,
     ResultRow,
 )
+from ebr.report.pooled import ClaimResult
 from ebr.report.stats import ArmSummary, PairedDelta
 from ebr.report.sweep import SEED_KEY, Sweep
 
@@ -35,6 +36,7 @@ def _seed_key(seed: str | None) -> str:
 def _delta(delta: PairedDelta | None) -> Delta | None:
     if delta is None:
         return None
+    pooled = delta.pooled
     return Delta(
         n_pairs=delta.n_pairs,
         rel_mean=delta.mean,
@@ -44,6 +46,19 @@ def _delta(delta: PairedDelta | None) -> Delta | None:
         per_seed={_seed_key(s): d for s, d in delta.per_seed.items()},
         excluded={_seed_key(s): why for s, why in delta.excluded.items()},
         clipped=delta.clipped,
+        pooled=pooled,
+    )
+
+
+def _claim(result: ClaimResult) -> ClaimResult:
+    """A claim result with its `stats.PairedDelta`s as report `Delta`s."""
+    return ClaimResult(
+        claim=result.claim,
+        arm=result.arm,
+        baseline=result.baseline,
+        delta=_delta(result.delta),
+        offline={metric: _delta(d) for metric, d in result.offline.items()},
+        problem=result.problem,
     )
 
 
@@ -94,6 +109,22 @@ def _sweep_commit(code: list[CodeUsed]) -> tuple[str | None, bool | None]:
     return commit, None if commit is None else code[0].git_diff_sha256 is not None
 
 
+def _method(n_boot: int, seed: int) -> Method:
+    """How the numbers were computed, in words (the bootstrap's only when it ran)."""
+    return Method(
+        estimator=stats.ESTIMATOR,
+        interval=stats.T_METHOD,
+        bootstrap=stats.BOOTSTRAP_METHOD.format(n_boot=n_boot, seed=seed, min_pairs=stats.MIN_BOOTSTRAP_PAIRS)
+        if n_boot > 0
+        else None,
+        p_value=stats.P_METHOD,
+        level=stats.LEVEL,
+        primary_interval="t",
+        n_bootstrap=n_boot,
+        bootstrap_seed=seed,
+    )
+
+
 def build_report(
     sweep: Sweep,
     summaries: dict[str, dict[str, ArmSummary]],
@@ -105,6 +136,7 @@ def build_report(
     seed: int,
     notes: list[str],
     code: list[CodeUsed] | None = None,
+    claims: list[ClaimResult] | None = None,
 ) -> Report:
     """The report of a sweep.
 
@@ -119,6 +151,7 @@ def build_report(
         notes: extra notes to state (e.g. why there is no baseline).
         code: the code identities of the finished jobs (`ebr.report.code.code_used`); the report
             states the commit when there is one, and lists them all.
+        claims: what the sweep measured for the experiment's paper claims (`ebr.report.claims`).
     """
     now = datetime.now(UTC)
     code = code or []
@@ -140,18 +173,7 @@ def build_report(
         wandb_project=meta.wandb_project,
         code=tuple(code),
     )
-    method = Method(
-        estimator=stats.ESTIMATOR,
-        interval=stats.T_METHOD,
-        bootstrap=stats.BOOTSTRAP_METHOD.format(n_boot=n_boot, seed=seed, min_pairs=stats.MIN_BOOTSTRAP_PAIRS)
-        if n_boot > 0
-        else None,
-        p_value=stats.P_METHOD,
-        level=stats.LEVEL,
-        primary_interval="t",
-        n_bootstrap=n_boot,
-        bootstrap_seed=seed,
-    )
+    method = _method(n_boot, seed)
     return Report(
         meta=provenance,
         data=tuple(sweep.data),
@@ -173,4 +195,6 @@ def build_report(
         method=method,
         notes=(*sweep.notes, *notes, *_summary_notes(summaries, baseline, sweep.arm_short)),
         results={metric: {arm: _row(row) for arm, row in rows.items()} for metric, rows in summaries.items()},
+        worlds=tuple(sweep.worlds),
+        claims=tuple(_claim(result) for result in claims or []),
     )

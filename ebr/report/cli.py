@@ -37,6 +37,7 @@ from pathlib import Path
 from ebr.report.best import DEFAULT_SEEDS, SearchReadError, write_best
 from ebr.report.build import build_report
 from ebr.report.choose import choose_baseline, choose_metrics
+from ebr.report.claims import claim_results
 from ebr.report.code import check_one_code, code_used
 from ebr.report.curves import write_curves
 from ebr.report.document import Report
@@ -162,6 +163,7 @@ def make_report(args: argparse.Namespace) -> tuple[Sweep, Report]:
         seed=args.seed,
         notes=notes,
         code=code,
+        claims=claim_results(sweep, n_boot=args.bootstrap, seed=args.seed),
     )
     return sweep, report
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ebr.report.code import CodeUsed
+from ebr.report.pooled import ClaimResult, Delta, delta_json
+from ebr.report.worlds import WORLD_KEY
 
 # ebr-report/2: arms are the jobs' override_dirname labels (with short labels and values beside
 # them), the data set read and the wandb project are recorded.
@@ -97,31 +99,6 @@ class ReportArm:
     label: str
     short: str
     values: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Delta:
-    """An arm's seed-paired relative delta against the baseline (see `ebr.report.stats`).
-
-    Args:
-        n_pairs: seed pairs used.
-        rel_mean: mean per-seed relative delta (0.01 is +1%), None without pairs.
-        t_ci: paired t interval, None with fewer than 2 pairs.
-        bootstrap_ci: paired bootstrap percentile interval, None with fewer than 2 pairs or none drawn.
-        p_value: two-sided paired t test, None with fewer than 2 pairs or zero variance.
-        per_seed: seed -> relative delta.
-        excluded: seed -> why that seed is not paired.
-        clipped: an interval's lower bound was clipped at -100% (a non-negative metric).
-    """
-
-    n_pairs: int
-    rel_mean: float | None
-    t_ci: tuple[float, float] | None
-    bootstrap_ci: tuple[float, float] | None
-    p_value: float | None
-    per_seed: dict[str, float]
-    excluded: dict[str, str]
-    clipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +191,9 @@ class Report:
         method: how the numbers were computed.
         notes: what the reader must know (gaps, exclusions, choices made).
         results: metric -> arm label -> row.
+        worlds: the worlds of a sweep over several (``data.config.seed``; its `seeds` are then
+            ``WORLD/SEED`` replicates), else empty.
+        claims: what the sweep measured for each paper claim of the experiment.
     """
 
     meta: Provenance
@@ -234,6 +214,8 @@ class Report:
     method: Method
     notes: tuple[str, ...]
     results: dict[str, dict[str, ResultRow]]
+    worlds: tuple[str, ...] = ()
+    claims: tuple[ClaimResult, ...] = ()
 
     @property
     def n_failed(self) -> int:
@@ -338,6 +320,9 @@ class Report:
                 metric: {arm: _row_json(row) for arm, row in rows.items()}
                 for metric, rows in self.results.items()
             },
+            # a one-world sweep's report.json holds neither key (it is what it was before worlds)
+            **({"world_key": WORLD_KEY, "worlds": list(self.worlds)} if self.worlds else {}),
+            **({"claims": [claim_json(c) for c in self.claims]} if self.claims else {}),
         }
 
     def dumps(self) -> str:
@@ -345,8 +330,20 @@ class Report:
         return json.dumps(self.to_json(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def _interval(ci: tuple[float, float] | None) -> list[float] | None:
-    return None if ci is None else [ci[0], ci[1]]
+def claim_json(result: ClaimResult) -> dict[str, Any]:
+    """``report.json``'s entry of a claim result.
+
+    Args:
+        result: the claim and what the sweep measured for it.
+    """
+    return {
+        "claim": result.claim.to_json(),
+        "arm": result.arm,
+        "baseline": result.baseline,
+        "problem": result.problem,
+        "delta": None if result.delta is None else delta_json(result.delta),
+        "offline": {metric: delta_json(d) for metric, d in result.offline.items()},
+    }
 
 
 def _problem_json(problem: Problem) -> dict[str, Any]:
@@ -363,16 +360,5 @@ def _row_json(row: ResultRow) -> dict[str, Any]:
         "missing_in": list(row.missing_in),
         "is_baseline": row.is_baseline,
         "paper": row.paper,
-        "delta": None
-        if delta is None
-        else {
-            "n_pairs": delta.n_pairs,
-            "rel_mean": delta.rel_mean,
-            "t_ci": _interval(delta.t_ci),
-            "bootstrap_ci": _interval(delta.bootstrap_ci),
-            "p_value": delta.p_value,
-            "per_seed": dict(delta.per_seed),
-            "excluded": dict(delta.excluded),
-            "clipped": delta.clipped,
-        },
+        "delta": None if delta is None else delta_json(delta),
     }

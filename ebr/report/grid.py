@@ -7,12 +7,15 @@ experiment files, ``hydra.sweeper.params``) and the command line's task override
 (`BasicSweeper.split_arguments`, the cartesian product in Hydra's order) gives every job's override
 list, so a job whose folder was never written, or was deleted, is still expected. A search
 sweeper (Optuna, ``hparams_search``) has no fixed grid: its trials are what it recorded, and its
-requested trial count is kept for the report's notes.
+requested trial count is kept for the report's notes. A folder that holds several grids (two
+``ebr-train -m`` calls into one sweep folder, the second into its own job subfolders) keeps the
+earlier calls' records as ``multirun.NAME.yaml`` (`scripts/reproduce.sh` renames each before the
+next call): the expected jobs are the union of all records.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from ebr.report.meta import SweepError
 from ebr.runs import HYDRA_FILE
 
 MULTIRUN_FILE = "multirun.yaml"
+# the records of further grids run into the same sweep folder
+EXTRA_RECORDS = "multirun.*.yaml"
 BASIC_SWEEPER = "BasicSweeper"
 
 
@@ -71,6 +76,21 @@ def read_expected_grid(sweep_dir: Path) -> ExpectedGrid | None:
     path = Path(sweep_dir) / MULTIRUN_FILE
     if not path.is_file():
         return _search_without_record(Path(sweep_dir))
+    grid = _read_record(path)
+    if grid is None or grid.jobs is None:
+        return grid
+    # further grids run into the same folder (their own job subfolders), each record kept under
+    # another name before the next call overwrote multirun.yaml (scripts/reproduce.sh)
+    jobs = list(grid.jobs)
+    for extra in sorted(Path(sweep_dir).glob(EXTRA_RECORDS)):
+        other = _read_record(extra)
+        if other is not None and other.jobs is not None:
+            jobs += [job for job in other.jobs if job not in jobs]
+    return replace(grid, jobs=jobs)
+
+
+def _read_record(path: Path) -> ExpectedGrid | None:
+    """One ``multirun.yaml``-style record's grid (see `read_expected_grid`)."""
     config = _load(path)
     task = _plain(_node(config, "hydra.overrides.task"))
     if task is None:

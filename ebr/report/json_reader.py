@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ebr.report.claim_schema import ClaimError, parse_claim
 from ebr.report.code import CodeUsed
 from ebr.report.document import (
     REPORT_JSON,
@@ -22,6 +23,7 @@ from ebr.report.document import (
     ReportFormatError,
     ResultRow,
 )
+from ebr.report.pooled import ClaimResult, PooledDelta, WorldDelta
 
 
 def read_report(data: Any, source: str = REPORT_JSON) -> Report:
@@ -178,6 +180,8 @@ class _Reader:
             results=self.results(
                 take(data, "results", "", lambda v: isinstance(v, dict), "an object"), labels
             ),
+            worlds=tuple(take(data, "worlds", "", str_list, "a list of worlds")) if "worlds" in data else (),
+            claims=self.claims(data),
         )
         if report.baseline is not None and report.baseline not in labels:
             raise self.fail("baseline", f"{report.baseline!r} is not one of the arms {labels}")
@@ -253,27 +257,83 @@ class _Reader:
             out[metric] = {arm: self.row(row, f"{where}[{arm!r}]") for arm, row in rows.items()}
         return out
 
+    def delta(self, node: dict[str, Any], at: str) -> Delta:
+        take = self.take
+        opt_number = _optional(_is_number)
+        rel = take(node, "rel_mean", at, opt_number, "a number or null")
+        p_value = take(node, "p_value", at, opt_number, "a number or null")
+        return Delta(
+            n_pairs=take(node, "n_pairs", at, _is_int, "an integer"),
+            rel_mean=None if rel is None else float(rel),
+            t_ci=_pair(take(node, "t_ci", at, _is_interval, "[low, high] or null")),
+            bootstrap_ci=_pair(take(node, "bootstrap_ci", at, _is_interval, "[low, high] or null")),
+            p_value=None if p_value is None else float(p_value),
+            per_seed=_floats(take(node, "per_seed", at, _map_of(_is_number), "seed -> number")),
+            excluded=dict(take(node, "excluded", at, _map_of(_is_str), "seed -> reason")),
+            clipped=bool(node.get("clipped", False)),
+            pooled=self.pooled(node["pooled"], f"{at}.pooled") if node.get("pooled") is not None else None,
+        )
+
+    def pooled(self, node: Any, at: str) -> PooledDelta:
+        take = self.take
+        opt_number = _optional(_is_number)
+        worlds = []
+        for i, item in enumerate(take(node, "worlds", at, lambda v: isinstance(v, list), "a list")):
+            where = f"{at}.worlds[{i}]"
+            mean = take(item, "mean", where, opt_number, "a number or null")
+            worlds.append(
+                WorldDelta(
+                    world=take(item, "world", where, _is_str, "a string"),
+                    n_pairs=take(item, "n_pairs", where, _is_int, "an integer"),
+                    mean=None if mean is None else float(mean),
+                    t_ci=_pair(take(item, "t_ci", where, _is_interval, "[low, high] or null")),
+                    agrees=take(item, "agrees", where, lambda v: isinstance(v, bool), "true or false"),
+                )
+            )
+        mean = take(node, "mean", at, opt_number, "a number or null")
+        return PooledDelta(
+            n_worlds=take(node, "n_worlds", at, _is_int, "an integer"),
+            mean=None if mean is None else float(mean),
+            ci=_pair(take(node, "ci", at, _is_interval, "[low, high] or null")),
+            world_t_ci=_pair(take(node, "world_t_ci", at, _is_interval, "[low, high] or null")),
+            worlds=tuple(worlds),
+        )
+
+    def claims(self, data: dict[str, Any]) -> tuple[ClaimResult, ...]:
+        # absent in reports of experiments that declare no claims
+        is_list, is_object = (lambda v: isinstance(v, list)), (lambda v: isinstance(v, dict))
+        items = self.take(data, "claims", "", is_list, "a list") if "claims" in data else []
+        out = []
+        for i, node in enumerate(items):
+            where = f"claims[{i}]"
+            spec = self.take(node, "claim", where, is_object, "an object")
+            try:
+                claim = parse_claim(spec, f"{self.source}: {where}.claim", None, [])
+            except ClaimError as exc:
+                raise self.fail("", str(exc)) from exc
+            delta = self.take(
+                node, "delta", where, _optional(lambda v: isinstance(v, dict)), "an object or null"
+            )
+            offline = self.take(
+                node, "offline", where, _map_of(lambda v: isinstance(v, dict)), "metric -> delta"
+            )
+            out.append(
+                ClaimResult(
+                    claim=claim,
+                    arm=self.take(node, "arm", where, _optional(_is_str), "an arm label or null"),
+                    baseline=self.take(node, "baseline", where, _optional(_is_str), "an arm label or null"),
+                    delta=None if delta is None else self.delta(delta, f"{where}.delta"),
+                    offline={m: self.delta(d, f"{where}.offline[{m!r}]") for m, d in offline.items()},
+                    problem=self.take(node, "problem", where, _optional(_is_str), "a string or null"),
+                )
+            )
+        return tuple(out)
+
     def row(self, node: Any, where: str) -> ResultRow:
         take = self.take
         opt_number = _optional(_is_number)
         delta_node = take(node, "delta", where, _optional(lambda v: isinstance(v, dict)), "an object or null")
-        delta = None
-        if delta_node is not None:
-            at = f"{where}.delta"
-            t_ci = take(delta_node, "t_ci", at, _is_interval, "[low, high] or null")
-            boot = take(delta_node, "bootstrap_ci", at, _is_interval, "[low, high] or null")
-            rel = take(delta_node, "rel_mean", at, opt_number, "a number or null")
-            p_value = take(delta_node, "p_value", at, opt_number, "a number or null")
-            delta = Delta(
-                n_pairs=take(delta_node, "n_pairs", at, _is_int, "an integer"),
-                rel_mean=None if rel is None else float(rel),
-                t_ci=None if t_ci is None else (float(t_ci[0]), float(t_ci[1])),
-                bootstrap_ci=None if boot is None else (float(boot[0]), float(boot[1])),
-                p_value=None if p_value is None else float(p_value),
-                per_seed=_floats(take(delta_node, "per_seed", at, _map_of(_is_number), "seed -> number")),
-                excluded=dict(take(delta_node, "excluded", at, _map_of(_is_str), "seed -> reason")),
-                clipped=bool(delta_node.get("clipped", False)),
-            )
+        delta = None if delta_node is None else self.delta(delta_node, f"{where}.delta")
         mean = take(node, "mean", where, opt_number, "a number or null")
         std = take(node, "std", where, opt_number, "a number or null")
         return ResultRow(
@@ -286,6 +346,10 @@ class _Reader:
             paper=take(node, "paper", where, _optional(_is_str), "a string or null"),
             delta=delta,
         )
+
+
+def _pair(value: list[float] | None) -> tuple[float, float] | None:
+    return None if value is None else (float(value[0]), float(value[1]))
 
 
 def _floats(mapping: Mapping[str, Any]) -> dict[str, float]:

@@ -13,7 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ebr.report.claim_schema import ClaimError, parse_claims
 from ebr.report.document import DataRead
+from ebr.report.pooled import Claim
 from ebr.runs import CONFIG_FILE, HYDRA_FILE, RECORD_FILE, dig, read_record, read_yaml
 
 RECORDED, CONFIGURED = RECORD_FILE, "config"
@@ -37,6 +39,7 @@ class ReportMeta:
         experiment_name: the runs' ``experiment_name``.
         wandb_group: ``logger.group`` if set, else the experiment name.
         wandb_project: ``logger.project`` if set.
+        claims: ``report.claims``: the paper's claims the sweep tests (`ebr.report.claim_schema`).
     """
 
     technique: str | None = None
@@ -48,6 +51,7 @@ class ReportMeta:
     experiment_name: str | None = None
     wandb_group: str | None = None
     wandb_project: str | None = None
+    claims: tuple[Claim, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,10 @@ def parse_meta(config: DictConfig | None, label: str) -> ReportMeta:
         raise SweepError(f"{source}: report.control must be true or false, got {control!r}")
     page = node.get("page")
     technique = node.get("technique")
+    try:
+        claims = parse_claims(node.get("claims"), baseline, metrics)
+    except ClaimError as exc:
+        raise SweepError(f"{source} (conf/experiment/{experiment}.yaml): {exc}") from exc
     return ReportMeta(
         technique=None if technique is None else str(technique),
         baseline=baseline or None,
@@ -132,6 +140,7 @@ def parse_meta(config: DictConfig | None, label: str) -> ReportMeta:
         experiment_name=base.experiment_name,
         wandb_group=base.wandb_group,
         wandb_project=base.wandb_project,
+        claims=claims,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from ebr.report.code import code_label
 from ebr.report.document import REPORT_JSON, Problem, Report, ResultRow
 from ebr.report.plots import deltas_png
+from ebr.report.render_worlds import claim_lines, fmt_ci, fmt_pct, method_lines, world_tables
 from ebr.report.stats import CLIP_NOTE, MIN_BOOTSTRAP_PAIRS
 from ebr.runs import write_bytes_atomic, write_text_atomic
 
@@ -22,7 +23,16 @@ DELTAS_PNG = "deltas.png"
 MEANS_PNG = "means.png"
 CLIP_MARK = "*"
 
-__all__ = ["DELTAS_PNG", "MEANS_PNG", "REPORT_JSON", "REPORT_MD", "render_markdown", "write_report"]
+__all__ = [
+    "DELTAS_PNG",
+    "MEANS_PNG",
+    "REPORT_JSON",
+    "REPORT_MD",
+    "fmt_ci",
+    "fmt_pct",
+    "render_markdown",
+    "write_report",
+]
 
 
 def fmt_number(value: float | None) -> str:
@@ -32,16 +42,6 @@ def fmt_number(value: float | None) -> str:
     if abs(value) >= 1e5:
         return f"{value:.0f}"
     return f"{value:.5g}"
-
-
-def fmt_pct(value: float | None) -> str:
-    """A relative delta (fraction) as a signed percentage with 2 decimals, "n/a" for None."""
-    return "n/a" if value is None else f"{100 * value:+.2f}%"
-
-
-def fmt_ci(ci: tuple[float, float] | None) -> str:
-    """An interval of fractions as "[lo%, hi%]", "n/a" for None."""
-    return "n/a" if ci is None else f"[{fmt_pct(ci[0])}, {fmt_pct(ci[1])}]"
 
 
 def fmt_delta_ci(ci: tuple[float, float] | None, clipped: bool) -> str:
@@ -215,6 +215,7 @@ def render_markdown(report: Report) -> str:
     if method.bootstrap:
         lines.append(f"- {method.bootstrap}")
     lines += [f"- {method.p_value}", "- Intervals and p-values need at least 2 seed pairs (else n/a)."]
+    lines += method_lines(report)
     if any(
         row.delta is not None and row.delta.clipped
         for rows in report.results.values()
@@ -225,6 +226,8 @@ def render_markdown(report: Report) -> str:
     lines += _code_lines(report)
     lines += _problem_lines(report)
     with_bootstrap = method.bootstrap is not None
+    lines += claim_lines(report)
+    lines += world_tables(report)
     lines += ["## Headline metrics", ""]
     for metric in report.headline_metrics:
         lines += [f"### {metric}", "", *_metric_table(report, metric, with_bootstrap), ""]

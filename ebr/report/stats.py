@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from ebr.report.pooled import PooledDelta
 from ebr.report.sweep import UNSET, Sweep
 
 LEVEL = 0.95
@@ -68,6 +69,7 @@ class PairedDelta:
         p_value: two-sided paired t test p-value, None with fewer than 2 pairs or zero variance.
         excluded: seed -> why that seed of the arm is not paired.
         clipped: an interval's lower bound was raised to -100% (a non-negative metric).
+        pooled: over several worlds, the delta pooled over them (`ebr.report.hierarchy`), else None.
     """
 
     n_pairs: int
@@ -78,6 +80,7 @@ class PairedDelta:
     p_value: float | None
     excluded: dict[str | None, str]
     clipped: bool = False
+    pooled: PooledDelta | None = None
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,7 @@ def summarize_sweep(
                     raw.p_value,
                     excluded,
                     raw.clipped,
+                    _pooled(sweep, raw.per_seed, n_boot, seed),
                 )
             rows[arm] = ArmSummary(
                 arm=arm,
@@ -332,3 +336,13 @@ def summarize_sweep(
             )
         out[metric] = rows
     return out
+
+
+def _pooled(sweep: Sweep, per_pair: dict[str | None, float], n_boot: int, seed: int) -> PooledDelta | None:
+    """The delta pooled over the sweep's worlds, None for a one-world sweep."""
+    if not sweep.worlds:
+        return None
+    # imported here: ebr.report.hierarchy builds on this module's t interval
+    from ebr.report.hierarchy import pooled_delta
+
+    return pooled_delta(per_pair, sweep.world_of, sweep.worlds, n_boot, seed)

@@ -6,8 +6,9 @@ Usage::
 
 An ablation and its control are paired through ``report.technique`` (the control sweep has
 ``report.control: true``); each technique gets one row with the paper's reported delta, ebr's measured
-delta with its 95% interval for the headline metrics, the control's delta, the seeds, date, commit and
-a link to the technique's page.
+delta on the paper's metric for each claim the experiment declares (``report.claims``), pooled over
+worlds when the sweep ran several, the number of worlds agreeing, the control's delta, the verdict word
+of `ebr.report.verdict`, the commit and a link to the technique's page: one row per (technique, claim).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pathlib import Path
 from ebr.report.code import code_label
 from ebr.report.document import Report, ReportFormatError
 from ebr.report.json_reader import load_report
-from ebr.report.render import fmt_ci, fmt_pct
+from ebr.report.pooled import ClaimResult
+from ebr.report.render_worlds import agree_text, claim_name, pooled_text
+from ebr.report.verdict import RULE, claim_verdict, control_verdict
 from ebr.runs import write_text_atomic
 
 CONTROL_SUFFIX = "_control"
@@ -96,56 +99,6 @@ def pair_reports(reports: list[Report]) -> list[TechniqueRow]:
     return list(rows.values())
 
 
-def _short_arm(report: Report, label: str) -> str:
-    # with one differing key the value alone names the arm ("masknet")
-    short = report.short(label)
-    return short.split("=", 1)[1] if len(report.arm_keys) == 1 and "=" in short else short
-
-
-def measured_cell(report: Report | None, metrics: list[str]) -> str:
-    """Every non-baseline arm's delta and t interval for `metrics`, one line per arm and metric.
-
-    Args:
-        report: a sweep's report, or None when that sweep is absent.
-        metrics: metrics to show (missing ones say so).
-    """
-    if report is None:
-        return "no sweep"
-    if report.baseline is None:
-        return "no baseline arm: means only (see report)"
-    lines = []
-    for arm in report.arm_labels:
-        if arm == report.baseline:
-            continue
-        for metric in metrics:
-            row = report.results.get(metric, {}).get(arm)
-            delta = None if row is None else row.delta
-            if delta is None or delta.rel_mean is None:
-                lines.append(f"**{_short_arm(report, arm)}** {metric}: n/a")
-                continue
-            interval = fmt_ci(delta.t_ci) if delta.t_ci is not None else "(CI n/a)"
-            lines.append(
-                f"**{_short_arm(report, arm)}** {metric}: {fmt_pct(delta.rel_mean)} {interval} "
-                f"(n={delta.n_pairs})"
-            )
-    return "<br>".join(lines) or "no arm besides the baseline"
-
-
-def _paper_cell(report: Report | None) -> str:
-    if report is None or not report.meta.paper:
-        return "—"
-    return "<br>".join(f"**{arm}**: {text}" for arm, text in report.meta.paper.items())
-
-
-def _runs_cell(report: Report | None, label: str) -> str:
-    if report is None:
-        return f"{label}: no sweep"
-    text = f"{label}: {len(report.seeds)} ({', '.join(report.seeds)})"
-    if report.n_failed or report.n_missing:
-        text += f", **{report.n_failed} failed, {report.n_missing} missing runs**"
-    return text
-
-
 def _commit_cell(reports: list[Report]) -> str:
     """The commit of each sweep's jobs ("... with uncommitted changes" when their diff hash is set)."""
     commits = []
@@ -169,33 +122,6 @@ def _page_cell(row: TechniqueRow, out_dir: Path) -> str:
     # pages are named relative to the repository root, the directory the suite runs from
     link = os.path.relpath(Path(page).resolve(), out_dir.resolve())
     return f"[{Path(page).stem}]({Path(link).as_posix()})"
-
-
-def verdict_of(technique: str, page: str | Path | None) -> str:
-    """The verdict the technique's page states: the paragraph that starts ``**Verdict, TECHNIQUE:**``.
-
-    Written by a person after reading the sweeps, so it lives on the page next to its evidence; the
-    suite only repeats it, and says so when the page has none.
-
-    Args:
-        technique: the row's technique name (``report.technique``).
-        page: the page's path relative to the repository root (the directory the suite runs from).
-    """
-    if not page:
-        return "no page"
-    path = Path(page)
-    if not path.is_file():
-        return f"page {page} not found"
-    marker = f"**Verdict, {technique}:**"
-    paragraph: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if paragraph:
-            if not line.strip():
-                break
-            paragraph.append(line.strip())
-        elif line.startswith(marker):
-            paragraph.append(line[len(marker) :].strip())
-    return " ".join(paragraph) if paragraph else f"not stated on {page} (no line starting {marker})"
 
 
 def display_path(path: str, root: Path) -> str:
@@ -250,6 +176,93 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _claim_rows(row: TechniqueRow) -> list[tuple[ClaimResult | None, ClaimResult | None]]:
+    """(ablation result, control result) per claim of the technique, matched by the claim itself."""
+    ablation = list(row.ablation.claims) if row.ablation is not None else []
+    control = list(row.control.claims) if row.control is not None else []
+    pairs: list[tuple[ClaimResult | None, ClaimResult | None]] = []
+    for result in ablation:
+        match = next((c for c in control if c.claim == result.claim), None)
+        pairs.append((result, match))
+    pairs += [(None, c) for c in control if all(c.claim != a.claim for a in ablation)]
+    return pairs
+
+
+def _worlds_cell(result: ClaimResult | None) -> str:
+    if result is None or result.delta is None:
+        return "n/a"
+    pooled = result.delta.pooled
+    return "1 world" if pooled is None else agree_text(pooled)
+
+
+def _measured_cell(result: ClaimResult | None, report: Report | None) -> str:
+    if report is None:
+        return "no sweep"
+    if result is None:
+        return "claim not in this sweep"
+    return result.problem or pooled_text(result.delta)
+
+
+def claim_row(row: TechniqueRow, pair: tuple[ClaimResult | None, ClaimResult | None], out_dir: Path) -> str:
+    """One table line: a technique's paper claim, what ebr measured, the control, the verdict.
+
+    Args:
+        row: the technique's reports.
+        pair: (the ablation's result, the control's result) for the claim.
+        out_dir: the README's folder (page links are relative to it).
+    """
+    ablation, control = pair
+    claim = (ablation or control).claim  # type: ignore[union-attr]
+    verdict = f"{claim_verdict(ablation)}; {control_verdict(control)}"
+    reports = [r for r in (row.ablation, row.control) if r is not None]
+    cells = [
+        row.technique,
+        claim_name(ablation or control),  # type: ignore[arg-type]
+        f"{claim.metric}: {claim.paper}",
+        _measured_cell(ablation, row.ablation),
+        _worlds_cell(ablation),
+        _measured_cell(control, row.control),
+        verdict,
+        _commit_cell(reports),
+        _page_cell(row, out_dir),
+    ]
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _no_claim_row(row: TechniqueRow, out_dir: Path) -> str:
+    reports = [r for r in (row.ablation, row.control) if r is not None]
+    cells = [row.technique, "no claim declared (report.claims)", "—", "—", "—", "—", "—"]
+    cells += [_commit_cell(reports), _page_cell(row, out_dir)]
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+HEADER = [
+    "# Reproduced ablations",
+    "",
+    "Generated by `bash scripts/reproduce.sh` (`python -m ebr.report.suite`): one row per technique and "
+    "paper claim; every number comes from the `report.json` of the sweeps listed below, produced by "
+    "`ebr-report` on this repository's code. The per-arm detail is on each technique's page and in each "
+    "sweep's `report.md`.",
+    "",
+    "- **paper**: the paper's metric as ebr measures it, and the delta the paper reports (online A/B "
+    "unless stated).",
+    "- **ebr Δ [95% CI]**: the claim's arm against its baseline on that metric, relative delta paired "
+    "within (world, training seed). Over several worlds: the mean of the world means with a hierarchical "
+    "bootstrap interval (worlds, then seeds within a world; docs/statistics.md); over one world: the "
+    "mean over seeds with the paired t interval.",
+    "- **worlds**: in how many worlds the delta has the pooled sign with an interval excluding 0.",
+    "- **control Δ**: the same comparison with the world's knob for the phenomenon off; the gain should "
+    "vanish (interval covering 0) or reverse.",
+    f"- **verdict**: from the rule in `ebr/report/verdict.py`, not from prose. {RULE}",
+    "- **commit**: the commit of the code that ran the sweeps' jobs (their `run.json`), "
+    '"with uncommitted changes" when that code differed from it.',
+    "",
+    "| technique | claim | paper: metric, reported | ebr Δ [95% CI] | worlds | control Δ [95% CI] | verdict "
+    "| commit | page |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
 def render_readme(rows: list[TechniqueRow], out: Path) -> str:
     """The text of ``experiments/README.md``.
 
@@ -257,52 +270,23 @@ def render_readme(rows: list[TechniqueRow], out: Path) -> str:
         rows: one per technique, from `pair_reports`.
         out: where the README goes (links to pages are relative to it).
     """
-    lines = [
-        "# Reproduced ablations",
-        "",
-        "Generated by `bash scripts/reproduce.sh` (`python -m ebr.report.suite`); every number comes from "
-        "the `report.json` of the sweep named below, produced by `ebr-report` on this repository's code.",
-        "",
-        "- **paper**: the delta the paper reports (online A/B unless stated).",
-        "- **ebr**: the measured relative delta on the synthetic world: mean over seeds of "
-        "(arm − baseline) / baseline paired by seed, with the 95% paired t interval and n = seed pairs. "
-        "An interval excluding 0 is a measured effect.",
-        "- **control**: the same sweep with the world's knob for this phenomenon off; the gain should vanish "
-        "(interval covering 0).",
-        "- **verdict**: what the evidence supports, as the technique's page states it.",
-        "- **commit**: the commit of the code that ran the sweeps' jobs (their `run.json`), "
-        '"with uncommitted changes" when that code differed from it.',
-        "",
-        "| technique | paper (reported) | ebr: measured Δ [95% CI] | control Δ (knob off) | verdict | seeds "
-        "| date | commit | page |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = list(HEADER)
     for row in rows:
-        reports = [r for r in (row.ablation, row.control) if r is not None]
-        primary = row.ablation or row.control
-        metrics = [] if primary is None else list(primary.headline_metrics)
-        dates = sorted({r.meta.date for r in reports})
-        cells = [
-            row.technique,
-            _paper_cell(row.ablation or row.control),
-            measured_cell(row.ablation, metrics),
-            measured_cell(row.control, metrics),
-            verdict_of(row.technique, None if primary is None else primary.meta.page),
-            "<br>".join([_runs_cell(row.ablation, "ablation"), _runs_cell(row.control, "control")]),
-            "<br>".join(dates),
-            _commit_cell(reports),
-            _page_cell(row, out.parent),
-        ]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        pairs = _claim_rows(row)
+        if not pairs:
+            lines.append(_no_claim_row(row, out.parent))
+        lines += [claim_row(row, pair, out.parent) for pair in pairs]
     lines += ["", "## Sweeps", ""]
     root = repository_root(out)
     for row in rows:
         for kind, report in (("ablation", row.ablation), ("control", row.control)):
             if report is not None:
                 shown = display_path(report.meta.sweep_dir, root)
+                worlds = f"worlds {', '.join(report.worlds)}" if report.worlds else "one world"
                 lines.append(
-                    f"- {row.technique}, {kind}: `{shown}` (data: {report.data_label()}; "
-                    f"report of {report.meta.generated_at})"
+                    f"- {row.technique}, {kind}: `{shown}` (data: {report.data_label()}; {worlds}; "
+                    f"{len(report.seeds)} replicates, {report.n_failed} failed, {report.n_missing} missing "
+                    f"runs; report of {report.meta.generated_at})"
                 )
     return "\n".join(lines) + "\n"
 

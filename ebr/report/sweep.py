@@ -13,22 +13,33 @@ search (no fixed grid) expects the trials it recorded.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ebr.report.document import DataRead, Problem
-from ebr.report.grid import MULTIRUN_FILE, ExpectedGrid, read_expected_grid
+from ebr.report.gaps import error_summary, grid_missing, job_problems, observed_grid_note
+from ebr.report.grid import read_expected_grid
 from ebr.report.meta import JobData, ReportMeta, SweepError, data_read, read_job_data, select, sweep_meta
-from ebr.runs import CONFIG_FILE, ERROR_FILE, METRICS_FILE, OVERRIDES_FILE, Arm, arm_from_overrides, read_arm
+from ebr.report.worlds import SEED_KEY, WORLD_KEY, job_world, replicate_sort_key, sort_key, split_worlds
+from ebr.runs import CONFIG_FILE, ERROR_FILE, METRICS_FILE, OVERRIDES_FILE, Arm, read_arm
 from ebr.runs import parse_override as parse_override_pair
 
-SEED_KEY = "seed"
 UNSET = "<unset>"
 
-__all__ = ["SEED_KEY", "Job", "ReportMeta", "Sweep", "SweepError", "load_sweep", "parse_override"]
+__all__ = [
+    "SEED_KEY",
+    "WORLD_KEY",
+    "Job",
+    "ReportMeta",
+    "Sweep",
+    "SweepError",
+    "error_summary",
+    "load_sweep",
+    "parse_override",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,7 @@ class Job:
         config: the job's config (unresolved OmegaConf) or None when ``config.yaml`` is absent.
         data: the data set the job read, None when nothing says.
         override_list: the override strings as Hydra wrote them (matched against the sweep's grid).
+        world: the world (``data.config.seed``) as text; None if unknown.
     """
 
     name: str
@@ -58,6 +70,7 @@ class Job:
     config: DictConfig | None
     data: JobData | None
     override_list: tuple[str, ...] = ()
+    world: str | None = None
 
     @property
     def status(self) -> str:
@@ -86,6 +99,8 @@ class Sweep:
         data: the data sets the jobs read.
         notes: things the report must say (e.g. inconsistent metadata).
         expected_runs: how many jobs the sweep was asked to run.
+        worlds: the worlds of a sweep over several (else empty: its `seeds` are plain seeds).
+        world_of: replicate key (``WORLD/SEED``, the `seeds` of a multi-world sweep) -> world.
     """
 
     path: Path
@@ -102,6 +117,8 @@ class Sweep:
     data: list[DataRead]
     notes: list[str]
     expected_runs: int
+    worlds: list[str] = field(default_factory=list)
+    world_of: dict[str, str] = field(default_factory=dict)
 
     def finished_values(self, arm: str, metric: str) -> dict[str | None, float]:
         """Seed -> value of `metric` for the finished runs of `arm` that report it."""
@@ -214,22 +231,8 @@ def read_job(path: Path, sweep_dir: Path) -> Job:
     if (path / ERROR_FILE).is_file():
         error = (path / ERROR_FILE).read_text(encoding="utf-8", errors="replace")
     data = read_job_data(path, label, config)
-    return Job(label, path, overrides, arm, seed, metrics, error, config, data, tuple(raw))
-
-
-def _sort_key(text: str | None) -> tuple[int, float, str]:
-    if text is None:
-        return (2, 0.0, "")
-    try:
-        return (0, float(text), text)
-    except ValueError:
-        return (1, 0.0, text)
-
-
-def error_summary(error: str) -> str:
-    """The last non-empty line of a traceback (the exception and its message)."""
-    lines = [line.strip() for line in error.splitlines() if line.strip()]
-    return lines[-1] if lines else "error.txt is empty"
+    world = job_world(overrides, select(config, WORLD_KEY))
+    return Job(label, path, overrides, arm, seed, metrics, error, config, data, tuple(raw), world)
 
 
 def short_labels(arm_values: dict[str, dict[str, str]]) -> tuple[list[str], dict[str, str]]:
@@ -265,11 +268,11 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         raise SweepError(f"{path}: not a directory")
     job_dirs = sorted(
         (child for child in path.iterdir() if (child / OVERRIDES_FILE).is_file()),
-        key=lambda child: _sort_key(child.name),
+        key=lambda child: sort_key(child.name),
     )
     if not job_dirs:
         raise SweepError(f"{path}: not a sweep directory (no subdirectory holds {OVERRIDES_FILE})")
-    jobs = [read_job(child, path) for child in job_dirs]
+    jobs, worlds, world_of = split_worlds([read_job(child, path) for child in job_dirs])
     notes: list[str] = []
 
     arms: list[str] = []
@@ -286,7 +289,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
                 f"{path}: jobs {other} and {job.name} have the same arm {arm!r} and seed {job.seed}"
             )
         cells[(arm, job.seed)] = job
-    seeds = sorted({job.seed for job in jobs if job.seed is not None}, key=_sort_key)
+    seeds = sorted({job.seed for job in jobs if job.seed is not None}, key=replicate_sort_key)
     arm_keys, arm_short = short_labels(arm_values)
 
     failed, missing = job_problems(jobs, notes)
@@ -295,7 +298,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         notes.append(f"Jobs {', '.join(unknown)} state no seed; they are left out of seed pairing.")
     grid = read_expected_grid(path)
     if grid is not None and grid.jobs is not None:
-        missing += grid_missing(grid, jobs, notes)
+        missing += grid_missing(grid, jobs, notes, bool(worlds))
         expected_runs = len(grid.jobs)
     else:
         for arm in arms:
@@ -303,7 +306,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
                 if (arm, seed) not in cells:
                     missing.append(Problem(f"{arm} seed={seed}", arm, seed, "no job directory"))
         expected_runs = len(arms) * max(len(seeds), 1)
-        notes.append(_observed_grid_note(grid, len(jobs)))
+        notes.append(observed_grid_note(grid, len(jobs)))
 
     meta = sweep_meta([(job.name, job.config) for job in jobs if job.config is not None], notes)
     return Sweep(
@@ -321,71 +324,6 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         data=data_read([(job.name, job.data) for job in jobs], notes),
         notes=notes,
         expected_runs=expected_runs,
-    )
-
-
-def job_problems(jobs: list[Job], notes: list[str]) -> tuple[list[Problem], list[Problem]]:
-    """(failed jobs, unfinished jobs) among the job folders.
-
-    Args:
-        jobs: the job folders read.
-        notes: receives the jobs with both metrics.json and error.txt.
-    """
-    failed: list[Problem] = []
-    missing: list[Problem] = []
-    for job in jobs:
-        arm = job.arm.label
-        if job.status == "failed":
-            failed.append(Problem(job.name, arm, job.seed, error_summary(job.error or "")))
-        elif job.status == "missing":
-            missing.append(Problem(job.name, arm, job.seed, f"neither {METRICS_FILE} nor {ERROR_FILE}"))
-        elif job.error is not None:
-            notes.append(f"Job {job.name} has both {METRICS_FILE} and {ERROR_FILE}; its metrics are used.")
-    return failed, missing
-
-
-def grid_missing(grid: ExpectedGrid, jobs: list[Job], notes: list[str]) -> list[Problem]:
-    """The expected jobs of `grid` that no job folder holds, each named by its overrides.
-
-    Args:
-        grid: the sweep's recorded grid (its `jobs` set).
-        jobs: the job folders read.
-        notes: receives the folders the grid does not expect (another sweep's jobs in the folder).
-    """
-    by_overrides = {frozenset(job.override_list): job for job in jobs}
-    expected = [frozenset(overrides) for overrides in grid.jobs or []]
-    missing = []
-    for number, overrides in enumerate(grid.jobs or []):
-        if frozenset(overrides) in by_overrides:
-            continue
-        arm = arm_from_overrides(overrides, [SEED_KEY, *grid.exclude_keys]).label
-        seed = dict(parse_override(text, MULTIRUN_FILE) for text in overrides).get(
-            SEED_KEY, grid.default_seed
-        )
-        reason = f"no job directory (expected by {MULTIRUN_FILE})"
-        missing.append(Problem(f"job {number}: {' '.join(overrides)}", arm, seed, reason))
-    unexpected = [job.name for job in jobs if frozenset(job.override_list) not in set(expected)]
-    if unexpected:
-        notes.append(
-            f"Job(s) {', '.join(unexpected)} are not in the grid this sweep recorded ({MULTIRUN_FILE}): "
-            "another sweep's jobs in the same folder?"
-        )
-    return missing
-
-
-def _observed_grid_note(grid: ExpectedGrid | None, n_jobs: int) -> str:
-    if grid is not None and grid.n_trials is not None:
-        return (
-            f"A search ({grid.sweeper.rsplit('.', 1)[-1]}): {n_jobs} trial(s) recorded of "
-            f"{grid.n_trials} requested; no fixed grid, so missing runs are counted against the "
-            "observed arms × seeds."
-        )
-    if grid is not None:
-        return (
-            f"A {grid.sweeper.rsplit('.', 1)[-1]} sweep has no fixed grid: missing runs are counted "
-            "against the observed arms × seeds."
-        )
-    return (
-        f"No {MULTIRUN_FILE} records this sweep's parameters: the expected grid is the observed arms × "
-        "seeds, so a job whose folder is gone entirely goes unnoticed."
+        worlds=worlds,
+        world_of=world_of,
     )

@@ -152,3 +152,21 @@ def test_a_malformed_multirun_yaml_is_bad_input_naming_it(make_sweep, capsys, te
     (sweep_dir / "multirun.yaml").write_text(text)
     assert main([str(sweep_dir)]) == 2
     assert "multirun.yaml" in capsys.readouterr().err
+
+
+def test_two_grids_in_one_folder_and_worlds(tmp_path) -> None:
+    """Two -m calls into one folder (the first's record kept as multirun.first.yaml, as
+    scripts/reproduce.sh does) expect both grids; data.config.seed is a world, never an arm."""
+    base = ["experiment=crossing", "data=synthetic_tiny", "seed=0,1", "data.config.seed=0,1"]
+    sweep_dir = _sweep(tmp_path, "two", [*base, "model/crossing=mlp,masknet"])
+    (sweep_dir / "multirun.yaml").rename(sweep_dir / "multirun.first.yaml")
+    _sweep(tmp_path, "two", [*base, "model/crossing=dhen_cpu", "hydra.sweep.subdir=u${hydra.job.num}"])
+    grid = read_expected_grid(sweep_dir)
+    assert grid is not None
+    assert len(grid.jobs or []) == 12
+    assert main([str(sweep_dir), "--bootstrap", "100"]) == 0
+    report = json.loads((sweep_dir / "report.json").read_text())
+    assert report["worlds"] == ["0", "1"]
+    assert report["expected_runs"] == 12
+    assert len(report["arms"]) == 3
+    assert not [note for note in report["notes"] if "not in the grid" in note]
