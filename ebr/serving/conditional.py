@@ -35,6 +35,7 @@ from ebr.serving.index import IndexConfig
 from ebr.serving.interests import (
     InterestProfile,
     InterestServing,
+    candidates_per_request,
     interest_profile,
     merge_lists,
     pin_tags,
@@ -178,6 +179,7 @@ class InterestRetrieval:
         query_rows = np.repeat(np.arange(len(users)), lengths)
         self.queries = (merged[query_rows], interests, lengths)
         self.last["cond/short_users"] = float((merged < 0).any(axis=1).sum())
+        self.last["serving/candidates_per_request"] = float(k)
         return merged
 
     # -- one query per (user, interest) -----------------------------------------------------------
@@ -216,6 +218,12 @@ class InterestRetrieval:
         self.first_queries = queries[first]
         q_exclude = _rows_of(exclude, q_rows)
         ids, scores = self._search(queries, k, q_exclude, q_interests, budgets)
+        fetches = self._fetches(k, budgets, q_interests)
+        if self.settings.query_fetch == "budget":
+            beyond = np.arange(ids.shape[1])[None, :] >= np.minimum(fetches, budgets)[:, None]
+            ids, scores = np.where(beyond, -1, ids), np.where(beyond, -np.inf, scores)
+        shared = self.encode is None and self.settings.interest_filter != "pre"
+        self.last["serving/candidates_per_request"] = candidates_per_request(fetches, q_lengths, shared)
         merged, _ = merge_lists(ids, scores, q_lengths, budgets, k)
         conditioned = q_interests >= 0
         self.queries = (ids[conditioned], q_interests[conditioned], lengths)
@@ -232,6 +240,15 @@ class InterestRetrieval:
         conditions = np.where(q_interests >= 0, q_interests, self.no_interest)
         embeddings = np.asarray(self.encode(q_users, conditions))
         return self.service.score_columns.extend_users(embeddings)
+
+    def _fetches(self, k: int, budgets: np.ndarray, q_interests: np.ndarray) -> np.ndarray:
+        """Results each query asks the index for: the post filter's over-fetch, else K or the budget."""
+        if self.settings.interest_filter == "post":
+            post = np.ceil(self.settings.post_overfetch * np.maximum(budgets, 1)).astype(np.int64)
+            return np.where(q_interests >= 0, np.minimum(post, len(self.service.index)), k)
+        if self.settings.query_fetch == "budget":
+            return np.asarray(budgets, dtype=np.int64).copy()
+        return np.full(len(budgets), k, dtype=np.int64)
 
     def _search(
         self,
@@ -280,9 +297,7 @@ class InterestRetrieval:
         """Fetch `post_overfetch` x each query's budget from the shared index; keep its interest's pins."""
         index = self.service.index
         conditioned = q_interests >= 0
-        fetches = np.minimum(
-            np.ceil(self.settings.post_overfetch * np.maximum(budgets, 1)).astype(np.int64), len(index)
-        )
+        fetches = self._fetches(k, budgets, q_interests)
         short_queries, missing = 0, 0
         for fetch in np.unique(fetches[conditioned]).tolist():
             rows = np.flatnonzero(conditioned & (fetches == fetch))

@@ -23,6 +23,7 @@ INTEREST_FILTERS = ("none", "post", "pre", "union")
 BUDGETS = ("equal", "proportional")
 INTERESTS_FROM = ("followed", "inferred")
 PRE_FILTER_METHODS = ("sub_index", "selector")
+QUERY_FETCHES = ("k", "budget")
 USER_INTEREST_FEATURE = "interests"
 PIN_INTEREST_FEATURE = "interest"
 
@@ -42,6 +43,9 @@ class InterestServing:
         pre_filter_method: `sub_index` (an exact index over the interest's pins) or `selector`
             (faiss's IDSelectorBitmap over the shared index).
         interest_metrics: also score `topic_match@K`, per-interest and per-user-group metrics.
+        query_fetch: what a per-interest query without the post filter fetches: `k` (K results,
+            the merge fills short or duplicate slots from them) or `budget` (its budget only: K
+            candidates per request in all, the serving cost of one plain query).
     """
 
     interest_filter: str = "none"
@@ -51,6 +55,7 @@ class InterestServing:
     post_overfetch: float = 4.0
     pre_filter_method: str = "sub_index"
     interest_metrics: bool = False
+    query_fetch: str = "k"
 
     def __post_init__(self) -> None:
         for key, value, allowed in (
@@ -58,6 +63,7 @@ class InterestServing:
             ("interest_budget", self.interest_budget, BUDGETS),
             ("interests_from", self.interests_from, INTERESTS_FROM),
             ("pre_filter_method", self.pre_filter_method, PRE_FILTER_METHODS),
+            ("query_fetch", self.query_fetch, QUERY_FETCHES),
         ):
             if value not in allowed:
                 raise ValueError(f"serving.{key} must be one of {', '.join(allowed)}, got {value!r}")
@@ -232,6 +238,24 @@ def split_budget(lengths: np.ndarray, weights: np.ndarray, k: int, mode: str) ->
     place = np.empty(len(row), dtype=np.int64)
     place[order] = np.arange(len(row)) - (np.cumsum(lengths) - lengths)[row[order]]
     return base + (place < left[row])
+
+
+def candidates_per_request(fetches: np.ndarray, lengths: np.ndarray, shared: bool) -> float:
+    """Mean candidates the index returns per user request (`serving/candidates_per_request`).
+
+    Args:
+        fetches: (Q,) results each query asks the index for, queries row after row per user.
+        lengths: queries per user (each >= 1).
+        shared: the user's queries are one vector (an unconditioned model without a pre filter):
+            one search of the largest fetch serves them all; else each query is its own search.
+    """
+    fetches = np.asarray(fetches, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) == 0:
+        return 0.0
+    starts = np.cumsum(lengths) - lengths
+    per_user = np.maximum.reduceat(fetches, starts) if shared else np.add.reduceat(fetches, starts)
+    return float(per_user.mean())
 
 
 def merge_lists(

@@ -45,6 +45,7 @@ _FRACTIONS = (
     "near_duplicates",
     "exploration_rate",
     "second_interest_prob",
+    "source_taste",
     "new_pin_fraction",
     "trend_floor",
     "interest_drift",
@@ -96,6 +97,10 @@ class WorldConfig:
         policy_personalization: how strongly the logging policy's pick among its shortlist follows the
             user's own (idiosyncratic) taste term of the logit (0: not at all; logs then reflect only
             interests, quality and trends).
+        source_taste: share of impressions whose engagement follows the user's taste for the
+            session's source interest (the interest the logging policy surfaced the pin through)
+            instead of the pin's tag they weigh most; it differs for a pin carrying two interests the
+            user follows (0: the pin's tags alone decide, ebr.data.world.sessions).
         extra_interests_mean: mean number of interests beyond the first at multi_interest = 1.
         max_user_interests: cap on the number of interests of a user.
         interest_weight_concentration: Gamma shape of the users' interest weights (small: very unequal).
@@ -153,6 +158,7 @@ class WorldConfig:
     multi_interest: float = 1.0
     interest_taste: float = 2.0
     policy_personalization: float = 2.0
+    source_taste: float = 0.0
     # interests
     extra_interests_mean: float = 2.0
     max_user_interests: int = 6
@@ -311,6 +317,7 @@ STREAMS: dict[str, int] = {
     "taste": 7,
     "events": 8,
     "interest_taste": 9,
+    "source_taste": 10,
     # a number far from the others', so knobs added beside it do not collide
     "interest_drift": 29,
 }

@@ -12,6 +12,7 @@ from ebr.data.csr import Ragged, rows_of_values
 from ebr.data.schema import CLICK, IMPRESSION, NO_INTEREST, REPIN, SECONDS_PER_DAY
 from ebr.data.world.config import WorldConfig, stream
 from ebr.data.world.entities import PinEntities, UserEntities
+from ebr.data.world.sessions import source_taste_shift
 from ebr.data.world.truth import SyntheticTruth
 
 EVENT_DTYPES = {
@@ -143,7 +144,8 @@ def _simulate_day(
     interest = np.where(explore, NO_INTEREST, source)
 
     # the same noise model as every consumer of the truth: logit + label_noise * N(0, 1)
-    p_click, p_repin = truth.engagement_probabilities(user, pin, timestamp, noise=rng.standard_normal(n))
+    shift = source_taste_shift(config, day, truth, user, pin, np.where(explore, -1, source))
+    p_click, p_repin = truth.engagement_probabilities(user, pin, timestamp, rng.standard_normal(n), shift)
     click = rng.random(n) < p_click
     repin = click & (rng.random(n) < p_repin)
     # a click follows its impression, a repin its click, within the impression gap

@@ -272,6 +272,7 @@ class SyntheticTruth:
         pins: np.ndarray,
         timestamp: np.ndarray | float,
         noise: np.ndarray | None = None,
+        shift: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(p_click, p_repin | click) of showing `pins` to `users` at `timestamp`; 0 for uncreated pins.
 
@@ -284,8 +285,12 @@ class SyntheticTruth:
             pins: int pin ids.
             timestamp: seconds; a scalar or an array broadcasting with users and pins.
             noise: standard normal draws per impression, broadcasting with users and pins.
+            shift: added to the logit per impression (the session's source interest,
+                ebr.data.world.sessions); None adds nothing.
         """
         logit, exists = self.logits(users, pins, timestamp)
+        if shift is not None:
+            logit = logit + shift
         if noise is not None:
             logit = logit + self.label_noise * np.asarray(noise, dtype=np.float64)
         p_click = np.where(exists, sigmoid(logit), 0.0)

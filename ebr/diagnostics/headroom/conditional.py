@@ -90,7 +90,33 @@ def _slot_filter(truth: SyntheticTruth, tags: np.ndarray, slot: int) -> Callable
     return allow
 
 
-def per_interest(truth: SyntheticTruth, task: EvalTask, pool: np.ndarray, depth: int = DEPTH) -> np.ndarray:
+def only_slot(truth: SyntheticTruth, slot: int) -> SyntheticTruth:
+    """The truth as seen from a session browsing each user's `slot`-th interest: that interest alone.
+
+    A pin tagged with it is then scored by the user's weight on it and their taste for it, even when
+    the pin carries another interest the user weighs more (`WorldConfig.source_taste`'s engagement).
+
+    Args:
+        truth: the world's truth.
+        slot: the interest's rank in each user's list (a user with fewer keeps no interest).
+    """
+    offsets = truth.user_interest_offsets
+    counts = np.diff(offsets)
+    has = counts > slot
+    entries = offsets[:-1][has] + slot
+    lengths = has.astype(np.int64)
+    return dataclasses.replace(
+        truth,
+        user_interest_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(offsets.dtype),
+        user_interest_values=truth.user_interest_values[entries],
+        user_interest_weights=truth.user_interest_weights[entries],
+        user_interest_taste=truth.user_interest_taste[entries],
+    )
+
+
+def per_interest(
+    truth: SyntheticTruth, task: EvalTask, pool: np.ndarray, depth: int = DEPTH, by_session: bool = False
+) -> np.ndarray:
     """Equal budgets per interest of each user: for each, the top pins tagged with it (no repeats).
 
     Interests are served in the user's weight order; the remainder of the budget goes to the heaviest.
@@ -100,11 +126,19 @@ def per_interest(truth: SyntheticTruth, task: EvalTask, pool: np.ndarray, depth:
         task: users, exclusions and serving time.
         pool: sorted candidate pin ids.
         depth: results per user.
+        by_session: rank each interest's pins by the taste of a session browsing it (`only_slot`)
+            instead of the pin's top tag.
     """
     counts = np.diff(truth.user_interest_offsets)[task.user_ids]
     tags = pin_tags(truth, pool)
     lists = [
-        truth_top_k(truth, task, pool, depth, _slot_filter(truth, tags, slot))
+        truth_top_k(
+            only_slot(truth, slot) if by_session else truth,
+            task,
+            pool,
+            depth,
+            _slot_filter(truth, tags, slot),
+        )
         for slot in range(int(counts.max()) if len(counts) else 0)
     ]
     out = np.full((len(task.user_ids), depth), -1, dtype=np.int64)
@@ -146,3 +180,22 @@ def conditional_variants(degraded: bool) -> Callable[[World], Variants]:
         }
 
     return variants
+
+
+def source_variants(world: World) -> Variants:
+    """Per-interest retrieval ranked by the session's interest vs by the pin's top tag (ideal rankers).
+
+    "session taste" ranks each served interest's pins by the taste of a session browsing it (what a
+    model conditioned on the logged source interest can learn); "top-tag taste" by the truth's own
+    score, the pin's tag the user weighs most (what the pins' tags alone tell). They differ only on
+    pins carrying two interests the user follows; the test engagements follow the session's taste in
+    the share `source_taste` of impressions.
+
+    Args:
+        world: the world.
+    """
+    truth, pool = world.truth, world.corpus
+    return {
+        "top-tag taste": evaluate(world, lambda task: per_interest(truth, task, pool)),
+        "session taste": evaluate(world, lambda task: per_interest(truth, task, pool, by_session=True)),
+    }

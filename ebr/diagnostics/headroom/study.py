@@ -22,7 +22,7 @@ from scipy import stats
 from ebr.data.loaders.synthetic import load_world
 from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split, engaged_pairs
 from ebr.data.world.config import WorldConfig
-from ebr.diagnostics.headroom.conditional import conditional_variants
+from ebr.diagnostics.headroom.conditional import conditional_variants, source_variants
 from ebr.diagnostics.headroom.corpus import CORPUS_SHARE, corpus_variants
 from ebr.diagnostics.headroom.rankers import CEILING, Variants, World, score_variants
 from ebr.diagnostics.headroom.sequence import RECENT_K, sequence_variants
@@ -85,6 +85,8 @@ def study_rows(corpus_share: float = CORPUS_SHARE) -> dict[str, Row]:
         "conditional_degraded": Row(
             "interest_taste", 0.0, "per-interest", "filtered plain", conditional_variants(degraded=True)
         ),
+        "source_interest": Row("source_taste", 0.0, "session taste", "top-tag taste", source_variants),
+        "source_tags": Row("second_interest_prob", 0.0, "session taste", "top-tag taste", source_variants),
         "remapping": Row("near_duplicates", 0.0, "freshest", "no remapping", corpus_variants("remapping")),
         "representative": Row(
             "duplicate_delay_days", 0.0, "freshest", "canonical", corpus_variants("remapping")
