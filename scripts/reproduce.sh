@@ -21,8 +21,8 @@
 # pass --force (or remove multirun/reproduce/). ebr-report refuses a sweep whose jobs ran different
 # code.
 #
-# Size and wall time of the full run (2 cores, 2 jobs at a time): 720 jobs, about 5.5 hours
-# (plan for 7-8 on a machine shared with other work). Estimated, not run: per-job wall seconds are
+# Size and wall time of the full run (2 cores, 2 jobs at a time): 828 jobs, about 6.5 hours
+# (plan for 8-9 on a machine shared with other work). Estimated, not run: per-job wall seconds are
 # each page's recorded sweep wall time on this 2-core machine divided by its job count (two jobs in
 # parallel), averaged over the ablation and its control:
 #   experiment         one-world (+control)   over worlds (+control)   s/job   hours
@@ -32,6 +32,8 @@
 #   snapshot_overlap   10 + 10                18 + 18                  14      0.2
 #   corpus             50 + 50                36 + 36                  25      1.2
 #   conditional        40 + 40                54 + 54                  20      1.0
+#   conditional_source, conditional_fusion, conditional_cost (synthetic_small; over worlds only)
+#                      -                      3 x (18 + 18)            ~60     1.0
 #   pre-training: 6 snapshot sets (2 knob values x 3 worlds), 35 s each plus world generation 0.1
 # conditional has no recorded small-world wall time: its figure scales crossing's 39 s by the two
 # experiments' per-job ratio in a --quick run (0.28) and rounds the 11 s up to 20 s.
@@ -51,13 +53,16 @@ cd "$(dirname "$0")/.."
 
 # Each ablation joins by adding its name here (it needs conf/experiment/NAME{,_control}.yaml with
 # report.claims) and its claims' arms to CLAIM_ARMS.
-EXPERIMENTS=(crossing crossing_isolated id_dropout snapshot_overlap corpus conditional)
+EXPERIMENTS=(crossing crossing_isolated id_dropout snapshot_overlap corpus conditional conditional_source conditional_fusion conditional_cost)
 # Those that read pre-trained ID snapshots of data=synthetic_long; --quick leaves them out: the tiny
 # world's 30 days hold no 14-day pre-training window before its training window.
 NEEDS_SNAPSHOTS=(id_dropout snapshot_overlap)
 # --quick leaves these out too: the same machinery as another entry, at several times its cost
 # (crossing_isolated is crossing's sweep with 10 epochs)
-QUICK_SKIP=(crossing_isolated)
+QUICK_SKIP=(crossing_isolated conditional_source conditional_fusion conditional_cost)
+# Those whose own grid is already their claims' arms over worlds x seeds (the page's sweep is the
+# sweep over worlds): step 1 is left out
+WORLDS_ONLY=(conditional_source conditional_fusion conditional_cost)
 # The overrides that restrict an experiment's sweep to the arms of its claims (each claim's arm and
 # baseline). Hydra sweeps a product, so corpus also runs decay without remapping and remapping
 # without decay; conditional's unconditional arms come from SECOND_CALL.
@@ -68,6 +73,9 @@ declare -A CLAIM_ARMS=(
   [snapshot_overlap]="model.id_embedding.snapshot_policy=latest,latest_no_overlap"
   [corpus]="corpus=sum,time_decay corpus.remap_image_signature=false,true"
   [conditional]="serving.interest_filter=none,pre serving.interest_budget=equal,proportional"
+  [conditional_source]="model.conditioning.source=item_interest,source_interest"
+  [conditional_fusion]="model/conditioning=early_fusion,late_fusion"
+  [conditional_cost]="model/conditioning=none,early_fusion"
 )
 # A second grid into the same sweep folder (job folders u0, u1, ...): arms the first grid cannot
 # hold. Conditional: the unconditional model, without filter and with the union filter.
@@ -145,7 +153,7 @@ world_sweeps=()
 for name in "${EXPERIMENTS[@]}"; do
   [ -n "$name" ] || continue
   for exp in "$name" "${name}_control"; do
-    if [ "$quick" = 0 ]; then
+    if [ "$quick" = 0 ] && [[ " ${WORLDS_ONLY[*]} " != *" $name "* ]]; then
       sweep "$name" "$exp" "$root/$exp" ""
     fi
     sweep "$name" "$exp" "$root/${exp}_worlds" "${CLAIM_ARMS[$name]}" "data.config.seed=$WORLDS" \
