@@ -8,6 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from ebr.runs import parse_override
+
 CONF = Path(__file__).resolve().parent.parent / "conf"
 ARMS = ("no_history", "bag", "sequence")
 
@@ -41,11 +43,14 @@ def test_each_arm_reads_the_past_one_way(hydra_conf, experiment):
 def test_report_block_names_the_bag_arm_and_the_claim(hydra_conf):
     cfg = compose("train", overrides=["experiment=sequence"])
     report = OmegaConf.to_container(cfg.report, resolve=True)
-    assert report["baseline"] == {"+experiment/sequence_arm": "bag"}
+    # ebr-report's arm keys drop the override's "+": the baseline names the key as it parses it
+    arm_key, value = parse_override("+experiment/sequence_arm=bag")
+    assert report["baseline"] == {arm_key: value} == {"experiment/sequence_arm": "bag"}
     assert report["metrics"] == ["recall@100", "ndcg@100", "sim/engaged_sessions"]
     assert report["page"] == "experiments/sequence.md"
     assert report["control"] is False
-    assert [(c["arm"], c["metric"], c["direction"]) for c in report["claims"]] == [("sequence", "recall@100", "+")]
+    claims = [(c["arm"], c["metric"], c["direction"]) for c in report["claims"]]
+    assert claims == [("sequence", "recall@100", "+")]
     control = compose("train", overrides=["experiment=sequence_control"])
     assert control.report.control is True
 
