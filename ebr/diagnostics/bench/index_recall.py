@@ -1,0 +1,224 @@
+"""Why an ANN index loses recall on a trained model's embeddings: measurements on the served vectors.
+
+`python -m ebr.diagnostics.bench.index_recall MODEL.pt data=synthetic_xl [--threads 2]` embeds every
+pin that exists when the test window starts (the serving benchmark's whole corpus) with the saved
+model and a sample of validation users, then prints, as JSON:
+
+- geometry: the vectors' norms (a spread makes inner product differ from L2), exact duplicate
+  vectors, items whose nearest other item is near-identical (cosine >= 0.999), and how crowded the
+  exact top 100's boundary is (items scoring within 0.001 of the 100th score), which bounds what
+  ann_recall@100 can say;
+- indexes: each index config's ann_recall@100 on the sample, queries per second, and "tolerant"
+  recall (a returned item counts when its exact score is within 0.001 of the 100th), with and
+  without the mips_l2 transform, and on the de-duplicated corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import faiss
+import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+
+from ebr.config import register_schemas
+from ebr.data.schema import InteractionData
+from ebr.serving.corpus import corpus_serving_time
+from ebr.serving.index import IndexConfig, ItemIndex
+from ebr.serving.index_auto import AUTO_K, ann_recall
+from ebr.serving.index_config import set_search_params
+from ebr.serving.service import RetrievalService
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+
+
+class Served(NamedTuple):
+    """A model's served vectors: pins (rows of `corpus`) and sample queries."""
+
+    vectors: np.ndarray
+    queries: np.ndarray
+    corpus: np.ndarray
+    data: InteractionData
+
+
+# score distance that counts as a tie at the top-k boundary
+TIE = 1e-3
+NEAR_IDENTICAL = 0.999
+
+
+def served_vectors(model: Path, overrides: Sequence[str], sample: int) -> Served:
+    """The pin vectors of every pin created before the test window and `sample` validation users'
+    queries (with the corpus and the data).
+
+    Args:
+        model: a saved model.pt.
+        overrides: the `ebr-train` overrides of the world it was trained on.
+        sample: validation users embedded (a fixed random sample).
+    """
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "logger=none"])
+    data = instantiate(cfg.data)
+    split = instantiate(cfg.split)(data)
+    created = np.asarray(data.pins.meta["created_at"], dtype=np.int64)
+    corpus = np.flatnonzero(created < corpus_serving_time(split, "test")).astype(np.int64)
+    service = RetrievalService.from_artifact(model, data, corpus, IndexConfig(), progress=False)
+    users = np.unique(split.val["user"].to_numpy())
+    users = np.sort(np.random.default_rng(0).permutation(users)[:sample]).astype(np.int64)
+    return Served(service.pin_vectors, service.user_vectors(users), corpus, data)
+
+
+def geometry(vectors: np.ndarray, queries: np.ndarray, k: int = AUTO_K) -> dict[str, float]:
+    """Norms, duplicates and the crowding of the exact top k's boundary.
+
+    Args:
+        vectors: (N, d) item vectors.
+        queries: (M, d) query vectors.
+        k: the cut-off.
+    """
+    norms = np.linalg.norm(vectors, axis=1)
+    unique = np.unique(vectors, axis=0)
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors / norms[:, None])
+    probe = vectors[:: max(1, len(vectors) // 5000)]
+    cosines, _ = flat.search(np.ascontiguousarray(probe / np.linalg.norm(probe, axis=1)[:, None]), 2)
+    scores, _ = faiss_exact(vectors, queries, 4 * k)
+    boundary = scores[:, k - 1 : k]
+    return {
+        "items": float(len(vectors)),
+        "norm_min": float(norms.min()),
+        "norm_max": float(norms.max()),
+        "norm_std": float(norms.std()),
+        "duplicate_vectors_share": 1.0 - len(unique) / len(vectors),
+        "near_identical_neighbour_share": float((cosines[:, 1] >= NEAR_IDENTICAL).mean()),
+        "score_top1_mean": float(scores[:, 0].mean()),
+        f"score_top{k}_mean": float(boundary.mean()),
+        f"within_{TIE}_of_score_{k}_mean": float((np.abs(scores - boundary) <= TIE).sum(axis=1).mean()),
+    }
+
+
+def faiss_exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product (scores, rows) of the top k.
+
+    Args:
+        vectors: (N, d) item vectors.
+        queries: (M, d) query vectors.
+        k: results per query.
+    """
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    return flat.search(queries, k)
+
+
+def index_rows(
+    vectors: np.ndarray, queries: np.ndarray, configs: dict[str, IndexConfig], k: int = AUTO_K
+) -> dict[str, dict[str, Any]]:
+    """Per config: build seconds, queries/s, ann_recall@k and the tie-tolerant recall.
+
+    Args:
+        vectors: (N, d) item vectors.
+        queries: (M, d) query vectors.
+        configs: name -> index config; configs sharing a factory, build and transform share a build.
+        k: the cut-off.
+    """
+    exact_scores, exact = faiss_exact(vectors, queries, k)
+    ids = np.arange(len(vectors), dtype=np.int64)
+    built: dict[str, tuple[ItemIndex, float]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for name, config in configs.items():
+        key = json.dumps([config.factory, config.build_params, config.transform], sort_keys=True)
+        if key not in built:
+            started = time.perf_counter()
+            built[key] = (ItemIndex(vectors, ids, config), time.perf_counter() - started)
+        index, build = built[key]
+        index.config = config
+        set_search_params(index.index, config)
+        started = time.perf_counter()
+        found, _ = index.search(queries, k)
+        seconds = time.perf_counter() - started
+        found_scores = np.einsum("md,mkd->mk", queries, vectors[np.maximum(found, 0)])
+        tolerant = ((found_scores >= exact_scores[:, k - 1 : k] - TIE) & (found >= 0)).sum(axis=1) / k
+        rows[name] = {
+            "factory": config.factory,
+            "transform": config.transform,
+            "search_params": dict(config.search_params),
+            "build_seconds": build,
+            "queries_per_second": len(queries) / seconds,
+            f"ann_recall@{k}": ann_recall(found, exact.astype(np.int64), k),
+            f"tolerant_recall@{k}": float(tolerant.mean()),
+        }
+        print(name, json.dumps(rows[name]), flush=True)
+    return rows
+
+
+def variants(
+    base: dict[str, IndexConfig], sweeps: dict[str, tuple[str, Sequence[float]]]
+) -> dict[str, IndexConfig]:
+    """Each base config, its search parameter swept, with and without the mips_l2 transform.
+
+    Args:
+        base: name -> config.
+        sweeps: name -> (parameter, values) swept on that config.
+    """
+    out: dict[str, IndexConfig] = {}
+    for name, config in base.items():
+        parameter, values = sweeps.get(name, ("", ()))
+        for transform in ("none", "mips_l2"):
+            suffix = "" if transform == "none" else " mips_l2"
+            for value in values or (None,):
+                params = dict(config.search_params)
+                if value is not None:
+                    params[parameter] = value
+                label = name if value is None else f"{name} {parameter}={value:g}"
+                out[label + suffix] = dataclasses.replace(config, search_params=params, transform=transform)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure and print the diagnosis as JSON.
+
+    Args:
+        argv: MODEL OVERRIDE... [--threads N] [--sample N] [--json PATH].
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=2000)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    faiss.omp_set_num_threads(args.threads)
+    vectors, queries, _, _ = served_vectors(args.model, args.overrides, args.sample)
+    result: dict[str, Any] = {"geometry": geometry(vectors, queries)}
+    print(json.dumps(result["geometry"]), flush=True)
+    presets = {name: instantiate_preset(name) for name in ("hnsw_large", "ivfpq_large")}
+    sweeps = {"hnsw_large": ("efSearch", (100, 400)), "ivfpq_large": ("nprobe", (8, 32))}
+    result["indexes"] = index_rows(vectors, queries, {"flat": IndexConfig(), **variants(presets, sweeps)})
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def instantiate_preset(name: str) -> IndexConfig:
+    """conf/index/<name>.yaml as an IndexConfig.
+
+    Args:
+        name: the preset.
+    """
+    from omegaconf import OmegaConf
+
+    return instantiate(OmegaConf.load(CONF / "index" / f"{name}.yaml"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
