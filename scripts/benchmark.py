@@ -33,7 +33,11 @@ Sections (`--sections`, default all; the modules are in scripts/bench/):
     of it), then that model served through each `--serving-indexes` preset over every pin that
     exists at serving time, one evaluation-only job each with `--threads` torch and faiss threads:
     search users/s and its ratio to flat's, ann_recall@100 (test users), recall@100, and for
-    `index=auto` the setting it chose on validation users.
+    `index=auto` the setting it chose on validation users;
+  - serving_diagnosis (only when named, with `--serving-model`): why the indexes lose recall on that
+    model's vectors: their norms, near-identical items, the crowding of the exact top 100's
+    boundary, and hnsw_large / ivfpq_large swept, with and without the mips_l2 transform, on
+    `--ann-queries` validation users (`ebr/diagnostics/bench/index_recall.py`).
 
 The JSON's top level holds the headline keys (`embedding_step_speedup`, `flops_fraction_of_gemm`,
 `pipeline_efficiency`, `hnsw_ann_recall@100`, `hnsw_qps_ratio`, ...) and `settings` the sizes used.
@@ -73,7 +77,9 @@ from bench.scale import _child as run_child
 from bench.scale import bench_scale
 from bench.training import CONF, bench_crossing, compose_config
 from bench.world import bench_world, default_run_memory, machine_info
+from index_filter_benchmark import compose_train
 
+from ebr.diagnostics.bench.index_recall import diagnose
 from ebr.diagnostics.bench.serving_scale import PRESETS as SERVING_PRESETS
 from ebr.diagnostics.bench.serving_scale import QUICK_PRESETS as QUICK_SERVING_PRESETS
 from ebr.diagnostics.bench.serving_scale import (
@@ -92,10 +98,13 @@ CROSSINGS = tuple(
     sorted((p.stem for p in (CONF / "model" / "crossing").glob("*.yaml")), key=lambda c: (c != "mlp", c))
 )
 DATA_OPTIONS = ("synthetic", "synthetic_tiny", "synthetic_small")
-SECTIONS = ("world", "crossings", "index", "pipeline", "embedding", "ann", "memory", "scale", "serving_scale")
+SECTIONS = (
+    *("world", "crossings", "index", "pipeline", "embedding", "ann", "memory"),
+    *("scale", "serving_scale", "serving_diagnosis"),
+)
 # scale trains the 1M-user world (about half an hour here), serving_scale builds every large index
-# over ~540k pins: only when asked for
-DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("scale", "serving_scale"))
+# over ~540k pins, serving_diagnosis needs a trained model: only when asked for
+DEFAULT_SECTIONS = SECTIONS[:7]
 # the index presets compared with flat at scale: (result name, conf/index preset)
 ANN_PRESETS = (("hnsw", "hnsw_large"), ("ivfpq", "ivfpq_large"))
 GEMM_N = 2048
@@ -196,6 +205,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown or not args.sections:
         parser.error(f"--sections: unknown or empty {unknown}; the options are {list(SECTIONS)}")
+    if "serving_diagnosis" in args.sections and args.serving_model is None:
+        parser.error("--sections serving_diagnosis needs --serving-model (a model.pt of --serving-data)")
     args.ann_sweep = _parse_sweep(parser, args.ann_sweep)
     counts = (
         "repeats",
@@ -364,6 +375,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 run_child,
                 model=args.serving_model,
             )
+        if "serving_diagnosis" in args.sections:
+            if args.serving_model is None:
+                raise SystemExit(
+                    "--sections serving_diagnosis needs --serving-model (a model.pt of --serving-data)"
+                )
+            presets = {name: _index_preset(args, root, name) for name in ("hnsw_large", "ivfpq_large")}
+            cfg = compose_train(args.serving_data)
+            results["serving_diagnosis"] = diagnose(cfg, args.serving_model, args.ann_queries, presets)
         if {"world", "crossings", "index", "pipeline"} & set(args.sections):
             _model_sections(args, root, results)
         if "embedding" in args.sections:

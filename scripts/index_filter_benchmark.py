@@ -36,8 +36,11 @@ from pathlib import Path
 import faiss
 import hydra
 import numpy as np
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
 
+from ebr.config import register_schemas
 from ebr.data.schema import InteractionData
 from ebr.diagnostics.bench.index_recall import served_vectors
 from ebr.diagnostics.index_filter import FilterBenchmark, run_benchmark, run_on_vectors
@@ -81,6 +84,19 @@ def preset(name: str) -> IndexConfig:
     return hydra.utils.instantiate(OmegaConf.load(CONF / f"{name}.yaml"))
 
 
+def compose_train(overrides: Sequence[str]) -> DictConfig:
+    """The `ebr-train` config with these overrides (what a job of that world composes).
+
+    Args:
+        overrides: Hydra overrides, e.g. ["data=synthetic_xl"].
+    """
+    register_schemas()
+    # a caller (a test, an earlier compose) may have left Hydra initialised
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF.parent), version_base="1.3"):
+        return compose("train", overrides=[*overrides, "logger=none"])
+
+
 def interest_groups(data: InteractionData, corpus: np.ndarray) -> dict[str, np.ndarray]:
     """The major interest's and a minor interest's pins, as rows of `corpus`.
 
@@ -106,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.model is not None:
         faiss.omp_set_num_threads(args.threads)
-        served = served_vectors(args.model, args.data.split(), args.queries)
+        served = served_vectors(compose_train(args.data.split()), args.model, args.queries)
         configs = {"flat": preset("flat"), "hnsw": preset("hnsw_large"), "ivf": preset("ivfpq_large")}
         groups = interest_groups(served.data, served.corpus)
         run_on_vectors(served.vectors, served.queries, groups, configs, args.k)

@@ -1,8 +1,8 @@
 """Why an ANN index loses recall on a trained model's embeddings: measurements on the served vectors.
 
-`python -m ebr.diagnostics.bench.index_recall MODEL.pt data=synthetic_xl [--threads 2]` embeds every
-pin that exists when the test window starts (the serving benchmark's whole corpus) with the saved
-model and a sample of validation users, then prints, as JSON:
+`python scripts/benchmark.py --sections serving_diagnosis --serving-model MODEL.pt` embeds every pin
+that exists when the test window starts (the serving benchmark's whole corpus) with the saved
+model and a sample of validation users, then measures:
 
 - geometry: the vectors' norms (a spread makes inner product differ from L2), exact duplicate
   vectors, items whose nearest other item is near-identical (cosine >= 0.999), and how crowded the
@@ -15,10 +15,8 @@ model and a sample of validation users, then prints, as JSON:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,19 +24,15 @@ from typing import Any, NamedTuple
 
 import faiss
 import numpy as np
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-from ebr.config import register_schemas
 from ebr.data.schema import InteractionData
 from ebr.serving.corpus import corpus_serving_time
 from ebr.serving.index import IndexConfig, ItemIndex
 from ebr.serving.index_auto import AUTO_K, ann_recall
 from ebr.serving.index_config import set_search_params
 from ebr.serving.service import RetrievalService
-
-CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 class Served(NamedTuple):
@@ -55,19 +49,15 @@ TIE = 1e-3
 NEAR_IDENTICAL = 0.999
 
 
-def served_vectors(model: Path, overrides: Sequence[str], sample: int) -> Served:
+def served_vectors(cfg: DictConfig, model: Path, sample: int) -> Served:
     """The pin vectors of every pin created before the test window and `sample` validation users'
     queries (with the corpus and the data).
 
     Args:
+        cfg: the composed `ebr-train` config of the world the model was trained on.
         model: a saved model.pt.
-        overrides: the `ebr-train` overrides of the world it was trained on.
         sample: validation users embedded (a fixed random sample).
     """
-    register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "logger=none"])
     data = instantiate(cfg.data)
     split = instantiate(cfg.split)(data)
     created = np.asarray(data.pins.meta["created_at"], dtype=np.int64)
@@ -184,41 +174,20 @@ def variants(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Measure and print the diagnosis as JSON.
+def diagnose(cfg: DictConfig, model: Path, sample: int, presets: dict[str, IndexConfig]) -> dict[str, Any]:
+    """The geometry and every preset's variants (search parameter swept, with and without mips_l2).
 
     Args:
-        argv: MODEL OVERRIDE... [--threads N] [--sample N] [--json PATH].
+        cfg: the composed `ebr-train` config of the model's world.
+        model: the saved model.pt.
+        sample: validation users measured.
+        presets: name -> config; "hnsw..." names sweep efSearch (100, 400), "ivf..." nprobe (8, 32).
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", type=Path)
-    parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sample", type=int, default=2000)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    faiss.omp_set_num_threads(args.threads)
-    vectors, queries, _, _ = served_vectors(args.model, args.overrides, args.sample)
+    vectors, queries, _, _ = served_vectors(cfg, model, sample)
     result: dict[str, Any] = {"geometry": geometry(vectors, queries)}
     print(json.dumps(result["geometry"]), flush=True)
-    presets = {name: instantiate_preset(name) for name in ("hnsw_large", "ivfpq_large")}
-    sweeps = {"hnsw_large": ("efSearch", (100, 400)), "ivfpq_large": ("nprobe", (8, 32))}
+    sweeps = {
+        name: ("efSearch", (100, 400)) if name.startswith("hnsw") else ("nprobe", (8, 32)) for name in presets
+    }
     result["indexes"] = index_rows(vectors, queries, {"flat": IndexConfig(), **variants(presets, sweeps)})
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
-
-
-def instantiate_preset(name: str) -> IndexConfig:
-    """conf/index/<name>.yaml as an IndexConfig.
-
-    Args:
-        name: the preset.
-    """
-    from omegaconf import OmegaConf
-
-    return instantiate(OmegaConf.load(CONF / "index" / f"{name}.yaml"))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return result
