@@ -36,7 +36,7 @@ Sections (`--sections`, default all; the modules are in scripts/bench/):
     `index=auto` the setting it chose on validation users;
   - serving_diagnosis (only when named, with `--serving-model`): why the indexes lose recall on that
     model's vectors: their norms, near-identical items, the crowding of the exact top 100's
-    boundary, and hnsw_large / ivfpq_large swept, with and without the mips_l2 transform, on
+    boundary, and index=auto's operating points over IVF candidates (nprobe up to 256) on
     `--ann-queries` validation users (`ebr/diagnostics/bench/index_recall.py`).
 
 The JSON's top level holds the headline keys (`embedding_step_speedup`, `flops_fraction_of_gemm`,
@@ -79,7 +79,7 @@ from bench.training import CONF, bench_crossing, compose_config
 from bench.world import bench_world, default_run_memory, machine_info
 from index_filter_benchmark import compose_train
 
-from ebr.diagnostics.bench.index_recall import diagnose
+from ebr.diagnostics.bench.index_recall import DIAGNOSIS_CANDIDATES, diagnose
 from ebr.diagnostics.bench.serving_scale import PRESETS as SERVING_PRESETS
 from ebr.diagnostics.bench.serving_scale import QUICK_PRESETS as QUICK_SERVING_PRESETS
 from ebr.diagnostics.bench.serving_scale import (
@@ -91,6 +91,7 @@ from ebr.diagnostics.bench.serving_scale import (
 from ebr.evaluation.task import build_eval_task
 from ebr.serving.corpus import training_window_corpus
 from ebr.serving.index import IndexConfig
+from ebr.serving.index_auto import AutoIndexConfig
 from ebr.training.distributed import ensure_process_group
 
 # mlp (the default) first: the other rows are compared with it
@@ -380,9 +381,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(
                     "--sections serving_diagnosis needs --serving-model (a model.pt of --serving-data)"
                 )
-            presets = {name: _index_preset(args, root, name) for name in ("hnsw_large", "ivfpq_large")}
+            auto = AutoIndexConfig(candidates=DIAGNOSIS_CANDIDATES)
             cfg = compose_train(args.serving_data)
-            results["serving_diagnosis"] = diagnose(cfg, args.serving_model, args.ann_queries, presets)
+            results["serving_diagnosis"] = diagnose(cfg, args.serving_model, args.ann_queries, auto)
         if {"world", "crossings", "index", "pipeline"} & set(args.sections):
             _model_sections(args, root, results)
         if "embedding" in args.sections:

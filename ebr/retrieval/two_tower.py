@@ -34,6 +34,7 @@ from ebr.retrieval.id_embedding import (
 from ebr.retrieval.protocol import FitContext
 from ebr.runs import MODEL_FILE
 from ebr.serving.conditional import InterestRetrieval
+from ebr.serving.index_auto import AutoIndexConfig
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
@@ -145,8 +146,8 @@ class TwoTowerRetriever:
         self._service: RetrievalService | None = None
         self._data: InteractionData | None = None
         self._engagements: TrainingEngagements | None = None
-        # index=auto chooses the index on these users' queries: validation users, never the test's
-        self._tuning_users = np.zeros(0, dtype=np.int64)
+        # index=auto chooses the index on this split's validation users' queries, never the test's
+        self._tuning_split: Split | None = None
         self._index_choice: dict[str, Any] | None = None
         self._metrics: dict[str, float] = {}
 
@@ -171,7 +172,7 @@ class TwoTowerRetriever:
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
         self._train_events = split.train
-        self._tuning_users = tuning_users(split)
+        self._tuning_split = split
 
     def load(
         self,
@@ -198,7 +199,7 @@ class TwoTowerRetriever:
         self._engagements = TrainingEngagements.from_split(split)
         self._metrics = dict(training_metrics or {})
         self._train_events = split.train
-        self._tuning_users = tuning_users(split)
+        self._tuning_split = split
 
     def towers(self, data: InteractionData, split: Split) -> Towers:
         """The towers on this data: the features, specs and network config as the parts shape them.
@@ -265,8 +266,8 @@ class TwoTowerRetriever:
                 ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
                 batch_size=self.serving_batch_size,
             )
-            if service.auto is not None:
-                self._index_choice = service.choose_index(self._tuning_users)
+            if isinstance(self.index, AutoIndexConfig):
+                self._index_choice = service.choose_index(tuning_users(self._tuning_split))
         queries = service.user_vectors(task.user_ids)
         retrieved = service.search(queries, k, task.exclude)
         self._metrics.update(service.timings)
@@ -289,8 +290,8 @@ class TwoTowerRetriever:
             self.interest_serving,
             batch_size=self.serving_batch_size,
         )
-        if retrieval.service.auto is not None:
-            self._index_choice = retrieval.service.choose_index(self._tuning_users)
+        if isinstance(self.index, AutoIndexConfig):
+            self._index_choice = retrieval.service.choose_index(tuning_users(self._tuning_split))
             self._metrics.update(retrieval.service.timings)
         retrieved = retrieval.retrieve(task.user_ids, k, task.exclude)
         self._metrics.update(retrieval.last)

@@ -8,9 +8,10 @@ model and a sample of validation users, then measures:
   vectors, items whose nearest other item is near-identical (cosine >= 0.999), and how crowded the
   exact top 100's boundary is (items scoring within 0.001 of the 100th score), which bounds what
   ann_recall@100 can say;
-- indexes: each index config's ann_recall@100 on the sample, queries per second, and "tolerant"
-  recall (a returned item counts when its exact score is within 0.001 of the 100th), with and
-  without the mips_l2 transform, and on the de-duplicated corpus.
+- index=auto's operating points on these vectors (`diagnose`), and, for any configs,
+  `index_rows`: ann_recall@100 on the sample, queries per second and "tolerant" recall (a
+  returned item counts when its exact score is within 0.001 of the 100th), with and without the
+  mips_l2 transform (`variants`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from omegaconf import DictConfig
 from ebr.data.schema import InteractionData
 from ebr.serving.corpus import corpus_serving_time
 from ebr.serving.index import IndexConfig, ItemIndex
-from ebr.serving.index_auto import AUTO_K, ann_recall
+from ebr.serving.index_auto import AUTO_K, AutoIndexConfig, ann_recall, choose_index
 from ebr.serving.index_config import set_search_params
 from ebr.serving.service import RetrievalService
 
@@ -174,20 +175,33 @@ def variants(
     return out
 
 
-def diagnose(cfg: DictConfig, model: Path, sample: int, presets: dict[str, IndexConfig]) -> dict[str, Any]:
-    """The geometry and every preset's variants (search parameter swept, with and without mips_l2).
+# the candidates measured on synthetic_xl's model (experiments/benchmark.md): exact-vector IVF lists
+# probed up to 1/8 of the corpus, and IVF-PQ re-ranking 16 k candidates; HNSW16 is left out (its
+# build takes ~10 minutes there and hnsw_large's own row measures it)
+DIAGNOSIS_CANDIDATES = (
+    {"factory": "IVF2048,Flat", "sweep": {"nprobe": [16, 32, 64, 128, 256]}},
+    {
+        "factory": "IVF1024,PQ32,RFlat",
+        "build_params": {"base_index": {"do_polysemous_training": False}},
+        "search_params": {"k_factor_rf": 16},
+        "sweep": {"nprobe": [32, 64, 128]},
+    },
+)
+
+
+def diagnose(cfg: DictConfig, model: Path, sample: int, auto: AutoIndexConfig) -> dict[str, Any]:
+    """The served vectors' geometry, and index=auto's operating points on them (choose_index).
 
     Args:
         cfg: the composed `ebr-train` config of the model's world.
         model: the saved model.pt.
         sample: validation users measured.
-        presets: name -> config; "hnsw..." names sweep efSearch (100, 400), "ivf..." nprobe (8, 32).
+        auto: the candidates and the target (e.g. AutoIndexConfig(candidates=DIAGNOSIS_CANDIDATES)).
     """
-    vectors, queries, _, _ = served_vectors(cfg, model, sample)
+    vectors, queries, corpus, _ = served_vectors(cfg, model, sample)
     result: dict[str, Any] = {"geometry": geometry(vectors, queries)}
     print(json.dumps(result["geometry"]), flush=True)
-    sweeps = {
-        name: ("efSearch", (100, 400)) if name.startswith("hnsw") else ("nprobe", (8, 32)) for name in presets
-    }
-    result["indexes"] = index_rows(vectors, queries, {"flat": IndexConfig(), **variants(presets, sweeps)})
+    _, result["index_choice"] = choose_index(vectors, corpus, queries, auto)
+    for number, point in enumerate(result["index_choice"]["operating_points"]):
+        print(number, json.dumps(point), flush=True)
     return result
