@@ -238,6 +238,7 @@ def test_the_yaml_options_instantiate() -> None:
         "ivfpq": IVFPQ,
         "hnsw_large": hnsw_large,
         "ivfpq_large": ivfpq_large,
+        "ivfflat_large": IndexConfig(factory="IVF2048,Flat", search_params={"nprobe": 128}),
     }
     assert [name for name, config in presets.items() if config.is_exact] == ["flat"]
 
