@@ -27,7 +27,17 @@ Sections (`--sections`, default all; the modules are in scripts/bench/):
     `--quick`: the tiny world at 1x, 4x, 16x); then the largest world's model served through
     each `--scale-indexes` preset over every pin that exists at serving time: index build, search
     users/s and its ratio to flat's, ann_recall@100 and recall@100
-    (`ebr/diagnostics/bench/serving_scale.py`).
+    (`ebr/diagnostics/bench/serving_scale.py`);
+  - serving_scale (only when named): one epoch of the default model on the learnable large world
+    (`--serving-data`, default `data=synthetic_xl`; or `--serving-model` reuses a trained model.pt
+    of it), then that model served through each `--serving-indexes` preset over every pin that
+    exists at serving time, one evaluation-only job each with `--threads` torch and faiss threads:
+    search users/s and its ratio to flat's, ann_recall@100 (test users), recall@100, and for
+    `index=auto` the setting it chose on validation users;
+  - serving_diagnosis (only when named, with `--serving-model`): why the indexes lose recall on that
+    model's vectors: their norms, near-identical items, the crowding of the exact top 100's
+    boundary, and index=auto's operating points over IVF candidates (nprobe up to 256) on
+    `--ann-queries` validation users (`ebr/diagnostics/bench/index_recall.py`);
   - sequence (only when named): training examples/s of the sequence user tower at N = 50 and 200
     against the bag tower, FLOPs per step and the share of the GEMM peak (`scripts/bench/sequence.py`;
     `--sequence-batches` timed batches per arm).
@@ -41,6 +51,7 @@ Usage:
     python scripts/benchmark.py --sections ann --threads 2       # the 1M-vector index comparison only
     python scripts/benchmark.py --sections scale --threads 2     # default world -> 1M users and pins
     python scripts/benchmark.py --sections sequence --data synthetic_tiny   # sequence vs bag tower
+    python scripts/benchmark.py --sections serving_scale --threads 2   # synthetic_xl's model, every index
     python scripts/benchmark.py --crossings mlp,dhen --train-batches 100 --json /tmp/bench.json
 """
 
@@ -66,16 +77,26 @@ from bench.index import SEARCH_K, bench_index
 from bench.kernels import bench_embedding_step, gemm_flops_per_second, step_flops
 from bench.pipeline import bench_pipeline
 from bench.report import format_report
+from bench.scale import _child as run_child
 from bench.scale import bench_scale
 from bench.sequence import bench_sequence, format_sequence
 from bench.training import CONF, bench_crossing, compose_config
 from bench.world import bench_world, default_run_memory, machine_info
+from index_filter_benchmark import compose_train
 
+from ebr.diagnostics.bench.index_recall import DIAGNOSIS_CANDIDATES, diagnose
 from ebr.diagnostics.bench.serving_scale import PRESETS as SERVING_PRESETS
 from ebr.diagnostics.bench.serving_scale import QUICK_PRESETS as QUICK_SERVING_PRESETS
+from ebr.diagnostics.bench.serving_scale import (
+    QUICK_SECTION_PRESETS,
+    SECTION_PRESETS,
+    bench_serving_section,
+    format_serving_section,
+)
 from ebr.evaluation.task import build_eval_task
 from ebr.serving.corpus import training_window_corpus
 from ebr.serving.index import IndexConfig
+from ebr.serving.index_auto import AutoIndexConfig
 from ebr.training.distributed import ensure_process_group
 
 # mlp (the default) first: the other rows are compared with it
@@ -83,10 +104,14 @@ CROSSINGS = tuple(
     sorted((p.stem for p in (CONF / "model" / "crossing").glob("*.yaml")), key=lambda c: (c != "mlp", c))
 )
 DATA_OPTIONS = ("synthetic", "synthetic_tiny", "synthetic_small")
-SECTIONS = ("world", "crossings", "index", "pipeline", "embedding", "ann", "memory", "scale", "sequence")
-# scale trains the 1M-user world (about half an hour here), sequence Transformers at N = 200: only
-# when asked for
-DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in ("scale", "sequence"))
+SECTIONS = (
+    *("world", "crossings", "index", "pipeline", "embedding", "ann", "memory"),
+    *("scale", "serving_scale", "serving_diagnosis", "sequence"),
+)
+# scale trains the 1M-user world (about half an hour here), serving_scale builds every large index
+# over ~540k pins, serving_diagnosis needs a trained model, sequence runs Transformers at N = 200:
+# only when asked for
+DEFAULT_SECTIONS = SECTIONS[:7]
 # the index presets compared with flat at scale: (result name, conf/index preset)
 ANN_PRESETS = (("hnsw", "hnsw_large"), ("ivfpq", "ivfpq_large"))
 GEMM_N = 2048
@@ -99,6 +124,8 @@ FULL = {
     "ann_corpus": 1_000_000,
     "ann_queries": 5_000,
     "scale_indexes": ",".join(SERVING_PRESETS),
+    "serving_data": "data=synthetic_xl",
+    "serving_indexes": ",".join(SECTION_PRESETS),
 }
 QUICK = {
     "data": "synthetic_tiny",
@@ -109,6 +136,8 @@ QUICK = {
     "ann_corpus": 100_000,
     "ann_queries": 2_000,
     "scale_indexes": ",".join(QUICK_SERVING_PRESETS),
+    "serving_data": "data=synthetic_tiny data.config.n_users=6000 data.config.n_pins=3200",
+    "serving_indexes": ",".join(QUICK_SECTION_PRESETS),
 }
 
 
@@ -149,6 +178,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="conf/index presets serving the scale section's largest model, flat first, '' for none"
         " (default flat,ivfpq_large,hnsw_large; quick: flat,ivfpq,hnsw)",
     )
+    parser.add_argument(
+        "--serving-data",
+        default=None,
+        help="serving_scale's world overrides, space-separated (data=synthetic_xl)",
+    )
+    parser.add_argument(
+        "--serving-indexes",
+        default=None,
+        help="serving_scale's conf/index presets, comma-separated, flat first; a preset may carry"
+        " space-separated overrides (default flat,ivfpq_large,hnsw_large,auto)",
+    )
+    parser.add_argument(
+        "--serving-model", type=Path, default=None, help="a trained model.pt of --serving-data"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny world, 20 batches, small sizes")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -162,10 +205,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.scale_indexes = [i.strip() for i in args.scale_indexes.split(",") if i.strip()]
     if args.scale_indexes and args.scale_indexes[0] != "flat":
         parser.error(f"--scale-indexes must start with flat (the reference), got {args.scale_indexes}")
+    args.serving_indexes = [i.strip() for i in args.serving_indexes.split(",") if i.strip()]
+    if not args.serving_indexes or args.serving_indexes[0].split()[0] != "flat":
+        parser.error(f"--serving-indexes must start with flat (the reference), got {args.serving_indexes}")
+    args.serving_data = args.serving_data.split()
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown or not args.sections:
         parser.error(f"--sections: unknown or empty {unknown}; the options are {list(SECTIONS)}")
+    if "serving_diagnosis" in args.sections and args.serving_model is None:
+        parser.error("--sections serving_diagnosis needs --serving-model (a model.pt of --serving-data)")
     args.ann_sweep = _parse_sweep(parser, args.ann_sweep)
     counts = (
         "repeats",
@@ -293,6 +342,11 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
             if preset != "flat":
                 out[f"large_world_{preset}_search_vs_flat"] = row["search_vs_flat"]
                 out[f"large_world_{preset}_ann_recall@100"] = row["ann_recall@100"]
+    for preset, row in results.get("serving_scale", {}).get("indexes", {}).items():
+        if preset != "flat":
+            name = preset.split()[0]
+            out[f"serving_scale_{name}_search_vs_flat"] = row["search_vs_flat"]
+            out[f"serving_scale_{name}_ann_recall@100"] = row["ann_recall@100"]
     if "memory" in results:
         out["default_run_peak_rss_mb"] = results["memory"]["default_run"]["peak_rss_mb"]
         out["benchmark_peak_rss_mb"] = results["memory"]["benchmark_peak_rss_mb"]
@@ -324,6 +378,23 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             results["scale"] = bench_scale(
                 root / "scale", args.threads, quick=args.quick, serving_presets=args.scale_indexes
             )
+        if "serving_scale" in args.sections:
+            results["serving_scale"] = bench_serving_section(
+                root / "serving_scale",
+                args.threads,
+                args.serving_data,
+                args.serving_indexes,
+                run_child,
+                model=args.serving_model,
+            )
+        if "serving_diagnosis" in args.sections:
+            if args.serving_model is None:
+                raise SystemExit(
+                    "--sections serving_diagnosis needs --serving-model (a model.pt of --serving-data)"
+                )
+            auto = AutoIndexConfig(candidates=DIAGNOSIS_CANDIDATES)
+            cfg = compose_train(args.serving_data)
+            results["serving_diagnosis"] = diagnose(cfg, args.serving_model, args.ann_queries, auto)
         if {"world", "crossings", "index", "pipeline", "sequence"} & set(args.sections):
             _model_sections(args, root, results)
         if "embedding" in args.sections:
@@ -377,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(results))
     if "sequence" in results:
         print("\n".join(format_sequence(results["sequence"])))
+    if "serving_scale" in results:
+        print("\n".join(format_serving_section(results["serving_scale"])))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

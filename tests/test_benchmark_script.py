@@ -244,3 +244,50 @@ def test_serving_at_scale_runs_one_evaluation_only_job_per_index_over_the_whole_
     assert rows["hnsw_large"]["peak_rss_mb"] == 123.0
     with pytest.raises(ValueError, match="must start with flat"):
         bench_serving_scale(model, [], {}, tmp_path, 1, ["hnsw"], child)
+
+
+def test_the_serving_section_trains_once_and_serves_each_preset_with_its_overrides(tmp_path):
+    """bench_serving_section with a stand-in child: one training command, then one evaluation-only
+    job per preset (overrides passed through), and index=auto's choice read from its run.json."""
+    from ebr.diagnostics.bench.serving_scale import bench_serving_section, format_serving_section
+
+    commands = []
+
+    def child(command, env, logs):
+        commands.append(command)
+        run_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("hydra.run.dir=")))
+        run_dir.mkdir(parents=True)
+        index = next((arg.split("=", 1)[1] for arg in command if arg.startswith("index=")), None)
+        speed = {None: 1.0, "flat": 100.0, "hnsw_large": 800.0, "auto": 1200.0}[index]
+        metrics = {
+            "corpus/size": 900.0,
+            "eval/users": 50.0,
+            "serving/index_build_seconds": 2.0,
+            "serving/search_seconds": 50.0 / speed,
+            "serving/search_users_per_second": speed,
+            "ann_recall@100": 1.0 if index in (None, "flat") else 0.96,
+            "recall@100": 0.3,
+            "eval/seconds": 10.0,
+            "eval/users_per_second": speed / 10,
+            "train/examples": 1000.0,
+        }
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        if index == "auto":
+            point = {"sized_factory": "IVF2048,Flat", "search_params": {"nprobe": 16.0}}
+            choice = {"chosen": 1, "sample_queries": 300, "operating_points": [{}, point]}
+            (run_dir / "run.json").write_text(json.dumps({"info": {"index_choice": choice}}))
+        return "", 1.0, 50.0
+
+    presets = ["flat", "hnsw_large index.search_params.efSearch=400", "auto"]
+    result = bench_serving_section(tmp_path, 2, ["data=synthetic_xl"], presets, child)
+    assert len(commands) == 4
+    assert "ebr.train" in commands[0]
+    assert "trainer.max_epochs=1" in commands[0]
+    assert "index.search_params.efSearch=400" in commands[2]
+    assert result["training"]["recall@100"] == 0.3
+    rows = result["indexes"]
+    assert rows["hnsw_large index.search_params.efSearch=400"]["search_vs_flat"] == pytest.approx(8.0)
+    assert rows["auto"]["chosen"] == "IVF2048,Flat {'nprobe': 16.0}"
+    assert rows["auto"]["search_vs_flat"] == pytest.approx(12.0)
+    text = "\n".join(format_serving_section(result))
+    assert "chose IVF2048,Flat {'nprobe': 16.0} on 300 validation users" in text

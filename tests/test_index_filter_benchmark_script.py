@@ -75,3 +75,31 @@ def test_the_script_prints_every_method() -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     assert "3 groups (~200 items each)" in result.stdout
     assert result.stdout.count("\n") >= 2 + 9
+
+
+def test_given_groups_on_given_vectors_measure_every_method_with_ivf_selectors() -> None:
+    """run_on_vectors (the trained-model path): each group is one scenario; exact methods find the
+    float64 top k within the group, so their recall is 1."""
+    from ebr.diagnostics.index_filter import exact_filtered, recall, run_on_vectors
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, 8)).astype(np.float32)
+    queries = rng.standard_normal((30, 8)).astype(np.float32)
+    groups = {"big": np.arange(0, 2000, 2), "small": np.arange(1, 400, 7)}
+    configs = {
+        "flat": _preset("flat"),
+        "hnsw": _preset("hnsw"),
+        "ivf": hydra.utils.instantiate(OmegaConf.create({**OmegaConf.load(REPO / "conf/index/ivfpq.yaml")})),
+    }
+    rows = run_on_vectors(vectors, queries, groups, configs, k=10)
+    by = {(row["groups"], row["method"]): row for row in rows}
+    assert {label for label, _ in by} == {"big", "small"}
+    assert any(method.startswith("selector, IVF") for _, method in by)
+    for label in groups:
+        assert by[(label, "selector, flat")]["recall@10"] == 1.0
+        assert by[(label, "sub-index, flat")]["recall@10"] == 1.0
+        assert by[(label, "ItemIndex allow, flat")]["recall@10"] == 1.0
+    # the reference itself, checked against numpy on one query
+    reference = exact_filtered(vectors, queries[:1], [groups["small"]], np.zeros(1, np.int64), 10)
+    scores = queries[0].astype(np.float64) @ vectors[groups["small"]].astype(np.float64).T
+    assert recall(reference, groups["small"][np.argsort(-scores)[:10]][None, :]) == 1.0

@@ -123,15 +123,23 @@ class _Scenario:
     def __init__(
         self,
         settings: FilterBenchmark,
-        groups: int,
+        groups: int | list[np.ndarray],
         rng: np.random.Generator,
         vectors: np.ndarray,
         queries: np.ndarray,
     ) -> None:
-        self.settings, self.groups, self.vectors, self.queries = settings, groups, vectors, queries
-        item_group = rng.permutation(np.arange(settings.n) % groups)
-        self.query_group = rng.integers(0, groups, settings.queries)
-        self.members = [np.flatnonzero(item_group == g) for g in range(groups)]
+        """`groups`: a count (random groups, each query in a random one) or the groups' item rows
+        (every query searched within each group in turn: one scenario per group is the caller's)."""
+        self.vectors, self.queries = vectors, queries
+        if isinstance(groups, int):
+            item_group = rng.permutation(np.arange(settings.n) % groups)
+            self.query_group = rng.integers(0, groups, settings.queries)
+            self.members = [np.flatnonzero(item_group == g) for g in range(groups)]
+        else:
+            self.members = [np.asarray(items, dtype=np.int64) for items in groups]
+            self.query_group = np.zeros(settings.queries, dtype=np.int64)
+            groups = len(self.members)
+        self.settings, self.groups = settings, groups
         self.reference = exact_filtered(vectors, queries, self.members, self.query_group, settings.k)
         self.bitmaps = []
         for items in self.members:
@@ -182,9 +190,13 @@ class _Scenario:
         return self.per_group(search_group)
 
     def run(
-        self, flat: tuple[ItemIndex, float], hnsw: tuple[ItemIndex, float], flat_config: IndexConfig
+        self,
+        flat: tuple[ItemIndex, float],
+        hnsw: tuple[ItemIndex, float],
+        flat_config: IndexConfig,
+        ivf: tuple[ItemIndex, float] | None = None,
     ) -> None:
-        """Every method, in the table's order."""
+        """Every method, in the table's order (selectors on an IVF index too when `ivf` is given)."""
         (flat_index, flat_build), (hnsw_index, hnsw_build) = flat, hnsw
         hnsw_config = hnsw_index.config
         ef_search = int(hnsw_config.search_params["efSearch"])
@@ -197,9 +209,20 @@ class _Scenario:
                 hnsw_index.index, lambda s, ef=ef: faiss.SearchParametersHNSW(sel=s, efSearch=ef)
             )
             self.measure(f"selector, hnsw efSearch={ef}", search, hnsw_build)
+        if ivf is not None:
+            self._ivf_selectors(*ivf)
         for name, preset in (("flat", flat_config), ("hnsw", hnsw_config)):
             self._sub_indexes(name, dataclasses.replace(preset, exact_filter_max=0))
         self._item_index(flat_index, hnsw_index)
+
+    def _ivf_selectors(self, index: ItemIndex, build: float) -> None:
+        """The IVF index searched through the selector at its nprobe and 4 and 16 times it."""
+        nprobe = int(index.config.search_params.get("nprobe", 1))
+        for probes in (nprobe, 4 * nprobe, 16 * nprobe):
+            search = self.selector_search(
+                index.index, lambda s, p=probes: faiss.SearchParametersIVF(sel=s, nprobe=p)
+            )
+            self.measure(f"selector, {index.config.factory} nprobe={probes}", search, build)
 
     def _sub_indexes(self, name: str, config: IndexConfig) -> None:
         started = time.perf_counter()
@@ -255,3 +278,37 @@ def format_row(row: dict[str, object], k: int) -> str:
         f"{row['method']:52s} {row['build_s']:8.1f} {row['queries_per_s']:10,.0f}"
         f" {row[f'recall@{k}']:10.4f} {row['short']:6.3f}"
     )
+
+
+def run_on_vectors(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    groups: dict[str, np.ndarray],
+    configs: dict[str, IndexConfig],
+    k: int = 100,
+) -> list[dict[str, object]]:
+    """Every method on given vectors (a trained model's pins and users), one scenario per group
+    (e.g. a major and a minor interest's pins): every query searched within the group.
+
+    Args:
+        vectors: (N, d) item vectors.
+        queries: (M, d) query vectors.
+        groups: label -> the group's item rows of `vectors`.
+        configs: "flat", "hnsw" and optionally "ivf" (its selectors are measured too).
+        k: results per query.
+    """
+    settings = FilterBenchmark(n=len(vectors), dim=vectors.shape[1], queries=len(queries), k=k)
+    ids = np.arange(len(vectors))
+    built = {}
+    for name, config in configs.items():
+        started = time.perf_counter()
+        built[name] = (ItemIndex(vectors, ids, config), time.perf_counter() - started)
+        print(f"{name}: {config.factory} built in {built[name][1]:.1f} s", flush=True)
+    rows: list[dict[str, object]] = []
+    for label, items in groups.items():
+        print(f"\n{label}: {len(items):,} of {len(vectors):,} items", flush=True)
+        built["hnsw"][0].config = configs["hnsw"]
+        scenario = _Scenario(settings, [items], np.random.default_rng(0), vectors, queries)
+        scenario.run(built["flat"], built["hnsw"], configs["flat"], built.get("ivf"))
+        rows += [{**row, "groups": label, "items": len(items)} for row in scenario.rows]
+    return rows

@@ -36,6 +36,7 @@ from ebr.retrieval.protocol import FitContext
 from ebr.runs import MODEL_FILE
 from ebr.runs.console import stage
 from ebr.serving.conditional import InterestRetrieval
+from ebr.serving.index_auto import AutoIndexConfig
 from ebr.serving.interests import InterestServing
 from ebr.serving.score_terms import ScoreColumns, TrainingEngagements
 from ebr.serving.service import RetrievalService
@@ -51,6 +52,19 @@ TOPIC_MATCH_KS = (10, 50, 100)
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def tuning_users(split: Split) -> np.ndarray:
+    """The users index=auto measures its candidates on, in a fixed random order: the validation
+    window's (the training window's under refit, whose validation window is empty); never the test's.
+
+    Args:
+        split: the fitted split.
+    """
+    events = split.val if len(split.val) else split.train
+    users = np.unique(events["user"].to_numpy()).astype(np.int64)
+    # a fixed spread over the sorted ids: the same sample for every arm of a comparison
+    return users[np.random.default_rng(0).permutation(len(users))]
 
 
 def _part(node: Any, kind: type) -> Any:
@@ -137,6 +151,9 @@ class TwoTowerRetriever:
         self._service: RetrievalService | None = None
         self._data: InteractionData | None = None
         self._engagements: TrainingEngagements | None = None
+        # index=auto chooses the index on this split's validation users' queries, never the test's
+        self._tuning_split: Split | None = None
+        self._index_choice: dict[str, Any] | None = None
         self._metrics: dict[str, float] = {}
 
     def fit(self, data: InteractionData, split: Split, context: FitContext) -> None:
@@ -161,6 +178,7 @@ class TwoTowerRetriever:
         self._data = data
         self._engagements = TrainingEngagements.from_split(split)
         self._train_events = split.train
+        self._tuning_split = split
 
     def load(
         self,
@@ -187,6 +205,7 @@ class TwoTowerRetriever:
         self._engagements = TrainingEngagements.from_split(split)
         self._metrics = dict(training_metrics or {})
         self._train_events = split.train
+        self._tuning_split = split
 
     def towers(self, data: InteractionData, split: Split) -> Towers:
         """The towers on this data: the features, specs and network config as the parts shape them.
@@ -256,6 +275,8 @@ class TwoTowerRetriever:
                     ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
                     batch_size=self.serving_batch_size,
                 )
+            if isinstance(self.index, AutoIndexConfig):
+                self._index_choice = service.choose_index(tuning_users(self._tuning_split))
         queries = service.user_vectors(task.user_ids)
         retrieved = service.search(queries, k, task.exclude)
         self._metrics.update(service.timings)
@@ -278,6 +299,9 @@ class TwoTowerRetriever:
             self.interest_serving,
             batch_size=self.serving_batch_size,
         )
+        if isinstance(self.index, AutoIndexConfig):
+            self._index_choice = retrieval.service.choose_index(tuning_users(self._tuning_split))
+            self._metrics.update(retrieval.service.timings)
         retrieved = retrieval.retrieve(task.user_ids, k, task.exclude)
         self._metrics.update(retrieval.last)
         lists, conditions, per_user = retrieval.queries
@@ -298,4 +322,7 @@ class TwoTowerRetriever:
         info: dict[str, Any] = {"mode": self.id_embedding.mode}
         if self._pretrained is not None:
             info["snapshot"] = self._pretrained.describe()
-        return {"id_embedding": info}
+        record: dict[str, Any] = {"id_embedding": info}
+        if self._index_choice is not None:
+            record["index_choice"] = self._index_choice
+        return record

@@ -44,6 +44,7 @@ import numpy as np
 
 from ebr.data.csr import Csr, first_kept
 from ebr.serving.index_config import METRICS, IndexConfig, build_index, set_search_params
+from ebr.serving.index_mips import inner_products, is_mips, radius_squared
 
 __all__ = ["IndexConfig", "ItemIndex", "exact_search"]
 
@@ -95,6 +96,8 @@ class ItemIndex:
         self._id_order = np.argsort(item_ids, kind="stable")
         self._sorted_ids = item_ids[self._id_order]
         self._sub_indexes: OrderedDict[bytes, faiss.Index] = OrderedDict()
+        # R^2 of the mips_l2 transform over the whole corpus (sub-indexes compute their own)
+        self._radius2 = radius_squared(vectors)
 
     @property
     def dim(self) -> int:
@@ -135,7 +138,7 @@ class ItemIndex:
         rows = np.arange(len(queries))
         # over-fetch by the largest exclusion list so every query keeps k results after filtering
         fetch = min(k + _most_excluded(exclude, rows), len(self))
-        scores, positions = self.index.search(queries, fetch)
+        scores, positions = self._faiss_search(self.index, queries, fetch)
         return _first_k(self._ids(positions), scores, int(k), exclude, rows)
 
     def _ids(self, positions: np.ndarray, subset: np.ndarray | None = None) -> np.ndarray:
@@ -184,7 +187,7 @@ class ItemIndex:
             if fetch == 0:
                 continue
             sub_index = self._sub_index(subset)
-            scores, positions = sub_index.search(queries[rows], fetch)
+            scores, positions = self._faiss_search(sub_index, queries[rows], fetch, subset)
             # an approximate sub-index may return fewer results than the allowed set holds (its
             # probed IVF lists hold fewer than k items, an HNSW search ends early): redo those exactly
             short = (positions < 0).any(axis=1)
@@ -193,6 +196,17 @@ class ItemIndex:
             ids, found_scores = _first_k(self._ids(positions, subset), scores, k, exclude, rows)
             out_ids[rows], out_scores[rows] = ids, found_scores
         return out_ids, out_scores
+
+    def _faiss_search(
+        self, index: faiss.Index, queries: np.ndarray, fetch: int, subset: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's search of `index` (over `subset`'s vectors; None: the corpus), scores as inner products."""
+        scores, positions = index.search(queries, fetch)
+        if is_mips(index):
+            whole = subset is None or len(subset) == len(self)
+            radius2 = self._radius2 if whole else radius_squared(self.vectors[subset])
+            scores = inner_products(scores, queries, radius2)
+        return scores, positions
 
     def _flat(self, subset: np.ndarray) -> faiss.Index:
         flat = faiss.IndexFlat(self.dim, METRICS[self.config.metric])

@@ -36,6 +36,9 @@ import faiss
 import numpy as np
 
 METRICS = {"inner_product": faiss.METRIC_INNER_PRODUCT}
+# transforms of the vectors before indexing (ebr.serving.index_mips): "mips_l2" turns inner-product
+# search over vectors of unequal norms into L2 search, exact in ranking
+TRANSFORMS = ("none", "mips_l2")
 MIN_POINTS_PER_CENTROID = 39
 DEFAULT_PQ_NBITS = 8
 # factory strings are checked at this dimension, which has many divisors (1-6, 8, 10, 12, 15, 16, ...)
@@ -71,6 +74,10 @@ class IndexConfig:
         exact_filter_max: an allow-list search over at most this many items is exact (a flat
             search over the allowed items' vectors); larger allowed sets get a sub-index built with
             this config over their items (see ebr.serving.index).
+        transform: "none", or "mips_l2": index the items as [x, sqrt(R^2 - |x|^2)] (R the largest
+            norm) under L2 and search with [q, 0], which ranks exactly as the inner product does
+            (ebr.serving.index_mips); for vectors of unequal norms (score terms' columns), on which
+            graph and IVF indexes built for inner product lose recall. Scores stay inner products.
     """
 
     factory: str = "Flat"
@@ -79,6 +86,7 @@ class IndexConfig:
     search_params: Parameters = field(default_factory=dict)
     size_to_corpus: bool = True
     exact_filter_max: int = 50_000
+    transform: str = "none"
 
     def __post_init__(self) -> None:
         if not isinstance(self.factory, str) or not self.factory.strip():
@@ -87,6 +95,8 @@ class IndexConfig:
             )
         if self.metric not in METRICS:
             raise ValueError(f"index.metric must be one of {sorted(METRICS)}, got {self.metric!r}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"index.transform must be one of {list(TRANSFORMS)}, got {self.transform!r}")
         object.__setattr__(self, "build_params", _plain_parameters(self.build_params, "index.build_params"))
         object.__setattr__(self, "search_params", _search_parameters(self.search_params))
         if not isinstance(self.size_to_corpus, bool):
@@ -139,17 +149,18 @@ def size_factory(factory: str, n: int, dim: int) -> str:
     return ",".join(parts)
 
 
-def new_index(config: IndexConfig, n: int, dim: int) -> faiss.Index:
+def new_index(config: IndexConfig, n: int, dim: int, metric: int | None = None) -> faiss.Index:
     """An empty faiss index for n vectors of dimension dim, with the build parameters set.
 
     Args:
         config: the index config.
         n: corpus size (sizes the factory string).
         dim: vector dimension.
+        metric: the faiss metric (None: the config's).
     """
     factory = config.sized_factory(n, dim)
     try:
-        index = faiss.index_factory(dim, factory, METRICS[config.metric])
+        index = faiss.index_factory(dim, factory, METRICS[config.metric] if metric is None else metric)
     except RuntimeError as error:
         shown = repr(factory) if factory == config.factory else f"{config.factory!r} (sized: {factory!r})"
         raise ValueError(f"index.factory {shown}: faiss cannot build it: {_faiss_message(error)}") from error
@@ -165,8 +176,26 @@ def build_index(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
         vectors: (n, d) float32 vectors; row i gets faiss id i.
         config: the index config.
     """
+    if config.transform == "mips_l2":
+        # imported here: index_mips builds its inner index through fill_index below
+        from ebr.serving.index_mips import build_mips_index
+
+        return build_mips_index(vectors, config)
+    index = new_index(config, *vectors.shape)
+    fill_index(index, vectors, config)
+    set_search_params(index, config)
+    return index
+
+
+def fill_index(index: faiss.Index, vectors: np.ndarray, config: IndexConfig) -> None:
+    """Train `index` on `vectors` when it needs training, then add them.
+
+    Args:
+        index: an empty index from new_index.
+        vectors: (n, d) float32 vectors.
+        config: the index config (named in errors).
+    """
     n, dim = vectors.shape
-    index = new_index(config, n, dim)
     if not index.is_trained:
         try:
             index.train(vectors)
@@ -176,8 +205,6 @@ def build_index(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
                 f" failed: {_faiss_message(error)}"
             ) from error
     index.add(vectors)
-    set_search_params(index, config)
-    return index
 
 
 def set_search_params(index: faiss.Index, config: IndexConfig) -> None:

@@ -22,9 +22,11 @@ from ebr.models.artifact import load_artifact
 from ebr.models.two_tower import TwoTowerModel
 from ebr.serving.embed import embed_rows, tower_encoder
 from ebr.serving.index import IndexConfig, ItemIndex
+from ebr.serving.index_auto import AUTO_K, AutoIndexConfig, ann_recall, choice_metrics, choose_index
 from ebr.serving.score_terms import ScoreColumns
 
-ANN_RECALL_K = 100
+ANN_RECALL_K = AUTO_K
+__all__ = ["ANN_RECALL_K", "RetrievalService", "ann_recall"]
 
 
 class RetrievalService:
@@ -34,7 +36,8 @@ class RetrievalService:
         encode_users: maps user ids to (len, d) float32 embeddings (the user tower at request time).
         pin_embeddings: (len(corpus), d) float32 pin embeddings, row j for corpus[j].
         corpus: sorted pin ids the index holds.
-        index: the faiss index configuration.
+        index: the faiss index configuration; an AutoIndexConfig (`index=auto`) is chosen by
+            `choose_index` on sample users' queries before the first search.
         score_columns: the active score terms over `corpus` (none: the model's score alone).
         batch_size: queries searched per index call.
         progress: show progress bars.
@@ -45,7 +48,7 @@ class RetrievalService:
         encode_users: Callable[[np.ndarray], np.ndarray],
         pin_embeddings: np.ndarray,
         corpus: np.ndarray,
-        index: IndexConfig,
+        index: IndexConfig | AutoIndexConfig,
         score_columns: ScoreColumns | None = None,
         batch_size: int = 4096,
         progress: bool = True,
@@ -68,10 +71,49 @@ class RetrievalService:
                 f" {len(self.corpus)}"
             )
         self.pin_vectors = self.score_columns.extend_pins(pin_embeddings)
-        started = time.perf_counter()
-        self.index = ItemIndex(self.pin_vectors, self.corpus, index)
         # wall-clock seconds of serving's steps (serving/...; the last call of each)
-        self.timings: dict[str, float] = {"serving/index_build_seconds": time.perf_counter() - started}
+        self.timings: dict[str, float] = {}
+        # index=auto's choice: the measured operating points (ebr.serving.index_auto), else None
+        self.index_choice: dict | None = None
+        self.auto = index if isinstance(index, AutoIndexConfig) else None
+        self._index: ItemIndex | None = None
+        if self.auto is None:
+            started = time.perf_counter()
+            self._index = ItemIndex(self.pin_vectors, self.corpus, index)
+            self.timings["serving/index_build_seconds"] = time.perf_counter() - started
+
+    @property
+    def index(self) -> ItemIndex:
+        """The served index (with `index=auto`, the one `choose_index` chose)."""
+        if self._index is None:
+            raise RuntimeError(
+                "index=auto: the index is chosen on sample users (RetrievalService.choose_index) before"
+                " the first search; this serving path does not choose it"
+            )
+        return self._index
+
+    def choose_index(self, user_ids: np.ndarray) -> dict:
+        """`index=auto`: measure the candidates on these users' queries and serve the chosen index.
+
+        Serving passes validation users, so the test window never influences the choice; the
+        choice's figures join `timings` (`serving/index_choice`, ...), its record `index_choice`.
+
+        Args:
+            user_ids: the sample's users (the first `sample_users` are measured).
+
+        Returns:
+            the record: the target, the operating points and the chosen one's position.
+        """
+        if self.auto is None:
+            raise RuntimeError("choose_index: this service's index is not index=auto")
+        user_ids = np.asarray(user_ids, dtype=np.int64)[: self.auto.sample_users]
+        started = time.perf_counter()
+        self._index, self.index_choice = choose_index(
+            self.pin_vectors, self.corpus, self.user_vectors(user_ids), self.auto
+        )
+        self.timings["serving/index_build_seconds"] = time.perf_counter() - started
+        self.timings.update(choice_metrics(self.index_choice))
+        return self.index_choice
 
     @classmethod
     def from_model(
@@ -204,33 +246,3 @@ class RetrievalService:
         approx, _ = self.index.search(queries[sample], k)
         exact, _ = ItemIndex(self.pin_vectors, self.corpus, IndexConfig()).search(queries[sample], k)
         return ann_recall(approx, exact, k)
-
-
-def ann_recall(approx: np.ndarray, exact: np.ndarray, k: int = ANN_RECALL_K) -> float:
-    """Mean overlap of the approximate and the exact top k: |approx ∩ exact| / k per query.
-
-    When the exact search returns fewer than k items (a corpus smaller than k), a query's
-    denominator is the number it returned, so a perfect index always scores 1.
-
-    Args:
-        approx: (M, >= k) ids from the index under test, -1 padded.
-        exact: (M, >= k) ids from exact search.
-        k: cut-off.
-    """
-    approx, exact = np.asarray(approx), np.asarray(exact)
-    for name, matrix in (("approx", approx), ("exact", exact)):
-        if matrix.ndim != 2 or matrix.dtype.kind not in "iu" or matrix.shape[1] < k:
-            raise ValueError(
-                f"{name} must be an (M, >= {k}) integer id matrix, got {matrix.dtype} {matrix.shape}"
-            )
-    if approx.shape[0] != exact.shape[0]:
-        raise ValueError(f"approx has {approx.shape[0]} rows, exact {exact.shape[0]}")
-    exact, approx = exact[:, :k].astype(np.int64), approx[:, :k].astype(np.int64)
-    rows, columns = np.nonzero(exact >= 0)
-    found = Csr.from_pairs(rows, exact[rows, columns], len(exact))
-    overlap = (found.contains(approx) & (approx >= 0)).sum(axis=1)
-    denominator = found.lengths()
-    scored = denominator > 0
-    if not scored.any():
-        raise ValueError("exact: no query has any result, ANN recall is undefined")
-    return float(np.mean(overlap[scored] / denominator[scored]))

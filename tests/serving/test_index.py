@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from ebr.data.csr import Csr
 from ebr.serving.index import IndexConfig, ItemIndex, exact_search
+from ebr.serving.index_auto import AutoIndexConfig
 from ebr.serving.service import ann_recall
 from tests.serving.index_vectors import HNSW, IVFPQ, _brute_top, _clustered, _csr, _normalised, _overlap
 
@@ -221,6 +222,8 @@ def test_bad_configs_fail_at_construction_naming_the_field(kwargs: dict, message
 
 def test_the_yaml_options_instantiate() -> None:
     presets = {path.stem: instantiate(OmegaConf.load(path)) for path in sorted(CONF.glob("*.yaml"))}
+    # index=auto chooses among candidates (tests/serving/test_index_auto.py)
+    assert isinstance(presets.pop("auto"), AutoIndexConfig)
     hnsw_large = IndexConfig(
         factory="HNSW16,Flat", build_params={"hnsw": {"efConstruction": 80}}, search_params={"efSearch": 100}
     )
@@ -235,6 +238,7 @@ def test_the_yaml_options_instantiate() -> None:
         "ivfpq": IVFPQ,
         "hnsw_large": hnsw_large,
         "ivfpq_large": ivfpq_large,
+        "ivfflat_large": IndexConfig(factory="IVF2048,Flat", search_params={"nprobe": 128}),
     }
     assert [name for name, config in presets.items() if config.is_exact] == ["flat"]
 

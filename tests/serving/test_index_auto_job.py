@@ -1,0 +1,48 @@
+"""`ebr-train index=auto` on the tiny world: the choice is made on validation users, recorded, served."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_an_auto_index_job_records_its_choice_and_operating_points(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        *("data=synthetic_tiny", "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false"),
+        *("index=auto", "index.min_corpus=0", "index.sample_users=150", "eval.simulation.users=200"),
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore")
+    result = subprocess.run(
+        [sys.executable, "-m", "ebr.train", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    choice = json.loads((run_dir / "run.json").read_text())["info"]["index_choice"]
+    points = choice["operating_points"]
+    # flat, then 5 + 3 + 4 settings of conf/index/auto.yaml's three candidates
+    assert len(points) == 13
+    assert points[0]["factory"] == "Flat"
+    assert choice["sample_queries"] == 150
+    chosen = points[choice["chosen"]]
+    assert metrics["serving/index_choice"] == choice["chosen"]
+    assert metrics["serving/index_choice_ann_recall@100"] == pytest.approx(chosen["ann_recall@100"])
+    meeting = [p for p in points if p["ann_recall@100"] >= 0.95]
+    assert chosen["queries_per_second"] == max(p["queries_per_second"] for p in meeting)
+    # the test evaluation's own recall check runs on the chosen index: exact when it is flat
+    assert 0.0 < metrics["ann_recall@100"] <= 1.0
+    if choice["chosen"] == 0:
+        assert metrics["ann_recall@100"] == 1.0
