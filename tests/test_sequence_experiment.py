@@ -50,7 +50,7 @@ def test_report_block_names_the_bag_arm_and_the_claim(hydra_conf):
     assert report["page"] == "experiments/sequence.md"
     assert report["control"] is False
     claims = [(c["arm"], c["metric"], c["direction"]) for c in report["claims"]]
-    assert claims == [("sequence", "recall@100", "+")]
+    assert claims == [({arm_key: "sequence"}, "recall@100", "+")]
     control = compose("train", overrides=["experiment=sequence_control"])
     assert control.report.control is True
 
