@@ -1,10 +1,13 @@
-"""Suite-wide settings: offline wandb, a private world cache, one thread per test process, the schemas."""
+"""Suite-wide settings: offline wandb, a private world cache, one thread per test process, the schemas;
+the `hydra_conf` fixture (Hydra initialised on the repository's conf/, for `compose`)."""
 
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
 from ebr.config import register_schemas
 
@@ -20,3 +23,12 @@ def _isolated_environment(tmp_path_factory):
     # the config schemas every composed config starts from (what each ebr entry point registers)
     register_schemas()
     return
+
+
+@pytest.fixture
+def hydra_conf():
+    """Hydra initialised on the repository's conf/ for the test (cleared before and after)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()

@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 from omegaconf import OmegaConf
 
 from ebr.report.choose import values_match
@@ -40,14 +39,6 @@ def _citations() -> list[tuple[str, str, tuple[str, ...]]]:
             for name in CITED.findall(line):
                 seen.setdefault((name, combined), page.relative_to(REPO).as_posix())
     return [(page, name, combined) for (name, combined), page in sorted(seen.items())]
-
-
-@pytest.fixture
-def hydra_conf():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
 
 
 def test_pages_cite_experiments() -> None:

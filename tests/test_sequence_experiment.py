@@ -4,22 +4,13 @@ experiments/sequence.md runs them: three arms, each reading the user's past one 
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 from omegaconf import OmegaConf
 
 from ebr.runs import parse_override
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 ARMS = ("no_history", "bag", "sequence")
-
-
-@pytest.fixture
-def hydra_conf():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
 
 
 @pytest.mark.parametrize("experiment", ["sequence", "sequence_control"])

@@ -5,27 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from world_helpers import CONF
 
-from ebr.config import register_schemas
 from ebr.data.world import WorldConfig
 from ebr.data.world.config import world_config_schema
 
 PRESETS = sorted(p.stem for p in (CONF / "data").glob("synthetic*.yaml"))
-
-
-@pytest.fixture
-def hydra_conf():
-    register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
 
 
 def world_of(cfg) -> WorldConfig:
