@@ -2,15 +2,15 @@
 # Reproduces every paper ablation that exists, conditional retrieval included. For each experiment
 # NAME below and its knob-off control NAME_control (conf/experiment/NAME{,_control}.yaml), on both
 # cores (joblib launcher):
-#   1. the experiment's own sweep (every arm, its seeds, the default world data.config.seed=0) into
-#      multirun/reproduce/NAME, then ebr-report: the per-arm detail the technique's page reads;
-#   2. the sweep over worlds into multirun/reproduce/NAME_worlds: only the arms of the experiment's
+#   1. the sweep over worlds into multirun/reproduce/NAME_worlds: only the arms of the experiment's
 #      paper claims (report.claims: each claim's arm and baseline, listed in CLAIM_ARMS below;
 #      tests/test_experiment_pages.py checks that they cover every claim) over worlds
 #      data.config.seed=0,1,2 x training seeds seed=0,1,2, then ebr-report (paired within (world,
-#      seed), pooled over worlds: docs/statistics.md).
-# Then experiments/README.md (python -m ebr.report.suite) from the sweeps over worlds: one row per
-# (technique, paper claim), the verdict word from ebr/report/verdict.py.
+#      seed), pooled over worlds: docs/statistics.md);
+#   2. once every sweep over worlds is done, experiments/README.md (python -m ebr.report.suite): one
+#      row per (technique, paper claim), the verdict word from ebr/report/verdict.py;
+#   3. then the experiment's own sweep (every arm, its seeds, the default world data.config.seed=0)
+#      into multirun/reproduce/NAME, then ebr-report: the per-arm detail the technique's page reads.
 # The ID ablations (id_dropout, snapshot_overlap) first get one snapshot set per world from
 # scripts/id_ablations.sh --pretrain-only --worlds 0,1,2.
 #
@@ -149,18 +149,27 @@ sweep() {
   .venv/bin/ebr-report "$dir"
 }
 
+# The sweeps over worlds first: experiments/README.md needs only them, so an interrupted run has
+# its table as early as possible; the one-world sweeps (each page's per-arm detail) follow.
 world_sweeps=()
 for name in "${EXPERIMENTS[@]}"; do
   [ -n "$name" ] || continue
   for exp in "$name" "${name}_control"; do
-    if [ "$quick" = 0 ] && [[ " ${WORLDS_ONLY[*]} " != *" $name "* ]]; then
-      sweep "$name" "$exp" "$root/$exp" ""
-    fi
     sweep "$name" "$exp" "$root/${exp}_worlds" "${CLAIM_ARMS[$name]}" "data.config.seed=$WORLDS" \
       "seed=$WORLD_SEEDS"
     world_sweeps+=("$root/${exp}_worlds")
   done
 done
-
 .venv/bin/python -m ebr.report.suite --out "$readme" "${world_sweeps[@]}"
+echo "reproduce.sh: wrote $readme ($(date -u +%FT%TZ))"
+
+if [ "$quick" = 0 ]; then
+  for name in "${EXPERIMENTS[@]}"; do
+    [ -n "$name" ] || continue
+    [[ " ${WORLDS_ONLY[*]} " != *" $name "* ]] || continue
+    for exp in "$name" "${name}_control"; do
+      sweep "$name" "$exp" "$root/$exp" ""
+    done
+  done
+fi
 echo "reproduce.sh: done; see $readme"
