@@ -9,7 +9,7 @@ request time.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -149,6 +149,7 @@ class TwoTowerRetriever:
         self._pretrained: PretrainedIds | None = None
         self.artifact: Path | None = None
         self._service: RetrievalService | None = None
+        self._interest: InterestRetrieval | None = None
         self._data: InteractionData | None = None
         self._engagements: TrainingEngagements | None = None
         # index=auto chooses the index on this split's validation users' queries, never the test's
@@ -200,7 +201,7 @@ class TwoTowerRetriever:
             training_metrics: the statistics of the training that saved it, reported as this
                 job's (the model cache keeps them); None: none are reported.
         """
-        self.artifact, self._service = Path(artifact), None
+        self.artifact, self._service, self._interest = Path(artifact), None, None
         self._data = self.user_encoder.prepare(data, split)
         self._engagements = TrainingEngagements.from_split(split)
         self._metrics = dict(training_metrics or {})
@@ -248,7 +249,7 @@ class TwoTowerRetriever:
             fingerprint=fingerprint,
         )
         self._metrics = fit_towers(data, split, towers, self.train, self.trainer, run)
-        self.artifact, self._service = Path(context.run_dir) / MODEL_FILE, None
+        self.artifact, self._service, self._interest = Path(context.run_dir) / MODEL_FILE, None, None
 
     def retrieve(self, task: EvalTask, k: int) -> np.ndarray:
         """Serve the saved model over the task's corpus and search for every task user.
@@ -275,8 +276,7 @@ class TwoTowerRetriever:
                     ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
                     batch_size=self.serving_batch_size,
                 )
-            if isinstance(self.index, AutoIndexConfig):
-                self._index_choice = service.choose_index(tuning_users(self._tuning_split))
+            self._choose_index(service)
         queries = service.user_vectors(task.user_ids)
         retrieved = service.search(queries, k, task.exclude)
         self._metrics.update(service.timings)
@@ -287,21 +287,34 @@ class TwoTowerRetriever:
             self._metrics.update(self._pretrained.coverage(task))
         return retrieved
 
+    def _choose_index(
+        self, service: RetrievalService, queries_of: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
+        """With index=auto, the choice on validation users' queries (`queries_of`, default the plain
+        user vectors) for a freshly built service; nothing otherwise."""
+        if not isinstance(self.index, AutoIndexConfig):
+            return
+        with stage(f"serving: index=auto measured {len(self.index.candidates)} candidates"):
+            self._index_choice = service.choose_index(tuning_users(self._tuning_split), queries_of)
+        self._metrics.update(service.timings)
+
     def _retrieve_by_interest(self, task: EvalTask, k: int) -> np.ndarray:
         """Interest-aware serving (ebr.serving.conditional): per-interest queries, filters, the merge."""
-        retrieval = InterestRetrieval.from_artifact(
-            self.artifact,
-            self._data,
-            self._train_events,
-            task.corpus,
-            self.index,
-            ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
-            self.interest_serving,
-            batch_size=self.serving_batch_size,
-        )
-        if isinstance(self.index, AutoIndexConfig):
-            self._index_choice = retrieval.service.choose_index(tuning_users(self._tuning_split))
-            self._metrics.update(retrieval.service.timings)
+        retrieval = self._interest
+        # one build (and with index=auto one choice) per corpus, as for plain serving
+        fresh = retrieval is None or not np.array_equal(retrieval.service.corpus, task.corpus)
+        if fresh:
+            retrieval = self._interest = InterestRetrieval.from_artifact(
+                self.artifact,
+                self._data,
+                self._train_events,
+                task.corpus,
+                self.index,
+                ScoreColumns.build(self.score_terms, self._engagements, task.corpus),
+                self.interest_serving,
+                batch_size=self.serving_batch_size,
+            )
+            self._choose_index(retrieval.service, retrieval.sample_queries)
         retrieved = retrieval.retrieve(task.user_ids, k, task.exclude)
         self._metrics.update(retrieval.last)
         lists, conditions, per_user = retrieval.queries

@@ -154,6 +154,23 @@ class InterestRetrieval:
         self.last["cond/serving_seconds"] = time.perf_counter() - started
         return merged
 
+    def sample_queries(self, users: np.ndarray) -> np.ndarray:
+        """One served query vector per user, for `index=auto` to measure its candidates on: a
+        conditioned model's query for the user's first interest (the no-interest condition for a
+        user without one), else the plain user vector.
+
+        Args:
+            users: user ids.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        if self.encode is None:
+            return self.service.user_vectors(users)
+        lengths, interests, _ = self.profile.of(users)
+        first = np.full(len(users), -1, dtype=np.int64)
+        has = lengths > 0
+        first[has] = interests[(np.cumsum(lengths) - lengths)[has]]
+        return self._queries(users, users, np.arange(len(users)), first)
+
     # -- one query per user: plain or union-filtered ----------------------------------------------
 
     def _one_query(

@@ -92,7 +92,9 @@ class RetrievalService:
             )
         return self._index
 
-    def choose_index(self, user_ids: np.ndarray) -> dict:
+    def choose_index(
+        self, user_ids: np.ndarray, queries_of: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> dict:
         """`index=auto`: measure the candidates on these users' queries and serve the chosen index.
 
         Serving passes validation users, so the test window never influences the choice; the
@@ -100,6 +102,8 @@ class RetrievalService:
 
         Args:
             user_ids: the sample's users (the first `sample_users` are measured).
+            queries_of: the query vectors serving sends for users (default `user_vectors`; a
+                conditioned model's interest serving passes its own).
 
         Returns:
             the record: the target, the operating points and the chosen one's position.
@@ -107,10 +111,9 @@ class RetrievalService:
         if self.auto is None:
             raise RuntimeError("choose_index: this service's index is not index=auto")
         user_ids = np.asarray(user_ids, dtype=np.int64)[: self.auto.sample_users]
+        queries = (queries_of or self.user_vectors)(user_ids)
         started = time.perf_counter()
-        self._index, self.index_choice = choose_index(
-            self.pin_vectors, self.corpus, self.user_vectors(user_ids), self.auto
-        )
+        self._index, self.index_choice = choose_index(self.pin_vectors, self.corpus, queries, self.auto)
         self.timings["serving/index_build_seconds"] = time.perf_counter() - started
         self.timings.update(choice_metrics(self.index_choice))
         return self.index_choice

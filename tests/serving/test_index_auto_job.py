@@ -46,3 +46,30 @@ def test_an_auto_index_job_records_its_choice_and_operating_points(tmp_path: Pat
     assert 0.0 < metrics["ann_recall@100"] <= 1.0
     if choice["chosen"] == 0:
         assert metrics["ann_recall@100"] == 1.0
+
+
+def test_interest_serving_chooses_the_auto_index_once_per_corpus(tmp_path: Path) -> None:
+    """A conditional model served per interest with index=auto: the evaluation and the simulated
+    population search one corpus, so the candidates are measured once, not once per task."""
+    run_dir = tmp_path / "run"
+    args = [
+        *("data=synthetic_tiny", "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false"),
+        *("model/conditioning=early_fusion", "serving.interest_filter=pre", "serving.n_interests=2"),
+        *("index=auto", "index.min_corpus=0", "index.sample_users=150", "eval.simulation.users=200"),
+        # the stage line is at DEBUG when it is quick
+        "hydra.verbose=ebr",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore")
+    result = subprocess.run(
+        [sys.executable, "-m", "ebr.train", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    output = result.stdout + result.stderr
+    assert output.count("serving: index=auto measured") == 1, output[-4000:]
+    assert "sim/repins" in " ".join(json.loads((run_dir / "metrics.json").read_text()))
