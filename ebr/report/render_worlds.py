@@ -27,12 +27,15 @@ def fmt_ci(ci: tuple[float, float] | None) -> str:
 
 
 def agree_text(pooled: PooledDelta) -> str:
-    """ "k of n" worlds agreeing with the pooled delta.
+    """ "k of n" worlds agreeing with the pooled delta (its sign, an interval excluding 0), then in how
+    many the delta merely has that sign (what the verdict rule asks of every world).
 
     Args:
         pooled: the pooled delta.
     """
-    return f"{pooled.n_agree} of {len(pooled.worlds)}"
+    sign = 0 if not pooled.mean else (1 if pooled.mean > 0 else -1)
+    same = sum(1 for w in pooled.worlds if w.mean and (1 if w.mean > 0 else -1) == sign)
+    return f"{pooled.n_agree} of {len(pooled.worlds)} (sign: {same} of {len(pooled.worlds)})"
 
 
 def pooled_text(delta: Delta | None) -> str:

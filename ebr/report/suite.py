@@ -250,7 +250,8 @@ HEADER = [
     "within (world, training seed). Over several worlds: the mean of the world means with a hierarchical "
     "bootstrap interval (worlds, then seeds within a world; docs/statistics.md); over one world: the "
     "mean over seeds with the paired t interval.",
-    "- **worlds**: in how many worlds the delta has the pooled sign with an interval excluding 0.",
+    "- **worlds**: in how many worlds the delta has the pooled sign with an interval excluding 0; in "
+    "brackets, in how many it has that sign at all (the verdict asks it of every world).",
     "- **control Δ**: the same comparison with the world's knob for the phenomenon off; the gain should "
     "vanish (interval covering 0) or reverse.",
     f"- **verdict**: from the rule in `ebr/report/verdict.py`, not from prose. {RULE}",

@@ -41,7 +41,7 @@ def test_readme_row_per_claim(tmp_path, monkeypatch) -> None:
     assert paper == "sim/repins: repins +1%"
     pooled = json.loads((ablation / "report.json").read_text())["claims"][0]["delta"]["pooled"]
     assert measured == f"{fmt_pct(pooled['mean'])} {fmt_ci(tuple(pooled['ci']))}"
-    assert worlds == "3 of 3"
+    assert worlds == "3 of 3 (sign: 3 of 3)"
     control_pooled = json.loads((control / "report.json").read_text())["claims"][0]["delta"]["pooled"]
     assert control_cell == f"{fmt_pct(control_pooled['mean'])} {fmt_ci(tuple(control_pooled['ci']))}"
     assert verdict == "reproduced; control holds"

@@ -103,7 +103,9 @@ def test_report_over_worlds(tmp_path) -> None:
     assert claim["delta"]["pooled"]["mean"] == pytest.approx(pooled["mean"])
     text = (sweep / "report.md").read_text()
     assert "## Pooled over worlds" in text
-    assert "2 of 3" in text
+    # worlds 0 and 1 agree (interval above 0); world 2's mean is about 0, its sign whatever rounding gives
+    same_sign = sum(w["mean"] > 0 for w in pooled["worlds"])
+    assert f"2 of 3 (sign: {same_sign} of 3)" in text
     assert "hierarchical" in text
     assert "## Paper claims" in text
 
