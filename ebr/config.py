@@ -280,6 +280,9 @@ class EbrSchema:
         model_cache: a directory of trained two-tower models keyed by everything their training
             read (ebr.retrieval.model_cache): a job whose training would repeat a stored one serves
             that model instead. Serving ablations (`experiment=corpus`) set it; null: every job trains.
+        notice: a line the job logs when no experiment is chosen and each of its `when` keys (a
+            dotted config key -> value) holds (conf/notice/; e.g. `data=movielens` points the plain
+            two-tower defaults to the tuned experiment); null: none.
     """
 
     experiment_name: str = "default"
@@ -297,6 +300,7 @@ class EbrSchema:
     paths: PathsSchema = field(default_factory=PathsSchema)
     # experiments fill this in (baseline arm, headline metrics, the paper's reported deltas)
     report: Any = None
+    notice: Any = None
     data: Any = None
     split: Any = None
     corpus: Any = None

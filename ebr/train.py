@@ -20,29 +20,22 @@ from ebr.runs import JobLoggers, JobResult
 
 log = logging.getLogger("ebr")
 
-MOVIELENS_LOADER = "ebr.data.loaders.movielens.load_movielens"
-TUNED_EXPERIMENT = "movielens_tuned"
-TWO_TOWER = "ebr.retrieval.two_tower.TwoTowerRetriever"
 
-
-def tuned_model_hint(cfg: DictConfig, experiment: str | None) -> str | None:
-    """The line that points a `data=movielens` job without an experiment to the tuned model (None
-    otherwise): the group's defaults are the plain two-tower settings, well below the tuned ones.
+def job_notice(cfg: DictConfig, experiment: str | None) -> str | None:
+    """The config's `notice` line (conf/notice/) when no experiment is chosen and every one of its
+    `when` keys holds; None otherwise.
 
     Args:
         cfg: the job config.
         experiment: the `experiment` choice (None: none chosen).
     """
-    if experiment is not None or OmegaConf.select(cfg, "data._target_", default=None) != MOVIELENS_LOADER:
+    notice = OmegaConf.select(cfg, "notice", default=None)
+    if experiment is not None or notice is None:
         return None
-    if OmegaConf.select(cfg, "model._target_", default=None) != TWO_TOWER:
-        return None  # a baseline: its settings are chosen on validation inside the job
-    path = OmegaConf.select(cfg, "data.path", default=None)
-    where = f" data.path={path}" if isinstance(path, str) else ""
-    return (
-        f"data=movielens without an experiment trains the plain two-tower defaults; the tuned model is "
-        f"`ebr-train experiment={TUNED_EXPERIMENT}{where}` (experiments/movielens.md)"
-    )
+    when = notice.get("when") or {}
+    if any(OmegaConf.select(cfg, key, default=None) != value for key, value in when.items()):
+        return None
+    return str(notice.text)
 
 
 def train_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
@@ -50,9 +43,9 @@ def train_job(cfg: DictConfig, run_dir: Path, loggers: JobLoggers) -> JobResult:
     from ebr.pipeline import run_job
 
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    hint = tuned_model_hint(cfg, choices.get("experiment"))
-    if hint is not None:
-        log.info(hint)
+    notice = job_notice(cfg, choices.get("experiment"))
+    if notice is not None:
+        log.info(notice)
 
     return run_job(cfg, run_dir, loggers)
 

@@ -12,10 +12,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from hydra import compose
 
 from ebr.runs.console import HARMLESS_WARNINGS, quiet_console
-from ebr.train import tuned_model_hint
+from ebr.train import job_notice
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchrec", "fbgemm_gpu", "pytorch_lightning", "lightning_fabric", "lightning")
@@ -87,19 +87,16 @@ def test_the_quiet_console_filters_only_the_listed_warnings_and_verbose_none() -
     assert [str(w.message) for w in seen] == [message, "an unlisted deprecation"]
 
 
-def test_data_movielens_without_an_experiment_names_the_tuned_command() -> None:
-    cfg = OmegaConf.create(
-        {
-            "data": {"_target_": "ebr.data.loaders.movielens.load_movielens", "path": "ml/small"},
-            "model": {"_target_": "ebr.retrieval.two_tower.TwoTowerRetriever"},
-        }
+def test_data_movielens_without_an_experiment_names_the_tuned_command(hydra_conf) -> None:
+    def notice(*overrides: str, experiment: str | None = None) -> str | None:
+        cfg = compose(config_name="train", overrides=list(overrides))
+        return job_notice(cfg, experiment)
+
+    line = notice("data=movielens", "data.path=ml/small")
+    assert line is not None
+    assert "`ebr-train experiment=movielens_tuned data.path=ml/small`" in line
+    assert notice("data=movielens", "data.path=ml/small", experiment="movielens_tuned") is None, (
+        "an experiment was chosen"
     )
-    hint = tuned_model_hint(cfg, None)
-    assert hint is not None
-    assert "`ebr-train experiment=movielens_tuned data.path=ml/small`" in hint
-    assert tuned_model_hint(cfg, "movielens_tuned") is None, "an experiment was chosen"
-    cfg.model._target_ = "ebr.retrieval.ease.EASE"
-    assert tuned_model_hint(cfg, None) is None, "a baseline tunes itself"
-    cfg.model._target_ = "ebr.retrieval.two_tower.TwoTowerRetriever"
-    cfg.data._target_ = "ebr.data.loaders.events_file.load_events_file"
-    assert tuned_model_hint(cfg, None) is None
+    assert notice("data=movielens", "data.path=ml/small", "model=ease") is None, "a baseline tunes itself"
+    assert notice() is None, "the synthetic world picks no notice"
