@@ -115,6 +115,11 @@ class FeaturesSchema:
     `history: true` adds the user feature "history": the user's distinct training-window pins (the
     most recent `history_length`), pooled through a pin-id table; a training example's own pin is
     left out of its bag, and nothing after the training window is read.
+
+    Args:
+        history_causal: with `history`, a training example at time t reads the bag as it stood at t
+            (pins engaged strictly before t, ties excluded): the whole-window bag also holds the
+            user's later pins, which serving's never does. Serving and validation read the whole.
     """
 
     user_sparse: list[str] | None = None
@@ -123,6 +128,7 @@ class FeaturesSchema:
     pin_dense: list[str] | None = None
     history: bool = False
     history_length: int = field(default=200, metadata=checked(Integer(1)))
+    history_causal: bool = False
 
 
 @dataclass

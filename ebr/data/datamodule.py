@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from ebr.data.batching import Batch, FeatureGatherer, make_batch
 from ebr.data.prefetch import Prefetched
 from ebr.data.schema import InteractionData, Split
-from ebr.data.sequences import SequenceBatches
+from ebr.data.sequences import ExampleBags
 
 
 class NegativeDraws(Protocol):
@@ -69,7 +69,8 @@ class EngagementBatches(IterableDataset):
             `len(self)` steps of `batch_size` examples in all. The random negatives are the same on
             every rank (one draw per global batch).
         sequences: each training example's own sequence and dense draws (the sequence tower,
-            ebr.data.sequences), or None: the gatherer's bags alone. The draws use a generator
+            ebr.data.sequences) and causal history bag (ebr.data.history), or None: the
+            gatherer's bags alone. The draws use a generator
             of (seed, pass, batch) of their own, so skipped batches need not draw.
     """
 
@@ -86,7 +87,7 @@ class EngagementBatches(IterableDataset):
         conditions: np.ndarray | None = None,
         rank: int = 0,
         world_size: int = 1,
-        sequences: SequenceBatches | None = None,
+        sequences: ExampleBags | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
@@ -177,8 +178,9 @@ class TwoTowerDataModule(pl.LightningDataModule):
         negatives: each training batch's random negatives (`model/negatives`); None: in-batch only.
         condition_of: maps a window's engagement rows to their condition interests (conditional
             retrieval, ebr.models.conditioning); None: unconditioned batches.
-        sequences_of: maps the training window to its examples' sequences (the sequence tower);
-            None: none. Validation batches read the user table's sequences (the serving ones).
+        sequences_of: maps the training window to its examples' own bags (the sequence tower's,
+            the causal history bag); None: none. Validation batches read the user table's bags
+            (the serving ones).
     """
 
     def __init__(
@@ -189,7 +191,7 @@ class TwoTowerDataModule(pl.LightningDataModule):
         batching: Batching | None = None,
         negatives: NegativeDraws | None = None,
         condition_of: Callable[[pd.DataFrame], np.ndarray] | None = None,
-        sequences_of: Callable[[pd.DataFrame], SequenceBatches] | None = None,
+        sequences_of: Callable[[pd.DataFrame], ExampleBags] | None = None,
     ) -> None:
         super().__init__()
         self.data = data

@@ -18,6 +18,7 @@ first), built by numpy gathers over the sorted arrays, never by a loop over user
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,13 @@ import pandas as pd
 
 from ebr.data.csr import offsets_from_lengths
 from ebr.data.schema import CLICK, REPIN, CategoricalFeature, InteractionData, Split
+
+# What a training batch reads of each example's own time (the datamodule's `sequences` hook): rows
+# and the batch's generator -> ({user feature: (bag lengths, values)}, dense all-action draws or None)
+Bags = dict[str, tuple[np.ndarray, np.ndarray]]
+ExampleBags = Callable[
+    [np.ndarray, np.random.Generator], tuple[Bags, tuple[np.ndarray, np.ndarray, np.ndarray] | None]
+]
 
 SEQUENCE_PIN, SEQUENCE_ACTION, SEQUENCE_GAP = "sequence_pin", "sequence_action", "sequence_gap"
 SEQUENCE_FEATURES = (SEQUENCE_PIN, SEQUENCE_ACTION, SEQUENCE_GAP)
@@ -98,10 +106,26 @@ class EventSequences:
         }
         return EventSequences(order, users, times, ids)
 
+    def positions(self) -> np.ndarray:
+        """For each row of the frame, its sorted position (the inverse of `order`)."""
+        position = np.empty(len(self.order), dtype=np.int64)
+        position[self.order] = np.arange(len(self.order))
+        return position
+
     def user_starts(self) -> np.ndarray:
         """For each sorted event, the sorted position of its user's first event."""
         first = np.r_[True, self.users[1:] != self.users[:-1]] if len(self.users) else np.zeros(0, bool)
         return np.maximum.accumulate(np.where(first, np.arange(len(self.users)), 0))
+
+    def tie_starts(self) -> np.ndarray:
+        """For each sorted event, the sorted position of its user's first event at its time: an
+        example at time t sees the events before it (ties are not "before")."""
+        users, times = self.users, self.timestamps
+        n = len(users)
+        new_time = (
+            np.r_[True, (users[1:] != users[:-1]) | (times[1:] != times[:-1])] if n else np.zeros(0, bool)
+        )
+        return np.maximum.accumulate(np.where(new_time, np.arange(n), 0))
 
     def bags(self, starts: np.ndarray, ends: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{feature: (lengths, values)}: the sorted events [starts[i], ends[i]) of each row i.
@@ -127,16 +151,9 @@ class ExampleSequences:
             raise ValueError(f"model.user_encoder.length must be positive, got {length}")
         self.length = int(length)
         self.sorted = EventSequences.of(events)
-        users, times = self.sorted.users, self.sorted.timestamps
-        n = len(users)
-        # an example at time t sees its user's events before the first one at t: ties are not "before"
-        new_time = (
-            np.r_[True, (users[1:] != users[:-1]) | (times[1:] != times[:-1])] if n else np.zeros(0, bool)
-        )
-        ends = np.maximum.accumulate(np.where(new_time, np.arange(n), 0))
+        ends = self.sorted.tie_starts()
         starts = np.maximum(self.sorted.user_starts(), ends - self.length)
-        position = np.empty(n, dtype=np.int64)
-        position[self.sorted.order] = np.arange(n)
+        position = self.sorted.positions()
         self.starts, self.ends = starts[position], ends[position]
         self.times = events["timestamp"].to_numpy(np.int64)
         self.pins = events["pin"].to_numpy(np.int64)

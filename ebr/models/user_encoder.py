@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
+from ebr.data.history import HISTORY, history_batches
 from ebr.data.schema import SECONDS_PER_DAY, InteractionData, Split
 from ebr.data.sequences import SEQUENCE_FEATURES, ExampleSequences, SequenceBatches, with_sequences
 from ebr.models.assembly import Towers
@@ -31,6 +34,26 @@ from ebr.models.sequence import PIN_TABLES, POOLINGS
 
 KINDS = ("bag", "sequence")
 OBJECTIVES = ("sampled_softmax", "dense_all_action")
+
+
+def with_causal_history(towers: Towers, features: Mapping[str, Any]) -> Towers:
+    """The towers whose training examples read the history bag as it stood at their own time
+    (`features.history_causal`, ebr.data.history); unchanged when that is off or the user tower
+    does not read "history". Serving and the validation loss read the user table's bag.
+
+    Args:
+        towers: the towers as the parts left them (their `sequences_of` is kept beside the bag).
+        features: the `features` config node (`history_causal`, `history_length`).
+    """
+    if not features.get("history_causal", False) or HISTORY not in towers.features["user_sparse"]:
+        return towers
+    return dataclasses.replace(
+        towers,
+        sequences_of=functools.partial(
+            history_batches, length=int(features["history_length"]), inner=towers.sequences_of
+        ),
+        manifest={**towers.manifest, "history_bag": "causal"},
+    )
 
 
 def sequence_batches(events: pd.DataFrame, length: int, samples: int, horizon: int) -> SequenceBatches:

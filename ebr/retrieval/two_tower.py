@@ -26,7 +26,7 @@ from ebr.models.conditioning import (
     ConditioningConfig,
 )
 from ebr.models.features import resolve_features
-from ebr.models.user_encoder import UserEncoderConfig
+from ebr.models.user_encoder import UserEncoderConfig, with_causal_history
 from ebr.retrieval.fingerprint import training_fingerprint
 from ebr.retrieval.id_embedding import (
     IdEmbeddingConfig,
@@ -221,6 +221,7 @@ class TwoTowerRetriever:
         # the ID part first: the saved network config lists its keys before conditioning's
         for part in (self.id_embedding, self.conditioning, self.user_encoder):
             towers = part.apply(towers, data, split)
+        towers = with_causal_history(towers, self.features)
         self._pretrained = towers.sources.get("id_embedding")
         return towers
 
@@ -238,6 +239,8 @@ class TwoTowerRetriever:
             }
             if self.user_encoder.active:  # the bag's fingerprint stays what it was
                 settings["user_encoder"] = dataclasses.asdict(self.user_encoder)
+            if "history_bag" in towers.manifest:  # so does the whole-window history bag's
+                settings["history_bag"] = towers.manifest["history_bag"]
             return training_fingerprint(settings, data, split, context)
 
         run = FitRun(
