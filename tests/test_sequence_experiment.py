@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from ebr.runs import parse_override
@@ -58,3 +59,22 @@ def test_sequence_search_space_tunes_the_encoder_on_validation(hydra_conf):
     encoder_keys = {f"model.user_encoder.{key}" for key in ("length", "width", "layers", "dropout")}
     assert encoder_keys <= set(cfg.hydra.sweeper.params)
     assert str(cfg.hydra.sweeper.params["seed"]) == "0"
+
+
+def test_the_causal_bag_arm_is_the_bag_arm_with_the_causal_bag(hydra_conf):
+    bag = compose("train", overrides=["experiment=sequence", "+experiment/sequence_arm=bag"])
+    causal = compose("train", overrides=["experiment=sequence", "+experiment/sequence_arm=bag_causal"])
+    assert bag.features.history_causal is False, "the default: the whole-window bag"
+    assert causal.features.history
+    assert causal.features.history_causal is True
+    assert causal.model.user_encoder.kind == "bag"
+    assert OmegaConf.to_container(causal.features) == {
+        **OmegaConf.to_container(bag.features),
+        "history_causal": True,
+    }
+
+
+def test_a_history_causal_that_is_not_a_bool_fails_naming_the_key(hydra_conf):
+    assert compose("train", overrides=["features.history_causal=true"]).features.history_causal is True
+    with pytest.raises(ConfigCompositionException, match="history_causal"):
+        compose("train", overrides=["features.history_causal=maybe"])

@@ -66,3 +66,15 @@ def test_two_ranks_train_the_sequence_tower_with_the_shared_pin_table(tmp_path) 
     # shared: the sequence reads the pin tower's pin_id rows, it has no pin table of its own
     assert not any("sequence__" in key for key in tables)
     assert any(key.startswith("user_tower.sequence.transformer.") for key in tables)
+
+
+def test_a_causal_history_bag_run_trains_and_writes_metrics(tmp_path) -> None:
+    run_dir = tmp_path / "causal"
+    result = _run(run_dir, ["features.history=true", "features.history_causal=true", "trainer.max_epochs=1"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 < metrics["recall@100"] <= 1.0
+    artifact = torch.load(run_dir / "model.pt", weights_only=True)
+    # model.pt records that training read the causal bags (serving reads the whole-window bag)
+    assert artifact["info"]["history_bag"] == "causal"
+    assert "history" in artifact["features"]["user_sparse"]
