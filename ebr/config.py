@@ -112,11 +112,9 @@ def owner_schema(owner: Callable[..., Any], skip: Sequence[str] = (), partial: b
 class FeaturesSchema:
     """Feature names each tower reads; null means every feature of the table.
 
-    `history: true` adds the user feature "history": the user's distinct training-window pins (the
-    most recent `history_length`), pooled through a pin-id table; a training example's own pin is
-    left out of its bag, and nothing after the training window is read.
-
     Args:
+        history: add the user feature "history": the user's distinct training-window pins (the most
+            recent `history_length`) pooled through a pin-id table, less a training example's own pin.
         history_causal: with `history`, a training example at time t reads the bag as it stood at t
             (pins engaged strictly before t, ties excluded): the whole-window bag also holds the
             user's later pins, which serving's never does. Serving and validation read the whole.
