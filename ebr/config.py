@@ -2,20 +2,18 @@
 
 Registered with Hydra's ConfigStore as `ebr_schema` and listed first in `conf/train.yaml`'s
 defaults, so a mistyped key or a value of the wrong type fails before any work, naming the key.
-`conf/train.yaml` lists the config groups and Hydra's settings only; `python -m ebr.train --cfg job`
-prints the whole composed config. Config groups that build objects (`data`, `model`, ...) are
-checked by their targets' constructors instead; where one owner builds a group's object (the world,
-the serving corpus, the simulated funnel, the splits), its dataclass or function is the group's
-schema (`schema/<name>`, `owner_schema`), first in every preset of the group, so the defaults stay
-written once, in the owner. A field's rule (a range, an option list) is declared beside its
-default (`ebr.runs.checks`) and applied by ebr.validation before any work.
+`python -m ebr.train --cfg job` prints the whole composed config. Config groups that build objects
+(`data`, `model`, ...) are checked by their targets' constructors instead; where one owner builds a
+group's object (the world, the serving corpus, the simulated funnel, the splits), its dataclass or
+function is the group's schema (`schema/<name>`, `owner_schema`), first in every preset of the
+group, so the defaults stay written once, in the owner. A field's rule (a range, an option list)
+is declared beside its default (`ebr.runs.checks`) and applied by ebr.validation before any work.
 
-`ebr-pretrain` has its own top, `EbrPretrainSchema` (`ebr_pretrain_schema`, first in
-`conf/pretrain.yaml`), sharing the loss and optimizer schemas below under `pretrain`.
+`ebr-pretrain`'s top is `EbrPretrainSchema` (first in `conf/pretrain.yaml`), sharing the loss and
+optimizer schemas below under `pretrain`.
 
-The `train` node holds the two-tower model's optimisation as objects to build: the loss and the
-two optimizers are nested `_target_` nodes, so the training module receives objects; the scalar
-knobs researchers sweep (`train.dense_lr`, `train.sparse_lr`, `train.logq`, ...) stay one key each.
+The `train` node's loss and two optimizers are nested `_target_` nodes (the module receives objects);
+the knobs researchers sweep (`train.dense_lr`, `train.logq`, ...) stay one key each.
 """
 
 from __future__ import annotations
@@ -232,18 +230,13 @@ class EvalSchema:
         ks: the cut-offs K of every @K metric.
         window: the window scored: `test` (the reported numbers) or `val` (for tuning
             hyperparameters; never tune on test).
-        refit: refit on train+val before scoring test (docs/real_data.md, "Refit"): the model, the
-            serving corpus, the popularity counts and each user's exclusions use train+val; tuning
-            baselines still choose on train -> val. Off by default so the synthetic world's numbers
-            stay; `eval=refit` (the default of `data=movielens`) turns it on. Ignored, with a
-            warning, when `window` is `val`.
-        hit_level: what a hit is: `pin` (the engaged pin itself) or `signature` (any pin of the
-            engaged pin's coarse image signature, each signature counted once per ranking;
-            exclusions and repeats per signature too): the same label definition for every arm of a
-            comparison whose corpora de-duplicate (docs/serving_corpus.md). Data without image
-            signatures refuses `signature`.
-        exclude_train: drop each user's train-window engaged pins from their retrieval (and from
-            their relevant set).
+        refit: refit on train+val before scoring test (docs/real_data.md, "Refit"); tuning baselines
+            still choose on train -> val. `eval=refit` (`data=movielens`'s default) turns it on;
+            ignored, with a warning, when `window` is `val`.
+        hit_level: what a hit is: `pin` (the engaged pin) or `signature` (any pin of its coarse
+            image signature, counted once per ranking): one label definition for arms whose corpora
+            de-duplicate (docs/serving_corpus.md); data without image signatures refuses it.
+        exclude_train: drop each user's train-window engaged pins from their retrieval and relevant set.
         ann_recall_queries: users on which the ANN index's recall against exact search is measured.
         simulation: the simulated funnel (ebr.evaluation.simulation.SimulationConfig).
     """
@@ -284,9 +277,8 @@ class EbrSchema:
         model_cache: a directory of trained two-tower models keyed by everything their training
             read (ebr.retrieval.model_cache): a job whose training would repeat a stored one serves
             that model instead. Serving ablations (`experiment=corpus`) set it; null: every job trains.
-        notice: a line the job logs when no experiment is chosen and each of its `when` keys (a
-            dotted config key -> value) holds (conf/notice/; e.g. `data=movielens` points the plain
-            two-tower defaults to the tuned experiment); null: none.
+        notice: a line the job logs when no experiment is chosen and each of its `when` keys
+            (dotted key -> value) holds (conf/notice/); null: none.
     """
 
     experiment_name: str = "default"

@@ -155,9 +155,8 @@ class InterestRetrieval:
         return merged
 
     def sample_queries(self, users: np.ndarray) -> np.ndarray:
-        """One served query vector per user, for `index=auto` to measure its candidates on: a
-        conditioned model's query for the user's first interest (the no-interest condition for a
-        user without one), else the plain user vector.
+        """One served query per user, for `index=auto` to measure on: a conditioned model's query
+        for the user's first interest (no-interest condition without one), else the plain vector.
 
         Args:
             users: user ids.
@@ -167,8 +166,7 @@ class InterestRetrieval:
             return self.service.user_vectors(users)
         lengths, interests, _ = self.profile.of(users)
         first = np.full(len(users), -1, dtype=np.int64)
-        has = lengths > 0
-        first[has] = interests[(np.cumsum(lengths) - lengths)[has]]
+        first[lengths > 0] = interests[(np.cumsum(lengths) - lengths)[lengths > 0]]
         return self._queries(users, users, np.arange(len(users)), first)
 
     # -- one query per user: plain or union-filtered ----------------------------------------------
