@@ -40,13 +40,14 @@ METRICS = {"inner_product": faiss.METRIC_INNER_PRODUCT}
 # search over vectors of unequal norms into L2 search, exact in ranking
 TRANSFORMS = ("none", "mips_l2")
 MIN_POINTS_PER_CENTROID = 39
+FAST_SCAN_NBITS = 4
 DEFAULT_PQ_NBITS = 8
 # factory strings are checked at this dimension, which has many divisors (1-6, 8, 10, 12, 15, 16, ...)
 _PROBE_DIM = 960
 # a corpus large enough that sizing leaves the factory's numbers as written when checking them
 _PROBE_CORPUS = 1 << 40
 _IVF = re.compile(r"IVF(\d+)(_.*)?")
-_PQ = re.compile(r"PQ(\d+)(?:x(\d+))?(np)?")
+_PQ = re.compile(r"PQ(\d+)(?:x(\d+))?(np|fs)?")
 _FAISS_LOCATION = re.compile(r"^Error in .*? at \S+:\d+: ")
 # factory components whose number must be >= 1 (faiss accepts "HNSW0" and "IVF0" and fails later)
 _COUNTED = re.compile(r"(HNSW|IVF|NSG)(\d+)")
@@ -143,6 +144,8 @@ def size_factory(factory: str, n: int, dim: int) -> str:
         elif pq is not None:
             m = max(divisor for divisor in range(1, min(int(pq[1]), dim) + 1) if dim % divisor == 0)
             nbits = min(int(pq[2] or DEFAULT_PQ_NBITS), max(1, int(math.log2(max_centroids))))
+            if pq[3] == "fs":
+                nbits = FAST_SCAN_NBITS  # fast-scan's SIMD tables exist for 4-bit codes only
             bits = "" if pq[2] is None and nbits == DEFAULT_PQ_NBITS else f"x{nbits}"
             part = f"PQ{m}{bits}{pq[3] or ''}"
         parts.append(part)

@@ -126,6 +126,24 @@ def test_ivfpq_builds_for_the_popularity_prior_dimension() -> None:
     assert (found >= 0).all()
 
 
+@pytest.mark.parametrize(("n", "dim"), [(300, 65), (5_000, 64), (5_000, 7)])
+def test_fast_scan_keeps_4_bit_codes_and_builds_at_any_dimension(n: int, dim: int) -> None:
+    """Fast-scan PQ has SIMD tables for 4-bit codes only: sizing fits m to the dimension (the
+    popularity prior's extra column) and the lists to the corpus, never the bits."""
+    config = IndexConfig(factory="IVF4096,PQ64x4fs,RFlat", search_params={"nprobe": 8, "k_factor_rf": 8})
+    sized = config.sized_factory(n, dim).split(",")
+    m = int(sized[1].removeprefix("PQ").removesuffix("x4fs"))
+    assert sized[1].endswith("x4fs")
+    assert dim % m == 0
+    assert m == max(v for v in range(1, 65) if dim % v == 0)
+    assert int(sized[0].removeprefix("IVF")) == min(4096, max(1, n // 39))
+    items = _clustered(np.random.default_rng(3), n, dim)
+    index = ItemIndex(items, np.arange(n), config)
+    found, _ = index.search(items[:20], 10)
+    # the exact re-ranking puts each item, a query here, first in its own results
+    assert (found[:, 0] == np.arange(20)).mean() >= 0.9
+
+
 @pytest.mark.parametrize("n", [1, 20, 38, 39, 300, 700, 1000, 9983, 9984, 20_000, 39_936, 1_000_000])
 @pytest.mark.parametrize("dim", [64, 65, 7])
 def test_sizing_rule_keeps_every_centroid_trained(n: int, dim: int) -> None:

@@ -33,8 +33,8 @@ def test_an_auto_index_job_records_its_choice_and_operating_points(tmp_path: Pat
     metrics = json.loads((run_dir / "metrics.json").read_text())
     choice = json.loads((run_dir / "run.json").read_text())["info"]["index_choice"]
     points = choice["operating_points"]
-    # flat, then 5 + 3 + 4 settings of conf/index/auto.yaml's three candidates
-    assert len(points) == 13
+    # flat, then 5 + 4 + 4 settings of conf/index/auto.yaml's three candidates
+    assert len(points) == 14
     assert points[0]["factory"] == "Flat"
     assert choice["sample_queries"] == 150
     chosen = points[choice["chosen"]]

@@ -176,8 +176,9 @@ def variants(
 
 
 # the candidates measured on synthetic_xl's model (experiments/benchmark.md): exact-vector IVF lists
-# probed up to 1/8 of the corpus, and IVF-PQ re-ranking 16 k candidates; HNSW16 is left out (its
-# build takes ~10 minutes there and hnsw_large's own row measures it)
+# probed up to 1/8 of the corpus, IVF-PQ re-ranking 16 k candidates, and 4-bit fast-scan PQ (SIMD
+# lookup tables; its top k x k_factor_rf re-ranked exactly) at 32 and 64 sub-quantizers, 2,048 to
+# 8,192 lists; HNSW16 is left out (its build takes ~10 minutes there and hnsw_large's row measures it)
 DIAGNOSIS_CANDIDATES = (
     {"factory": "IVF2048,Flat", "sweep": {"nprobe": [16, 32, 64, 128, 256]}},
     {
@@ -186,8 +187,6 @@ DIAGNOSIS_CANDIDATES = (
         "search_params": {"k_factor_rf": 16},
         "sweep": {"nprobe": [32, 64, 128]},
     },
-    # 4-bit fast-scan PQ (SIMD lookup tables) over the probed lists, its top k x 8 re-ranked exactly:
-    # scanning is several times cheaper per vector than IVF,Flat's exact lists
     {
         "factory": "IVF2048,PQ32x4fs,RFlat",
         "search_params": {"k_factor_rf": 8},
@@ -197,6 +196,32 @@ DIAGNOSIS_CANDIDATES = (
         "factory": "IVF4096,PQ32x4fs,RFlat",
         "search_params": {"k_factor_rf": 8},
         "sweep": {"nprobe": [64, 128, 256]},
+    },
+    # how far re-ranking more of fast-scan's candidates lifts its recall at a fixed nprobe
+    {
+        "factory": "IVF2048,PQ32x4fs,RFlat",
+        "search_params": {"nprobe": 64},
+        "sweep": {"k_factor_rf": [16, 32, 64]},
+    },
+    {
+        "factory": "IVF2048,PQ32x4fs,RFlat",
+        "search_params": {"nprobe": 128},
+        "sweep": {"k_factor_rf": [16, 32, 64]},
+    },
+    {
+        "factory": "IVF2048,PQ64x4fs,RFlat",
+        "search_params": {"k_factor_rf": 8},
+        "sweep": {"nprobe": [64, 128]},
+    },
+    {
+        "factory": "IVF4096,PQ64x4fs,RFlat",
+        "search_params": {"k_factor_rf": 8},
+        "sweep": {"nprobe": [64, 96, 128, 192]},
+    },
+    {
+        "factory": "IVF8192,PQ64x4fs,RFlat",
+        "search_params": {"k_factor_rf": 8},
+        "sweep": {"nprobe": [128, 192, 256, 384]},
     },
 )
 
