@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from ebr.data.csr import Csr
-from ebr.serving.index import IndexConfig, ItemIndex
+from ebr.serving.index import IndexConfig, ItemIndex, selector_parameters
 
 Searcher = Callable[[], np.ndarray]
 
@@ -220,7 +220,7 @@ class _Scenario:
         nprobe = int(index.config.search_params.get("nprobe", 1))
         for probes in (nprobe, 4 * nprobe, 16 * nprobe):
             search = self.selector_search(
-                index.index, lambda s, p=probes: faiss.SearchParametersIVF(sel=s, nprobe=p)
+                index.index, lambda s, p=probes: selector_parameters(index.index, s, p)
             )
             self.measure(f"selector, {index.config.factory} nprobe={probes}", search, build)
 

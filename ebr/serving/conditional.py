@@ -31,7 +31,7 @@ from ebr.data.batching import with_condition
 from ebr.data.csr import Csr
 from ebr.data.schema import InteractionData
 from ebr.models.conditioning import check_conditions
-from ebr.serving.index import IndexConfig
+from ebr.serving.index import IndexConfig, selector_parameters
 from ebr.serving.interests import (
     InterestProfile,
     InterestServing,
@@ -353,7 +353,7 @@ def selector_search(
     bitmap[position] = True
     packed = np.packbits(bitmap, bitorder="little")
     selector = faiss.IDSelectorBitmap(len(index), faiss.swig_ptr(packed))
-    params = _search_parameters(index.index, selector)
+    params = selector_parameters(index.index, selector)
     most = 0 if exclude is None or exclude.n_rows == 0 else int(exclude.lengths().max())
     fetch = min(k + most, len(allowed))
     if fetch == 0:
@@ -373,18 +373,6 @@ def selector_search(
     out_scores[:, :width] = np.where(valid, np.take_along_axis(scores, order, axis=1), -np.inf)
     del packed  # the selector reads the bitmap during the search only
     return out_ids, out_scores
-
-
-def _search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
-    """Search parameters carrying the selector and the index's own search settings."""
-    concrete = faiss.downcast_index(index)
-    if hasattr(concrete, "hnsw"):
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=int(concrete.hnsw.efSearch))
-    try:
-        ivf = faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return faiss.SearchParameters(sel=selector)
-    return faiss.SearchParametersIVF(sel=selector, nprobe=int(ivf.nprobe))
 
 
 def _sorted(values: np.ndarray) -> bool:

@@ -326,3 +326,33 @@ def _as_matrix(array: np.ndarray, name: str) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def selector_parameters(
+    index: faiss.Index, selector: faiss.IDSelector, nprobe: int | None = None
+) -> faiss.SearchParameters:
+    """Search parameters that restrict a search of `index` to `selector`'s ids, with the index's
+    own search settings (HNSW efSearch, IVF nprobe). An exact re-ranking wrapper (`...,RFlat`)
+    refuses plain IVF parameters: it gets its own, carrying its base index's, where the candidates
+    are found.
+
+    Args:
+        index: the faiss index searched.
+        selector: the ids the search may return.
+        nprobe: an IVF index's lists probed (None: the index's own setting).
+    """
+    concrete = faiss.downcast_index(index)
+    if isinstance(concrete, faiss.IndexRefine):
+        base = selector_parameters(concrete.base_index, selector, nprobe)
+        params = faiss.IndexRefineSearchParameters(
+            sel=selector, k_factor=float(concrete.k_factor), base_index_params=base
+        )
+        params.base = base  # the C++ struct holds a bare pointer: keep the Python object alive
+        return params
+    if hasattr(concrete, "hnsw"):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=int(concrete.hnsw.efSearch))
+    try:
+        ivf = faiss.extract_index_ivf(concrete)
+    except RuntimeError:
+        return faiss.SearchParameters(sel=selector)
+    return faiss.SearchParametersIVF(sel=selector, nprobe=int(nprobe or ivf.nprobe))
