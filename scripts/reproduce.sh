@@ -21,22 +21,14 @@
 # pass --force (or remove multirun/reproduce/). ebr-report refuses a sweep whose jobs ran different
 # code.
 #
-# Size and wall time of the full run (2 cores, 2 jobs at a time): 828 jobs, about 6.5 hours
-# (plan for 8-9 on a machine shared with other work). Estimated, not run: per-job wall seconds are
-# each page's recorded sweep wall time on this 2-core machine divided by its job count (two jobs in
-# parallel), averaged over the ablation and its control:
-#   experiment         one-world (+control)   over worlds (+control)   s/job   hours
-#   crossing           20 + 20                27 + 27                  39      1.0
-#   crossing_isolated  20 + 20                27 + 27                  55      1.4
-#   id_dropout         40 + 40                18 + 18                  15      0.5
-#   snapshot_overlap   10 + 10                18 + 18                  14      0.2
-#   corpus             50 + 50                36 + 36                  25      1.2
-#   conditional        40 + 40                54 + 54                  20      1.0
-#   conditional_source, conditional_fusion, conditional_cost (synthetic_small; over worlds only)
-#                      -                      3 x (18 + 18)            ~60     1.0
-#   pre-training: 6 snapshot sets (2 knob values x 3 worlds), 35 s each plus world generation 0.1
-# conditional has no recorded small-world wall time: its figure scales crossing's 39 s by the two
-# experiments' per-job ratio in a --quick run (0.28) and rounds the 11 s up to 20 s.
+# Size and wall time (2 cores, 2 jobs at a time), measured 2026-12-06 at commit 1411ba9: the
+# pre-training (6 snapshot sets, ~15 s each) and the 18 sweeps over worlds, 468 jobs (crossing and
+# crossing_isolated 27 per sweep, id_dropout and snapshot_overlap 18, corpus 36, conditional 54,
+# conditional_source/fusion/cost 18), took 2 h 9 min to experiments/README.md including 15 min 52 s
+# paused and CPU shared with two test-suite runs: about 1 h 53 min of running; per sweep from 1.5
+# min (conditional_source) to 19 min (crossing_isolated_control, shared). The one-world sweeps
+# after them: 360 jobs (crossing 20 + 20, crossing_isolated 20 + 20, id_dropout 40 + 40,
+# snapshot_overlap 10 + 10, corpus 50 + 50, conditional 40 + 40), not yet timed.
 # --quick (tiny world, 2 worlds x 2 seeds, 104 jobs): 25 min 8 s on 2 cores shared with other
 # work (load average about 17), 2026-12-06.
 #
@@ -104,7 +96,7 @@ for arg in "$@"; do
       readme=$root/README.md
       ;;
     --force) force=(force=true) ;;
-    -h|--help) sed -n 2,48p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,42p "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown option '$arg' (expected --quick or --force)" >&2; exit 2 ;;
   esac
 done
