@@ -178,7 +178,7 @@ def variants(
 # the candidates measured on synthetic_xl's model (experiments/benchmark.md): exact-vector IVF lists
 # probed up to 1/8 of the corpus, IVF-PQ re-ranking 16 k candidates, and 4-bit fast-scan PQ (SIMD
 # lookup tables; its top k x k_factor_rf re-ranked exactly) at 32 and 64 sub-quantizers, 2,048 to
-# 8,192 lists; HNSW16 is left out (its build takes ~10 minutes there and hnsw_large's row measures it)
+# 8,192 lists, and HNSW32; HNSW16 is left out (hnsw_large's row measures it)
 DIAGNOSIS_CANDIDATES = (
     {"factory": "IVF2048,Flat", "sweep": {"nprobe": [16, 32, 64, 128, 256]}},
     {
@@ -222,6 +222,12 @@ DIAGNOSIS_CANDIDATES = (
         "factory": "IVF8192,PQ64x4fs,RFlat",
         "search_params": {"k_factor_rf": 8},
         "sweep": {"nprobe": [128, 192, 256, 384]},
+    },
+    # a denser graph than hnsw_large's HNSW16 (about 90 s to build there)
+    {
+        "factory": "HNSW32,Flat",
+        "build_params": {"hnsw": {"efConstruction": 200}},
+        "sweep": {"efSearch": [64, 128, 256, 512]},
     },
 )
 
