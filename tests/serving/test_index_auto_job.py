@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# the tiny world, one epoch, and an auto index measured on every corpus (min_corpus=0)
+AUTO_JOB = (
+    *("data=synthetic_tiny", "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false"),
+    *("index=auto", "index.min_corpus=0", "index.sample_users=150", "eval.simulation.users=200"),
+)
 
 
-def test_an_auto_index_job_records_its_choice_and_operating_points(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    args = [
-        *("data=synthetic_tiny", "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false"),
-        *("index=auto", "index.min_corpus=0", "index.sample_users=150", "eval.simulation.users=200"),
-        f"hydra.run.dir={run_dir}",
-    ]
+def _train(args: list[str]) -> subprocess.CompletedProcess:
+    """`python -m ebr.train ARGS` from the repository, finished without error."""
     env = dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore")
     result = subprocess.run(
         [sys.executable, "-m", "ebr.train", *args],
@@ -30,6 +30,13 @@ def test_an_auto_index_job_records_its_choice_and_operating_points(tmp_path: Pat
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def test_an_auto_index_job_records_its_choice_and_operating_points(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [*AUTO_JOB, f"hydra.run.dir={run_dir}"]
+    _train(args)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     choice = json.loads((run_dir / "run.json").read_text())["info"]["index_choice"]
     points = choice["operating_points"]
@@ -53,23 +60,13 @@ def test_interest_serving_chooses_the_auto_index_once_per_corpus(tmp_path: Path)
     population search one corpus, so the candidates are measured once, not once per task."""
     run_dir = tmp_path / "run"
     args = [
-        *("data=synthetic_tiny", "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false"),
+        *AUTO_JOB,
         *("model/conditioning=early_fusion", "serving.interest_filter=pre", "serving.n_interests=2"),
-        *("index=auto", "index.min_corpus=0", "index.sample_users=150", "eval.simulation.users=200"),
         # the stage line is at DEBUG when it is quick
         "hydra.verbose=ebr",
         f"hydra.run.dir={run_dir}",
     ]
-    env = dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore")
-    result = subprocess.run(
-        [sys.executable, "-m", "ebr.train", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = _train(args)
     output = result.stdout + result.stderr
     assert output.count("serving: index=auto measured") == 1, output[-4000:]
     assert "sim/repins" in " ".join(json.loads((run_dir / "metrics.json").read_text()))
