@@ -15,7 +15,8 @@
 # scripts/id_ablations.sh --pretrain-only --worlds 0,1,2.
 #
 # Resuming: re-running skips every finished job whose recorded config and code (run.json: the git
-# commit, a hash of the uncommitted changes, the library versions) equal the requested ones, so an
+# commit, a hash of the uncommitted changes outside experiments/, the library versions) equal the
+# requested ones (the README this script writes between its phases is no code change), so an
 # interrupted run resumes where it stopped at the same code; a job run by other code is refused
 # (the sweep exits non-zero naming both commits), never silently reused: after changing the code,
 # pass --force (or remove multirun/reproduce/). ebr-report refuses a sweep whose jobs ran different
@@ -96,7 +97,7 @@ for arg in "$@"; do
       readme=$root/README.md
       ;;
     --force) force=(force=true) ;;
-    -h|--help) sed -n 2,42p "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown option '$arg' (expected --quick or --force)" >&2; exit 2 ;;
   esac
 done

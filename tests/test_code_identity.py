@@ -53,10 +53,19 @@ def test_the_identity_names_the_commit_and_hashes_the_uncommitted_diff(checkout:
     assert describe_commit(clean) == clean["git_commit"][:12]
     (checkout / "untracked.py").write_text("y = 2\n")  # untracked files are not part of the diff
     assert compute_code_identity(checkout)["git_diff_sha256"] is None
+    pages = checkout / "experiments"
+    pages.mkdir()
+    (pages / "README.md").write_text("table\n")
+    _git(checkout, "add", "experiments")
+    _git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "page")
+    clean = compute_code_identity(checkout)
+    # a result page rewritten mid-run (scripts/reproduce.sh writes experiments/README.md) is no code
+    (pages / "README.md").write_text("new table\n")
+    assert compute_code_identity(checkout)["git_diff_sha256"] is None
     (checkout / "tracked.py").write_text("x = 2\n")
     edited = compute_code_identity(checkout)
     diff = subprocess.run(
-        ["git", "-C", str(checkout), "diff", "HEAD"], capture_output=True, check=True
+        ["git", "-C", str(checkout), "diff", "HEAD", "--", "tracked.py"], capture_output=True, check=True
     ).stdout
     assert edited["git_diff_sha256"] == hashlib.sha256(diff).hexdigest()
     assert edited["git_commit"] == clean["git_commit"]

@@ -28,7 +28,8 @@ class CodeUsed:
         label: the short commit, "with uncommitted changes" when the diff hash is present, or
             "recorded without code identity" for jobs of older ebr.
         git_commit: the full commit, None when unknown.
-        git_diff_sha256: sha256 of the uncommitted diff of tracked files, None when clean or unknown.
+        git_diff_sha256: sha256 of the uncommitted diff of tracked files outside
+            experiments/, None when clean or unknown.
         ebr_version: ebr's version.
         packages: torch, torchrec, faiss, lightning, hydra -> version (None: not installed).
         jobs: the job directories (names in the sweep) that ran it.

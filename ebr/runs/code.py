@@ -28,6 +28,10 @@ PACKAGES: dict[str, tuple[str, ...]] = {
 GIT_TIMEOUT_S = 10
 # the key of run.json that holds it
 CODE_KEY = "code"
+# Tracked folders of results, not code: scripts/reproduce.sh rewrites experiments/README.md between
+# its sweeps, and a page edited mid-run must not make the run's later jobs "other code" (a resume
+# would then refuse its own finished jobs).
+RESULT_PATHS = ("experiments",)
 # what decides whether two runs' numbers came from the same code (the note only explains a None)
 COMPARED_KEYS = ("git_commit", "git_diff_sha256", "ebr_version", "packages")
 
@@ -60,7 +64,8 @@ def _git(root: Path, *args: str) -> bytes | None:
 def git_identity(root: Path) -> dict[str, str | None]:
     """{git_commit, git_diff_sha256, git_note} of the checkout at `root`.
 
-    The diff hash is the sha256 of ``git diff HEAD`` (tracked files only), None when clean. A
+    The diff hash is the sha256 of ``git diff HEAD`` (tracked files only, `RESULT_PATHS` left out),
+    None when clean. A
     `root` without its own ``.git`` (ebr installed from a wheel, perhaps inside another repository)
     records no commit, and the note says why.
 
@@ -73,7 +78,8 @@ def git_identity(root: Path) -> dict[str, str | None]:
     head = _git(root, "rev-parse", "--verify", "HEAD")
     if head is None:
         return {**unknown, "git_note": "git rev-parse HEAD failed (git absent, no commit, or timed out)"}
-    diff = _git(root, "diff", "HEAD", "--no-ext-diff", "--binary")
+    excluded = [f":(exclude){path}" for path in RESULT_PATHS]
+    diff = _git(root, "diff", "HEAD", "--no-ext-diff", "--binary", "--", ".", *excluded)
     if diff is None:
         return {**unknown, "git_commit": head.decode().strip(), "git_note": "git diff HEAD failed"}
     digest = hashlib.sha256(diff).hexdigest() if diff else None
