@@ -192,6 +192,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--serving-model", type=Path, default=None, help="a trained model.pt of --serving-data"
     )
+    parser.add_argument(
+        "--diagnosis-candidates",
+        default=None,
+        help="serving_diagnosis: positions in DIAGNOSIS_CANDIDATES measured, comma-separated (default all)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny world, 20 batches, small sizes")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -215,6 +220,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--sections: unknown or empty {unknown}; the options are {list(SECTIONS)}")
     if "serving_diagnosis" in args.sections and args.serving_model is None:
         parser.error("--sections serving_diagnosis needs --serving-model (a model.pt of --serving-data)")
+    args.diagnosis_candidates = _diagnosis_candidates(parser, args.diagnosis_candidates)
     args.ann_sweep = _parse_sweep(parser, args.ann_sweep)
     counts = (
         "repeats",
@@ -251,6 +257,19 @@ def _parse_sweep(parser: argparse.ArgumentParser, text: str | None) -> dict[str,
             parser.error(f"--ann-sweep: {part!r} is not INDEX:PARAM=V1,V2,... (INDEX in {sorted(names)})")
         sweeps.setdefault(name.strip(), []).extend({key.strip(): number} for number in numbers)
     return sweeps
+
+
+def _diagnosis_candidates(parser: argparse.ArgumentParser, text: str | None) -> tuple[Any, ...]:
+    """'10,11' -> those entries of DIAGNOSIS_CANDIDATES (None: all of them)."""
+    if text is None:
+        return DIAGNOSIS_CANDIDATES
+    try:
+        positions = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        positions = []
+    if not positions or not all(0 <= p < len(DIAGNOSIS_CANDIDATES) for p in positions):
+        parser.error(f"--diagnosis-candidates: {text!r} is not positions 0-{len(DIAGNOSIS_CANDIDATES) - 1}")
+    return tuple(DIAGNOSIS_CANDIDATES[p] for p in positions)
 
 
 def _index_preset(args: argparse.Namespace, root: Path, preset: str) -> IndexConfig:
@@ -392,7 +411,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(
                     "--sections serving_diagnosis needs --serving-model (a model.pt of --serving-data)"
                 )
-            auto = AutoIndexConfig(candidates=DIAGNOSIS_CANDIDATES)
+            auto = AutoIndexConfig(candidates=args.diagnosis_candidates)
             cfg = compose_train(args.serving_data)
             results["serving_diagnosis"] = diagnose(cfg, args.serving_model, args.ann_queries, auto)
         if {"world", "crossings", "index", "pipeline", "sequence"} & set(args.sections):

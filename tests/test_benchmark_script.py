@@ -117,6 +117,7 @@ def test_bad_arguments_name_the_option():
     for argv, option in (
         (["--crossings", "mlp,nope"], "--crossings"),
         (["--train-batches", "0"], "--train-batches"),
+        (["--diagnosis-candidates", "0,99"], "--diagnosis-candidates"),
     ):
         result = subprocess.run(
             [sys.executable, str(SCRIPT), *argv],

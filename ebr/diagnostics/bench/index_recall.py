@@ -223,6 +223,18 @@ DIAGNOSIS_CANDIDATES = (
         "search_params": {"k_factor_rf": 8},
         "sweep": {"nprobe": [128, 192, 256, 384]},
     },
+    # how deep fast-scan's top must be re-ranked: the k x k_factor_rf candidates it collects cost
+    # time of their own, and 64 one-dimension sub-quantizers may rank well enough for a few k
+    {
+        "factory": "IVF4096,PQ64x4fs,RFlat",
+        "search_params": {"nprobe": 128},
+        "sweep": {"k_factor_rf": [2, 3, 4, 8]},
+    },
+    {
+        "factory": "IVF4096,PQ64x4fs,RFlat",
+        "search_params": {"k_factor_rf": 3},
+        "sweep": {"nprobe": [96, 128, 160, 192]},
+    },
     # a denser graph than hnsw_large's HNSW16 (about 90 s to build there)
     {
         "factory": "HNSW32,Flat",
