@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import errno
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from ebr import train
+from jobs import train_in_process
 
 QUICK = ["trainer.enable_progress_bar=false", "logger=none", "trainer.max_epochs=1"]
 TINY = ["data=synthetic_tiny", *QUICK]
@@ -28,15 +26,8 @@ T0 = 1_704_067_200  # 2024-01-01
 
 
 def _train(monkeypatch, capsys, run_dir: Path, args: list[str]) -> tuple[int, str]:
-    """Run ebr-train in process; returns (exit code, everything it printed)."""
-    monkeypatch.setattr(sys, "argv", ["ebr-train", *args, f"hydra.run.dir={run_dir}"])
-    code = 0
-    try:
-        train.main()
-    except SystemExit as exit_:
-        code = 1 if exit_.code is None else int(exit_.code) if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    """Run ebr-train in process into `run_dir`; returns (exit code, everything it printed)."""
+    return train_in_process(monkeypatch, capsys, [*args, f"hydra.run.dir={run_dir}"])
 
 
 def _assert_refused(code: int, output: str, run_dir: Path, *causes: str) -> str:

@@ -3,25 +3,19 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from jobs import run_module
 
 from ebr.runs.cluster import RENDEZVOUS_ENV, adopt_cluster_task
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def two_job_sweep(tmp_path_factory) -> Path:
     """Two jobs (seeds 0 and 1), each a two-task job: four processes, two process groups."""
     sweep = tmp_path_factory.mktemp("submitit") / "sweep"
-    command = [
-        sys.executable,
-        "-m",
-        "ebr.train",
+    args = [
         "-m",
         "hydra/launcher=submitit_local",
         "hydra.launcher.tasks_per_node=2",
@@ -32,8 +26,7 @@ def two_job_sweep(tmp_path_factory) -> Path:
         "seed=0,1",
         f"hydra.sweep.dir={sweep}",
     ]
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = run_module("ebr.train", args)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "sweep: 2 finished" in result.stdout + result.stderr
     return sweep

@@ -14,13 +14,13 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from jobs import REPO, train_in_process
 
 from ebr.runs import JobResult, JobSpec, NoLoggers, StaleRunError, read_record, run_in_directory
 from ebr.runs import code as code_module
 from ebr.runs.code import compute_code_identity, current_code_identity, describe_commit
-from tests.test_reliability import NO_TRAINING, _train
+from tests.test_reliability import NO_TRAINING
 
-REPO = Path(__file__).resolve().parent.parent
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
@@ -110,22 +110,22 @@ def _edit_record(run_dir: Path, change) -> None:
 def test_a_rerun_after_a_code_change_is_refused_naming_both_commits(tmp_path, monkeypatch, capsys) -> None:
     run_dir = tmp_path / "run"
     args = [*NO_TRAINING, f"hydra.run.dir={run_dir}"]
-    code, out = _train(monkeypatch, capsys, args)
+    code, out = train_in_process(monkeypatch, capsys, args)
     assert code == 0, out[-3000:]
-    assert _train(monkeypatch, capsys, args)[0] == 0  # same config, same code: skipped
+    assert train_in_process(monkeypatch, capsys, args)[0] == 0  # same config, same code: skipped
     assert json.loads((run_dir / ".outcome.json").read_text())["status"] == "skipped"
     current = current_code_identity()
     old = "0123456789abcdef0123456789abcdef01234567"
     _edit_record(run_dir, lambda r: r["code"].update(git_commit=old, git_diff_sha256="ab" * 32))
     finished = (run_dir / "metrics.json").stat().st_mtime_ns
-    code, out = _train(monkeypatch, capsys, args)
+    code, out = train_in_process(monkeypatch, capsys, args)
     assert code == 1
     assert f"came from commit {old[:12]} with uncommitted changes" in out
     assert f"this is {describe_commit(current)}" in out
     assert "force=true" in out
     assert (run_dir / "metrics.json").stat().st_mtime_ns == finished, "nothing re-ran"
     assert json.loads((run_dir / ".outcome.json").read_text())["status"] == "refused"
-    code, out = _train(monkeypatch, capsys, [*args, "force=true"])
+    code, out = train_in_process(monkeypatch, capsys, [*args, "force=true"])
     assert code == 0, out[-3000:]
     assert (run_dir / "metrics.json").stat().st_mtime_ns != finished
     assert read_record(run_dir)["code"] == current

@@ -6,18 +6,16 @@ verbose switch silences nothing."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 from hydra import compose
+from jobs import REPO, job_env, run_module
 
 from ebr.runs.console import HARMLESS_WARNINGS, quiet_console
 from ebr.train import job_notice
 
-REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchrec", "fbgemm_gpu", "pytorch_lightning", "lightning_fabric", "lightning")
 # runs a job through the console script's main, then prints which heavy packages it loaded
 LOADED = (
@@ -31,9 +29,8 @@ LOADED = (
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", OMP_NUM_THREADS="1")
-    env.pop("PYTHONWARNINGS", None)
-    return env
+    # Python's warnings stay on: which ones reach the console is what is checked
+    return job_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONWARNINGS=None)
 
 
 def test_a_baseline_job_imports_no_torch_torchrec_fbgemm_or_lightning(tmp_path) -> None:
@@ -54,14 +51,7 @@ def test_a_refit_two_tower_run_speaks_briefly_and_counts_epochs_as_set(tmp_path)
         "logger=none",
         f"hydra.run.dir={tmp_path}",
     ]
-    done = subprocess.run(
-        [sys.executable, "-m", "ebr.train", *args],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_module("ebr.train", args, timeout=300, env=_env())
     assert done.returncode == 0, done.stderr[-3000:]
     console = done.stdout + done.stderr
     assert "FutureWarning" not in done.stderr, done.stderr[-3000:]

@@ -5,15 +5,13 @@ outcome, a non-zero exit), or, outside any job, as one line naming the file to f
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from jobs import REPO, run_module
 
 from ebr.models.artifact import ARTIFACT_FORMAT
 from ebr.report.sweep import load_sweep
@@ -21,14 +19,11 @@ from ebr.runs import ERROR_FILE, OUTCOME_FILE
 from ebr.serving.checkpoint import resolve_checkpoint
 from ebr.validation import ConfigValidationError, validate_config
 
-REPO = Path(__file__).resolve().parent.parent
 QUICK = ["logger=none", "trainer.enable_progress_bar=false"]
 
 
 def _python(module: str, args: list[str]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    command = [sys.executable, "-m", module, *args, *QUICK]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return run_module(module, [*args, *QUICK], timeout=300)
 
 
 @pytest.mark.parametrize(

@@ -1,22 +1,18 @@
 """`ebr-train` end to end on the tiny world, through the real command line."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from jobs import REPO, run_module
 
-REPO = Path(__file__).resolve().parent.parent
-TRAIN = [sys.executable, "-m", "ebr.train"]
 QUICK = ["data=synthetic_tiny", "trainer.enable_progress_bar=false"]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    return subprocess.run([*TRAIN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return run_module("ebr.train", args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from jobs import REPO, job_env, module_command, run_module
 
 from ebr.app import sweep_failed
 from ebr.report.best import best_experiment, grid_rows, load_search
@@ -21,10 +21,7 @@ from ebr.report.cli import main as report_main
 from ebr.runs import Tally, job_objective, write_metrics
 from ebr.search import SearchConfigError, check_search_window, finished_trial_count, searched_keys
 
-REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
-TRAIN = [sys.executable, "-m", "ebr.train"]
-REPORT = [sys.executable, "-m", "ebr.report.cli"]
 # a world of 200 users and 100 pins; epochs and field width fixed so a trial takes a few seconds
 TINY = [
     "data=synthetic_tiny",
@@ -38,13 +35,10 @@ TINY = [
 SEARCH = ["hparams_search=two_tower_synthetic", *TINY]
 
 
-def _run(command: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 def _search(sweep: Path, n_trials: int, *extra: str) -> subprocess.CompletedProcess:
-    return _run([*TRAIN, *SEARCH, f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={sweep}", *extra])
+    return run_module(
+        "ebr.train", [*SEARCH, f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={sweep}", *extra]
+    )
 
 
 def _study(sweep: Path) -> optuna.Study:
@@ -92,12 +86,11 @@ def test_search_naming_the_test_window_fails_before_any_trial(tmp_path):
 @pytest.mark.slow
 def test_killed_search_resumes_with_the_trials_already_done(tmp_path):
     sweep = tmp_path / "sweep"
-    command = [*TRAIN, *SEARCH, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}"]
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+    command = module_command("ebr.train", [*SEARCH, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}"])
     search = subprocess.Popen(
         command,
         cwd=REPO,
-        env=env,
+        env=job_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -153,14 +146,14 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
 @pytest.mark.slow
 def test_best_trial_file_composes_and_reproduces_the_validation_metric(three_trials, tmp_path):
     out = tmp_path / "conf" / "experiment" / "tiny_best.yaml"
-    report = _run([*REPORT, "--best", str(three_trials), "--out", str(out)])
+    report = run_module("ebr.report.cli", ["--best", str(three_trials), "--out", str(out)])
     assert report.returncode == 0, report.stderr
     best = max(_study(three_trials).trials, key=lambda t: t.value)
     assert f"best trial {best.number}: validation recall@50 = {best.value!r}" in report.stdout
     assert f"train.sparse_lr={best.params['train.sparse_lr']}" in report.stdout
     run_dir = tmp_path / "rerun"
     command = ["--config-dir", str(tmp_path / "conf"), "experiment=tiny_best", "eval.window=val"]
-    rerun = _run([*TRAIN, *command, f"hydra.run.dir={run_dir}"])
+    rerun = run_module("ebr.train", [*command, f"hydra.run.dir={run_dir}"])
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert _metrics(run_dir)["recall@50"] == best.value
     trial_record = json.loads((three_trials / str(best.number) / "run.json").read_text())

@@ -12,13 +12,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from jobs import REPO, job_env, module_command, run_module
 
 from ebr.runs import (
     FAILED,
@@ -34,20 +34,15 @@ from ebr.runs import (
 )
 from ebr.runs.signals import InterruptGuard
 from ebr.training.checkpoint import checkpoint_path
-from tests.test_end_to_end import REPO
 
 TINY = ["data=synthetic_tiny", "logger=none", "trainer.enable_progress_bar=false"]
 DEADLINE_S = 120
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-
-
 def _start(module: str, args: list[str], log: Path) -> subprocess.Popen:
     handle = log.open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", module, *args], cwd=REPO, env=_env(), stdout=handle, stderr=handle
+        module_command(module, args), cwd=REPO, env=job_env(), stdout=handle, stderr=handle
     )
 
 
@@ -93,9 +88,7 @@ def test_sigterm_ends_a_single_run_failed_with_exit_143_and_the_rerun_resumes(tm
     saved = torch.load(checkpoint_path(run_dir), map_location="cpu", weights_only=True)
     assert saved["global_step"] >= 3
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "ebr.train", *args], cwd=REPO, env=_env(), capture_output=True, text=True
-    )
+    rerun = run_module("ebr.train", args, timeout=None)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "Restoring states from the checkpoint" in rerun.stdout + rerun.stderr
     assert is_finished(run_dir)
@@ -114,14 +107,7 @@ def test_a_sweep_stops_at_sigterm_saves_the_step_and_runs_no_further_job(tmp_pat
         signal_at,
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "ebr.train", *args],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_module("ebr.train", args, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 143, output[-3000:]
     _assert_failed_by(sweep_dir / "0", "SIGTERM")

@@ -9,40 +9,25 @@ its end-of-job table, an error printed once, and no secret written anywhere.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from jobs import REPO, job_env, run_module, train_in_process
 
-from ebr import train
-
-REPO = Path(__file__).resolve().parent.parent
 QUICK = ["data=synthetic_tiny", "trainer.enable_progress_bar=false", "logger=none", "trainer.max_epochs=1"]
 NO_TRAINING = [*QUICK, "model=popularity", "eval.simulation.users=200"]
 SENTINEL = "ebr-secret-sentinel-3f9a"
 
 
-def _train(monkeypatch, capsys, args: list[str]) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["ebr-train", *args])
-    code = 0
-    try:
-        train.main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
-
-
 def test_a_changed_setting_is_refused_not_skipped(tmp_path, monkeypatch, capsys) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", *NO_TRAINING, f"hydra.sweep.dir={sweep}"]
-    code, out = _train(monkeypatch, capsys, args)
+    code, out = train_in_process(monkeypatch, capsys, args)
     assert code == 0, out[-3000:]
     finished = (sweep / "0" / "metrics.json").stat().st_mtime_ns
     config = (sweep / "0" / ".hydra" / "config.yaml").read_text()
-    code, out = _train(monkeypatch, capsys, [*args, "eval.simulation.users=100"])
+    code, out = train_in_process(monkeypatch, capsys, [*args, "eval.simulation.users=100"])
     assert code == 1
     assert "eval.simulation.users: 200 -> 100" in out
     assert "sweep: 1 refused" in out
@@ -52,7 +37,7 @@ def test_a_changed_setting_is_refused_not_skipped(tmp_path, monkeypatch, capsys)
 
 def test_a_sweep_whose_every_job_failed_exits_non_zero_with_a_tally(tmp_path, monkeypatch, capsys) -> None:
     sweep = tmp_path / "sweep"
-    code, out = _train(
+    code, out = train_in_process(
         monkeypatch, capsys, ["-m", *QUICK, "train.batch_size=0,-1", f"hydra.sweep.dir={sweep}"]
     )
     assert code == 1
@@ -62,7 +47,9 @@ def test_a_sweep_whose_every_job_failed_exits_non_zero_with_a_tally(tmp_path, mo
 
 
 def test_a_failed_job_prints_its_error_once_useful_line_first(tmp_path, monkeypatch, capsys) -> None:
-    code, out = _train(monkeypatch, capsys, [*QUICK, "train.logq=exactly", f"hydra.run.dir={tmp_path}"])
+    code, out = train_in_process(
+        monkeypatch, capsys, [*QUICK, "train.logq=exactly", f"hydra.run.dir={tmp_path}"]
+    )
     assert code == 1
     assert out.count("train.logq='exactly'") == 1, out
     lines = [line for line in out.splitlines() if "job failed" in line]
@@ -76,15 +63,9 @@ def test_a_failed_job_prints_its_error_once_useful_line_first(tmp_path, monkeypa
 def console_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """One real `ebr-train` process (third-party libraries load inside it) with wandb offline."""
     run_dir = tmp_path_factory.mktemp("console")
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", WANDB_API_KEY=SENTINEL)
-    result = subprocess.run(
-        [sys.executable, "-m", "ebr.train", *QUICK, "logger=wandb", f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    # Python's warnings not silenced: the console is checked as a user's shell shows it
+    env = job_env(WANDB_API_KEY=SENTINEL, PYTHONWARNINGS=None)
+    result = run_module("ebr.train", [*QUICK, "logger=wandb", f"hydra.run.dir={run_dir}"], env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir, result
 

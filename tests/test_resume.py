@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -16,29 +15,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from jobs import REPO, job_env, module_command, run_module
 from omegaconf import OmegaConf
 
 from ebr.runs import WALL_CLOCK_METRICS
 from ebr.training.checkpoint import CheckpointMismatchError, checkpoint_path, resume_from
-from tests.test_end_to_end import REPO
 
 QUICK = ["data=synthetic_tiny", "trainer.enable_progress_bar=false", "logger=none", "trainer.max_epochs=2"]
 # 11 batches an epoch on the tiny world: the first checkpoint, after step 15, is epoch 1's 4th batch
 EVERY = 15
 
 
-def _command(run_dir: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "ebr.train", *QUICK, *extra, f"hydra.run.dir={run_dir}"]
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+def _args(run_dir: Path, extra: list[str]) -> list[str]:
+    return [*QUICK, *extra, f"hydra.run.dir={run_dir}"]
 
 
 def _run(run_dir: Path, extra: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        _command(run_dir, extra), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600
-    )
+    return run_module("ebr.train", _args(run_dir, extra))
 
 
 def _comparable(run_dir: Path) -> dict[str, float]:
@@ -59,7 +52,8 @@ def uninterrupted(tmp_path_factory) -> Path:
 def _start_and_kill_after_first_checkpoint(run_dir: Path, extra: list[str]) -> int:
     """Start the job, SIGKILL it as soon as its first checkpoint is in place; its exit code."""
     log = (run_dir.parent / f"{run_dir.name}.log").open("w")
-    process = subprocess.Popen(_command(run_dir, extra), cwd=REPO, env=_env(), stdout=log, stderr=log)
+    command = module_command("ebr.train", _args(run_dir, extra))
+    process = subprocess.Popen(command, cwd=REPO, env=job_env(), stdout=log, stderr=log)
     target = checkpoint_path(run_dir)
     deadline = time.monotonic() + 600
     while not target.exists() and process.poll() is None and time.monotonic() < deadline:

@@ -8,14 +8,13 @@ offline (ebr.report.wandb_offline) and checked against the run directories' own 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from jobs import job_env, run_module
 
 from ebr.report.cli import main
 from ebr.report.wandb_offline import latest_offline_run, read_offline_run, read_records
@@ -24,7 +23,6 @@ from ebr.report.wandb_sync import SyncError, sweep_run_dirs, sync_command, sync_
 from ebr.report.wandb_workspace import WORKSPACE_FILE, load_workspace, workspace_json
 from ebr.runs import run_labels
 
-REPO = Path(__file__).resolve().parent.parent
 SWEEP_ARGS = [
     "data=synthetic_tiny",
     "model/crossing=mlp,masknet",
@@ -41,16 +39,8 @@ HEADLINE = ["recall@100", "sim/repins"]
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("dashboard") / "sweep"
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    env.pop("WANDB_API_KEY", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "ebr.train", "-m", *SWEEP_ARGS, f"hydra.sweep.dir={directory}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    done = run_module(
+        "ebr.train", ["-m", *SWEEP_ARGS, f"hydra.sweep.dir={directory}"], env=job_env(WANDB_API_KEY=None)
     )
     assert done.returncode == 0, done.stderr[-4000:]
     args = [str(directory), "--baseline", "model/crossing=mlp", "--metrics", ",".join(HEADLINE)]

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
+from jobs import REPO, job_env
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "real_data.md"
 SECTION = "### Walkthrough: a shop's log"
 ENTRY_POINTS = {"ebr-train": "ebr.train", "ebr-report": "ebr.report.cli"}
@@ -56,7 +56,8 @@ def test_the_shop_walkthrough_runs_as_written(tmp_path: Path) -> None:
     configs = [body for lang, body in blocks if lang == "yaml"]
     assert len(scripts) == 1
     assert len(configs) == 1
-    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    # the walkthrough as a user's shell runs it: Python's warnings on
+    env = job_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONWARNINGS=None)
     subprocess.run([sys.executable, "-c", scripts[0]], cwd=tmp_path, env=env, check=True, timeout=120)
     config_path = tmp_path / configs[0].splitlines()[0].lstrip("# ").strip()
     config_path.parent.mkdir(parents=True, exist_ok=True)

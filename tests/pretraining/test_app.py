@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from jobs import run_module
 
 from ebr import pretrain
 from ebr.data.schema import CLICK
@@ -114,19 +115,8 @@ def test_a_mistyped_key_fails_before_any_work(tmp_path: Path, monkeypatch, capsy
 def test_the_same_config_and_seed_write_bit_identical_snapshots(run_dir: Path, tmp_path: Path) -> None:
     """Determinism of pre-training: the fixture's job again, in a fresh process, into another run
     directory: every snapshot's tables and ids are bit-identical, and so are its epoch losses."""
-    import os
-    import subprocess
-
     again = tmp_path / "again"
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    result = subprocess.run(
-        [sys.executable, "-m", "ebr.pretrain", *ARGS, f"hydra.run.dir={again}"],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_module("ebr.pretrain", [*ARGS, f"hydra.run.dir={again}"])
     assert result.returncode == 0, result.stderr[-4000:]
     first, second = list_snapshots(run_dir / "snapshots"), list_snapshots(again / "snapshots")
     assert [s.path.name for s in first] == [s.path.name for s in second]

@@ -5,20 +5,18 @@ serves frozen snapshot rows and reports `id_coverage/*`; `none` drops the ID fea
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from jobs import REPO, run_module
 
 from ebr.pretraining.selection import SnapshotSelectionError, list_snapshots
 from ebr.pretraining.snapshots import snapshot_name
 
-REPO = Path(__file__).resolve().parents[2]
 WORLD = [
     "data=synthetic_tiny",
     "data.config.n_days=40",
@@ -32,15 +30,7 @@ WORLD = [
 
 
 def _run(module: str, args: list[str]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    return subprocess.run(
-        [sys.executable, "-m", module, *WORLD, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_module(module, [*WORLD, *args])
 
 
 @pytest.fixture(scope="module")
@@ -164,11 +154,9 @@ def test_two_ranks_train_around_a_replicated_frozen_table(snapshots, tmp_path):
     """torchrun-style: the frozen tables are outside the sharding plan on both ranks, and stay the
     snapshot's rows through a two-rank job."""
     run_dir = tmp_path / "two_ranks"
-    result = subprocess.run(
+    result = run_module(
+        "torch.distributed.run",
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
             "--standalone",
             "--nproc_per_node=2",
             "-m",
@@ -177,11 +165,6 @@ def test_two_ranks_train_around_a_replicated_frozen_table(snapshots, tmp_path):
             *_pretrained(snapshots, "latest_no_overlap"),
             f"hydra.run.dir={run_dir}",
         ],
-        cwd=REPO,
-        env=dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore"),
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -4,14 +4,12 @@ data without a truth, and a whole job through the command line."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra.utils import instantiate
+from jobs import REPO, run_module
 from omegaconf import OmegaConf
 
 from ebr.data.schema import InteractionData
@@ -22,7 +20,6 @@ from ebr.retrieval.oracle import Oracle
 from ebr.retrieval.protocol import FitContext, Retriever
 from ebr.serving.corpus import training_window_corpus
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = WorldConfig(n_users=1500, n_pins=800, n_interests=12, n_days=30)
 K = 50
 
@@ -69,10 +66,8 @@ def test_data_without_a_truth_is_refused_naming_the_model(fitted) -> None:
 
 
 def test_a_job_with_the_oracle_beats_popularity(tmp_path: Path) -> None:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    command = [sys.executable, "-m", "ebr.train", "data=synthetic_tiny", "model=oracle", "logger=none"]
-    command.append(f"hydra.run.dir={tmp_path}")
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    args = ["data=synthetic_tiny", "model=oracle", "logger=none", f"hydra.run.dir={tmp_path}"]
+    result = run_module("ebr.train", args)
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["recall@100"] > metrics["popularity/recall@100"]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from jobs import run_module
 
-REPO = Path(__file__).resolve().parents[2]
 # the tiny world, one epoch, and an auto index measured on every corpus (min_corpus=0)
 AUTO_JOB = (
     *("data=synthetic_tiny", "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false"),
@@ -20,15 +18,7 @@ AUTO_JOB = (
 
 def _train(args: list[str]) -> subprocess.CompletedProcess:
     """`python -m ebr.train ARGS` from the repository, finished without error."""
-    env = dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore")
-    result = subprocess.run(
-        [sys.executable, "-m", "ebr.train", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_module("ebr.train", args)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 

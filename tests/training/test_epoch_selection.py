@@ -17,19 +17,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from jobs import REPO, job_env, module_command, run_module
 
 from ebr.models.artifact import load_weights
 from ebr.training.checkpoint import checkpoint_path
 from ebr.training.selection import BestEpoch, EpochSelection
-from tests.test_end_to_end import REPO
-from tests.test_resume import _env
 
 QUICK = ["data=synthetic_tiny", "trainer.enable_progress_bar=false", "logger=none"]
 
 
 def _train(run_dir: Path, extra: list[str]) -> dict[str, float]:
-    command = [sys.executable, "-m", "ebr.train", *QUICK, *extra, f"hydra.run.dir={run_dir}"]
-    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    result = run_module("ebr.train", [*QUICK, *extra, f"hydra.run.dir={run_dir}"], timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads((run_dir / "metrics.json").read_text())
 
@@ -121,9 +119,9 @@ def test_a_resumed_run_keeps_the_best_epoch_it_saw_before_the_kill(best_run, tmp
     # epoch so far (2, the tiny world's best), which the resumed run alone never sees
     run_dir = tmp_path / "killed"
     extra = ["trainer.max_epochs=3", "train.select_epoch=best_val_loss", "train.checkpoint_every_n_steps=25"]
-    command = [sys.executable, "-m", "ebr.train", *QUICK, *extra, f"hydra.run.dir={run_dir}"]
+    command = module_command("ebr.train", [*QUICK, *extra, f"hydra.run.dir={run_dir}"])
     with (tmp_path / "killed.log").open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=log, stderr=log)
+        process = subprocess.Popen(command, cwd=REPO, env=job_env(), stdout=log, stderr=log)
         deadline = time.monotonic() + 900
         while (
             not checkpoint_path(run_dir).exists() and process.poll() is None and time.monotonic() < deadline
