@@ -29,7 +29,10 @@
 # paused and CPU shared with two test-suite runs: about 1 h 53 min of running; per sweep from 1.5
 # min (conditional_source) to 19 min (crossing_isolated_control, shared). The one-world sweeps
 # after them: 360 jobs (crossing 20 + 20, crossing_isolated 20 + 20, id_dropout 40 + 40,
-# snapshot_overlap 10 + 10, corpus 50 + 50, conditional 40 + 40), not yet timed.
+# snapshot_overlap 10 + 10, corpus 50 + 50, conditional 40 + 40), 1 h 59 min summed over their
+# sweeps including 7 min 52 s paused (about 1 h 51 min running; from 2 min 50 s for
+# snapshot_overlap_control to about 20 min for crossing_isolated_control). The whole run: 828 jobs,
+# about 3 h 44 min of running.
 # --quick (tiny world, 2 worlds x 2 seeds, 104 jobs): 25 min 8 s on 2 cores shared with other
 # work (load average about 17), 2026-12-06.
 #
