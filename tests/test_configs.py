@@ -213,3 +213,21 @@ def test_refit_is_on_for_movielens_only(hydra_conf, overrides, refit):
 def test_movielens_baselines_sweep_every_classical_baseline(hydra_conf):
     cfg = compose("train", overrides=["experiment=movielens_baselines"], return_hydra_config=True)
     assert cfg.hydra.sweeper.params.model.split(",") == ["popularity", "puresvd", "itemknn", "ease"]
+
+
+@pytest.mark.parametrize("path", sorted((CONF / "hparams_search").glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_search_repeats_its_group_choices_among_its_params(path: Path) -> None:
+    """`ebr-report --best` writes a trial's overrides: a group the search file chooses only in its
+    defaults list would be missing from the best-trial file (it was, for the sequence encoder)."""
+    search = OmegaConf.load(path)
+    params = search.hydra.sweeper.params
+    chosen = {
+        key.removeprefix("override ").lstrip("/"): value
+        for entry in search.defaults
+        if OmegaConf.is_dict(entry)
+        for key, value in entry.items()
+        if key.startswith("override ")
+    }
+    for group, value in chosen.items():
+        if not group.startswith("hydra/"):
+            assert str(params.get(group)) == str(value), f"{path.name}: {group}={value} not in params"
