@@ -258,6 +258,13 @@ def test_best_file_of_a_movielens_search_composes_over_its_experiment(tmp_path):
     assert cfg.train.logq == "exact", "the rest of experiment=movielens stays"
     assert cfg.hydra.sweeper.params["model/crossing"] == "mlp", "one arm, not the experiment's three"
     assert cfg.hydra.sweeper.params["seed"] == "0,1,2,3,4"
+    # the trial ran seed 0, the schema's default: the file does not restate it
+    assert "seed" not in yaml.safe_load(text)
+    assert cfg.seed == 0
+    # a trial run at another seed keeps it, so a single run reproduces that trial
+    config_file = best.path / ".hydra" / "config.yaml"
+    config_file.write_text(yaml.safe_dump({**yaml.safe_load(config_file.read_text()), "seed": 7}))
+    assert yaml.safe_load(best_experiment(search, best)[1])["seed"] == 7
 
 
 def test_baseline_grids_are_read_in_the_trials_form(tmp_path):

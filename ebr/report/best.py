@@ -5,10 +5,11 @@ database: each trial is a job whose ``.hydra/config.yaml`` names the objective
 (`optimized_metric`) and whose ``.hydra/hydra.yaml`` holds the direction and the searched keys.
 The best trial's overrides become an ``@package _global_`` experiment file (written atomically, its
 values at full precision, the study, trial number, objective and commit in its comment): the experiment the
-search ran under (a defaults entry), its group choices, its key values and its seed, with
-`hydra.sweeper.params` fixing every searched key to the best value and sweeping the final seeds,
-so the final runs are one command (``ebr-train -m --config-dir DIR experiment=NAME``), which
-scores the test window (refitted on train+val where the data's eval group says so).
+search ran under (a defaults entry), its group choices, its key values and its seed (when not the
+schema's default), with `hydra.sweeper.params` fixing every searched key to the best value and
+sweeping the final seeds, so the final runs are one command
+(``ebr-train -m --config-dir DIR experiment=NAME``), which scores the test window (refitted on
+train+val where the data's eval group says so).
 
 The baselines' in-job grids (``tune/recall@50[rank=32]``, ``tune/rank`` in ``metrics.json``) are
 printed in the same form: one row per grid value with its validation score, the chosen one marked.
@@ -50,6 +51,10 @@ DROPPED_KEYS = (
     "experiment_name",
 )
 DEFAULT_SEEDS = "0,1,2,3,4"
+# the `seed` a job gets when nothing sets it (ebr/config.py's schema; this package reads run
+# directories only): a best-trial file restates it only when the trial ran another
+# (tests/test_config_defaults.py rejects a preset that restates a schema default)
+SCHEMA_SEED = 0
 _TUNE = re.compile(r"^tune/(?P<metric>[^\[]+)\[(?P<name>[^=]+)=(?P<value>.*)\]$")
 
 
@@ -182,10 +187,11 @@ def best_experiment(search: Search, trial: Trial, seeds: str = DEFAULT_SEEDS) ->
         written = group_values.get(key, dig(config, tuple(key.split("."))))
         params[key] = str(written).lower() if isinstance(written, bool) else str(written)
     params["seed"] = seeds
+    seed = config.get("seed", SCHEMA_SEED)
     document = {
         "defaults": defaults,
         "experiment_name": name,
-        "seed": config.get("seed", 0),
+        **({} if seed == SCHEMA_SEED else {"seed": seed}),
         **body,
         "hydra": {"sweeper": {"params": params}},
     }
