@@ -200,8 +200,18 @@ class Csr(Ragged):
         rows, ids = np.broadcast_arrays(np.asarray(rows, dtype=np.int64), np.asarray(ids, dtype=np.int64))
         if self.values.size == 0 or ids.size == 0:
             return np.zeros(ids.shape, dtype=bool)
-        # dense-rank the ids so (row, rank) packs into one sortable int64 key; rows are already
-        # sorted and ids sorted within rows, so the packed keys of `values` are sorted too
+        # (row, id) packs into one int64 key; rows are already sorted and ids sorted within rows, so
+        # the packed keys of `values` are sorted too. Packing ids as offsets from the smallest skips
+        # the ranking pass below (np.unique and a search of every id), most of a serving search's
+        # filtering time, whenever rows x id range fits in int64
+        low, span = int(self.values.min()), int(self.values.max()) - int(self.values.min()) + 1
+        if self.n_rows * span < 2**62:
+            value_keys = self.row_of_value() * span + (self.values - low)
+            inside = (ids >= low) & (ids < low + span)
+            keys = rows * span + np.where(inside, ids - low, 0)
+            position = np.minimum(np.searchsorted(value_keys, keys), len(value_keys) - 1)
+            return inside & (value_keys[position] == keys)
+        # otherwise dense-rank the ids first
         vocabulary = np.unique(self.values)
         if self.n_rows * len(vocabulary) >= 2**62:
             raise ValueError("Csr.contains_pairs: rows x distinct ids too large to pack into int64 keys")

@@ -115,11 +115,17 @@ def test_csr_rejects_unsorted_rows_and_bad_offsets() -> None:
     Csr(np.array([0, 2, 3]), np.array([3, 5, 1]))  # a new row may start lower
 
 
-def test_csr_contains_matches_sets() -> None:
+@pytest.mark.parametrize(
+    "offset", [0, 7, 2**61], ids=["ids from 0", "ids from 7", "ids too wide to pack: ranked first"]
+)
+def test_csr_contains_matches_sets(offset: int) -> None:
     rng = np.random.default_rng(2)
-    rows, values = rng.integers(0, 12, 200), rng.integers(0, 50, 200)
+    rows, values = rng.integers(0, 12, 200), rng.integers(0, 50, 200) + offset
+    if offset == 2**61:
+        values[0] = 3  # the range of ids spans ~2^61, so (row, id) does not fit one int64 key
     csr = Csr.from_pairs(rows, values, 13)  # row 12 stays empty
-    matrix = rng.integers(-1, 55, (13, 30))
+    matrix = np.concatenate([rng.integers(-1, 55, (13, 20)), rng.integers(-1, 55, (13, 20)) + offset], axis=1)
+    matrix[0, 0] = -1
     sets = [set(values[rows == r].tolist()) for r in range(13)]
     expected = np.array([[int(x) in sets[r] for x in matrix[r]] for r in range(13)])
     np.testing.assert_array_equal(csr.contains(matrix), expected)

@@ -74,6 +74,23 @@ def test_exclusion_removes_items_and_keeps_k() -> None:
     assert np.all(np.diff(scores, axis=1) <= 1e-6)
 
 
+def test_a_users_results_do_not_depend_on_the_batch() -> None:
+    """A query over-fetches by its own exclusions, not the batch's longest list, so a re-ranking
+    index (whose candidates grow with the fetch) answers a user the same alone or beside a heavy one."""
+    rng = np.random.default_rng(4)
+    items, queries = _clustered(rng, 4000, 16), _normalised(rng, 12, 16)
+    ids = np.arange(4000) + 3
+    config = IndexConfig(factory="IVF32,PQ8x4fs,RFlat", search_params={"nprobe": 4, "k_factor_rf": 2})
+    index = ItemIndex(items, ids, config)
+    banned = [set(rng.choice(ids, 400 if q == 0 else q, replace=False).tolist()) for q in range(12)]
+    together, _ = index.search(queries, 30, _csr(banned))
+    for q in range(12):
+        alone, _ = index.search(queries[q : q + 1], 30, _csr(banned[q : q + 1]))
+        np.testing.assert_array_equal(together[q], alone[0])
+        assert not set(together[q].tolist()) & banned[q]
+    assert (together >= 0).all()
+
+
 def test_exclusion_pads_when_the_corpus_runs_out() -> None:
     rng = np.random.default_rng(2)
     items = _normalised(rng, 20, 4)
