@@ -290,7 +290,7 @@ def test_best_out_writes_the_full_precision_trial_with_its_provenance(tmp_path, 
     sweep = tmp_path / "sweep"
     lr = 0.05971234567891234
     search = "hparams_search=two_tower_movielens"
-    overrides = ["seed=0", "model/crossing=mlp", f"train.sparse_lr={lr}", search]
+    overrides = ["seed=0", "model/crossing=mlp", f"train.sparse_lr={lr}", search, "num_threads=1"]
     _fake_trial(sweep / "0", "movielens", [*overrides[:2], "train.sparse_lr=0.1", overrides[3]], 0.25)
     _fake_trial(sweep / "1", "movielens", overrides, 0.3210987654321)
     config_file = sweep / "1" / ".hydra" / "config.yaml"
@@ -310,6 +310,8 @@ def test_best_out_writes_the_full_precision_trial_with_its_provenance(tmp_path, 
     assert document["train"]["sparse_lr"] == lr, "full precision, not a rounding"
     assert document["defaults"][0] == "movielens", "based on the experiment the search ran"
     assert document["hydra"]["sweeper"]["params"]["train.sparse_lr"] == repr(lr)
+    assert document["experiment_name"] == "movielens_tuned", "named as experiment=<the file's stem>"
+    assert "num_threads" not in document, "the search's thread share is not a hyperparameter"
     assert not list(out.parent.glob(".*.tmp")), "written through a temporary, renamed"
 
 

@@ -39,13 +39,15 @@ from ebr.runs import (
 )
 
 # overrides a best-trial file leaves out: the search itself, Hydra's settings, the window (the
-# final runs score test) and keys that cannot change results
+# final runs score test), keys that cannot change results and the machine's share a search was
+# given (threads), which is the final runs' to choose
 DROPPED_KEYS = (
     "hparams_search",
     "optimized_metric",
     "eval.window",
     "logger",
     "force",
+    "num_threads",
     "seed",
     "experiment",
     "experiment_name",
@@ -152,17 +154,20 @@ def search_overrides(trial: Trial, searched: list[str]) -> list[str]:
     return [found[key] for key in searched if key in found]
 
 
-def best_experiment(search: Search, trial: Trial, seeds: str = DEFAULT_SEEDS) -> tuple[str, str]:
+def best_experiment(
+    search: Search, trial: Trial, seeds: str = DEFAULT_SEEDS, name: str | None = None
+) -> tuple[str, str]:
     """The best trial as an experiment file: (file name stem, YAML text).
 
     Args:
         search: the search.
         trial: its best trial.
         seeds: the final runs' seeds (`hydra.sweeper.params.seed`).
+        name: the file's stem and its `experiment_name` (None: `<study>_best`).
     """
     config = read_yaml(trial.path / CONFIG_FILE, default={})
     choices = dig(read_yaml(trial.path / HYDRA_FILE, default={}), ("hydra", "runtime", "choices")) or {}
-    name = f"{search.study_name}_best"
+    name = name or f"{search.study_name}_best"
     defaults: list[Any] = []
     if choices.get("experiment"):
         # the experiment the search ran under, relative to this file's group (experiment/)
@@ -318,7 +323,8 @@ def write_best(sweep_dir: Path, out: Path | None, seeds: str = DEFAULT_SEEDS) ->
     if best is None:
         print(f"ebr-report: error: no trial of {sweep_dir} finished with a finite {search.metric}")
         return 3
-    name, text = best_experiment(search, best, seeds)
+    # the file's name is its experiment's: `experiment=<stem>` selects it, and its runs say so
+    name, text = best_experiment(search, best, seeds, None if out is None else out.stem)
     target = out if out is not None else sweep_dir / "best" / "experiment" / f"{name}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
