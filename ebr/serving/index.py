@@ -195,7 +195,7 @@ class ItemIndex:
                 # probed IVF lists hold fewer than k items, an HNSW search ends early): redo those
                 # exactly
                 short = (positions < 0).any(axis=1)
-                if short.any() and not isinstance(sub_index, faiss.IndexFlat):
+                if short.any() and not exact:
                     scores[short], positions[short] = self._flat(subset).search(queries[rows[short]], fetch)
                 ids, found_scores = _first_k(self._ids(positions, subset), scores, k, exclude, rows)
                 out_ids[rows], out_scores[rows] = ids, found_scores
