@@ -194,6 +194,8 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
             name = preset.split()[0]
             out[f"serving_scale_{name}_search_vs_flat"] = row["search_vs_flat"]
             out[f"serving_scale_{name}_ann_recall@100"] = row["ann_recall@100"]
+            if "side_by_side_vs_flat" in row:
+                out[f"serving_scale_{name}_side_by_side_vs_flat"] = row["side_by_side_vs_flat"]
     if "memory" in results:
         out["default_run_peak_rss_mb"] = results["memory"]["default_run"]["peak_rss_mb"]
         out["benchmark_peak_rss_mb"] = results["memory"]["benchmark_peak_rss_mb"]

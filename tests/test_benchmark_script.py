@@ -272,6 +272,11 @@ def test_the_serving_section_trains_once_and_serves_each_preset_with_its_overrid
             "eval/users_per_second": speed / 10,
             "train/examples": 1000.0,
         }
+        if index == "auto":
+            metrics["serving/side_by_side_queries_per_second"] = 1500.0
+            metrics["serving/side_by_side_flat_queries_per_second"] = 125.0
+            metrics["serving/side_by_side_vs_flat"] = 12.0
+            metrics["serving/side_by_side_vs_flat_min"] = 9.5
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
         if index == "auto":
             point = {"sized_factory": "IVF2048,Flat", "search_params": {"nprobe": 16.0}}
@@ -292,3 +297,6 @@ def test_the_serving_section_trains_once_and_serves_each_preset_with_its_overrid
     assert rows["auto"]["search_vs_flat"] == pytest.approx(12.0)
     text = "\n".join(format_serving_section(result))
     assert "chose IVF2048,Flat {'nprobe': 16.0} on 300 validation users" in text
+    assert rows["auto"]["side_by_side_vs_flat_min"] == 9.5
+    assert "side_by_side_vs_flat" not in rows["flat"]
+    assert "1,500 against flat's 125 queries/s, 12.00x (lowest chunk 9.50x)" in text

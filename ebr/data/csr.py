@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Csr.contains_pairs uses a bitmap over the id range up to this many ids, or as many as it looks up
+_BITMAP_MIN = 1 << 20
+
 
 def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
     """The int64 offsets (length n + 1, starting at 0) of n consecutive rows of the given lengths.
@@ -211,6 +214,13 @@ class Csr(Ragged):
             value_codes = self.values - low
             known = (ids >= low) & (ids < low + span)
             codes = np.where(known, ids - low, 0)
+            if span <= max(ids.size, _BITMAP_MIN):
+                # most looked-up ids are in no row at all (a serving search's candidates against
+                # the batch's exclusions): a bitmap of the codes any row holds settles those in one
+                # gather, and only the rest are searched (ranks, below, are all held)
+                held = np.zeros(span, dtype=bool)
+                held[value_codes] = True
+                known &= held[codes]
         else:
             vocabulary = np.unique(self.values)
             span = len(vocabulary)
@@ -219,10 +229,13 @@ class Csr(Ragged):
             value_codes = np.searchsorted(vocabulary, self.values)
             codes = np.minimum(np.searchsorted(vocabulary, ids), span - 1)
             known = vocabulary[codes] == ids
+        found = np.zeros(ids.shape, dtype=bool)
+        where = np.nonzero(known)
         value_keys = self.row_of_value() * span + value_codes
-        keys = rows * span + codes
+        keys = rows[where] * span + codes[where]
         position = np.minimum(np.searchsorted(value_keys, keys), len(value_keys) - 1)
-        return known & (value_keys[position] == keys)
+        found[where] = value_keys[position] == keys
+        return found
 
     def contains(self, matrix: np.ndarray) -> np.ndarray:
         """Boolean mask: matrix[i, j] is in row i (matrix has one row per Csr row).

@@ -285,6 +285,7 @@ class TwoTowerRetriever:
         self._metrics.update(service.timings)
         if fresh:  # the index's, on the first task served over it (the evaluation task)
             self._metrics["ann_recall@100"] = service.ann_recall(queries, self.ann_recall_queries)
+            self._metrics.update(service.timings)  # with its side-by-side timing of flat
         if self._pretrained is not None and "id_coverage/user" not in self._metrics:
             # of the first task retrieved for: the evaluation task (the pipeline asks it first)
             self._metrics.update(self._pretrained.coverage(task))
@@ -326,6 +327,7 @@ class TwoTowerRetriever:
         self._metrics["ann_recall@100"] = retrieval.service.ann_recall(
             retrieval.first_queries, self.ann_recall_queries
         )
+        self._metrics.update(retrieval.service.timings)
         return retrieved
 
     def own_metrics(self) -> dict[str, float]:

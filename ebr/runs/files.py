@@ -34,6 +34,10 @@ WALL_CLOCK_METRICS = frozenset(
         "serving/user_embed_seconds",
         "serving/search_seconds",
         "serving/search_users_per_second",
+        "serving/side_by_side_queries_per_second",
+        "serving/side_by_side_flat_queries_per_second",
+        "serving/side_by_side_vs_flat",
+        "serving/side_by_side_vs_flat_min",
     }
 )
 ERROR_FILE = "error.txt"

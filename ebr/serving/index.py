@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -135,13 +136,13 @@ class ItemIndex:
             raise ValueError(f"exclude has {exclude.n_rows} rows for {len(queries)} queries")
         if allow is not None:
             return self._search_allowed(queries, int(k), exclude, self._allow_groups(allow, len(queries)))
-        out_ids = np.full((len(queries), k), -1, dtype=np.int64)
-        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        rows_all, exact = np.arange(len(queries)), self.config.is_exact
-        for rows, fetch in _fetch_groups(exclude, rows_all, int(k), len(self), per_query=not exact):
+
+        def search(rows: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
             scores, positions = self._faiss_search(self.index, queries[rows], fetch)
-            out_ids[rows], out_scores[rows] = _first_k(self._ids(positions), scores, int(k), exclude, rows)
-        return out_ids, out_scores
+            return self._ids(positions), scores
+
+        rows = np.arange(len(queries))
+        return _top_k_excluding(search, rows, int(k), len(self), exclude, not self.config.is_exact)
 
     def _ids(self, positions: np.ndarray, subset: np.ndarray | None = None) -> np.ndarray:
         """Item ids of faiss results: `positions` index `subset` (corpus positions; None: the corpus)."""
@@ -189,16 +190,21 @@ class ItemIndex:
                 continue
             sub_index = self._sub_index(subset)
             exact = isinstance(sub_index, faiss.IndexFlat)
-            for rows, fetch in _fetch_groups(exclude, group_rows, k, len(subset), per_query=not exact):
+
+            def search(
+                rows: np.ndarray, fetch: int, sub_index: faiss.Index = sub_index, subset: np.ndarray = subset
+            ) -> tuple[np.ndarray, np.ndarray]:
                 scores, positions = self._faiss_search(sub_index, queries[rows], fetch, subset)
                 # an approximate sub-index may return fewer results than the allowed set holds (its
                 # probed IVF lists hold fewer than k items, an HNSW search ends early): redo those
                 # exactly
                 short = (positions < 0).any(axis=1)
-                if short.any() and not exact:
+                if short.any() and not isinstance(sub_index, faiss.IndexFlat):
                     scores[short], positions[short] = self._flat(subset).search(queries[rows[short]], fetch)
-                ids, found_scores = _first_k(self._ids(positions, subset), scores, k, exclude, rows)
-                out_ids[rows], out_scores[rows] = ids, found_scores
+                return self._ids(positions, subset), scores
+
+            found = _top_k_excluding(search, group_rows, k, len(subset), exclude, not exact)
+            out_ids[group_rows], out_scores[group_rows] = found
         return out_ids, out_scores
 
     def _faiss_search(
@@ -301,39 +307,63 @@ def exact_search(
     return ItemIndex(embeddings, item_ids, IndexConfig()).search(queries, k, exclude, allow)
 
 
-def _fetch_groups(
-    exclude: Csr | None, rows: np.ndarray, k: int, limit: int, per_query: bool
-) -> list[tuple[np.ndarray, int]]:
-    """Query rows grouped by how many results each must fetch so that k survive its exclusions.
+def _top_k_excluding(
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    rows: np.ndarray,
+    k: int,
+    limit: int,
+    exclude: Csr | None,
+    per_query: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best results of each query row that its exclusions leave, fetching enough past them.
 
-    With `per_query`, a query over-fetches by its own exclusion list, rounded up to a quarter of k
-    so that a batch makes a few faiss calls, not one per length. Over-fetching by the batch's
-    longest list instead cost every query the heaviest user's fetch: on the xl world's test users
-    the longest list in a batch of 4,096 is ~140 while the median is 6, and an IVF-PQ search with
-    re-ranking costs about in proportion to what it fetches. It also makes an approximate index's
-    answer for a user independent of who else is in the batch. An exact scan costs the same
-    whatever it fetches and loses its matrix-multiply speed on small groups, so without
-    `per_query` the batch makes one call, fetching for its longest list.
+    An exact scan costs the same whatever it fetches and loses its matrix-multiply speed on small
+    groups, so without `per_query` the rows make one call, fetching k plus the longest exclusion
+    list among them. An approximate search costs about in proportion to what it fetches (an IVF-PQ
+    search re-ranks a multiple of it), and over-fetching every query by the longest list costs it
+    the heaviest user's fetch (on the xl world's test users the longest list in a batch of 4,096
+    is ~140 while the median is 5). With `per_query` every row first fetches k plus a quarter of k
+    in one call; the few rows whose exclusions then leave fewer than k (0.4% of the xl world's test
+    users) are searched again, fetching k plus their own exclusions rounded up to a quarter of k so
+    that they make a few calls, not one per length. Splitting every batch by exclusion length
+    instead costs faiss's efficiency on the small groups: on the xl world's test queries
+    (IVF1024,PQ64x4fsr,RFlat, nprobe 48) the calls of one such split searched 19,100 queries/s
+    where one call per batch fetching k + k/10 searched 21,400.
+    A row's results depend on its own query and exclusions only, never on the other rows.
 
     Args:
-        exclude: per query row, ids that must not be returned (None: no exclusions).
-        rows: the query rows to group.
-        k: results wanted per query.
+        search: (rows, fetch) -> (item ids, scores) of the `fetch` best results of those query
+            rows, best first, id -1 where there are fewer.
+        rows: the query rows to answer (rows of `exclude`).
+        k: results wanted per row.
         limit: the most a search can return (the searched set's size).
-        per_query: group by each query's own exclusions (else one group for all of `rows`).
+        exclude: per query row, ids that must not be returned (None: no exclusions).
+        per_query: approximate search: fetch per row as above (else one call for all rows).
 
     Returns:
-        (rows, fetch) pairs covering `rows`, fetch in 1..limit; none when `limit` is 0.
+        (ids (len(rows), k) int64, scores (len(rows), k) float32), id -1 and score -inf past the
+        results found.
     """
+    ids = np.full((len(rows), k), -1, dtype=np.int64)
+    scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
     if len(rows) == 0 or limit < 1:
-        return []
-    if exclude is None:
-        return [(rows, min(k, limit))]
-    if not per_query:
-        return [(rows, int(min(k + exclude.lengths()[rows].max(), limit)))]
+        return ids, scores
+    lengths = np.zeros(len(rows), dtype=np.int64) if exclude is None else exclude.lengths()[rows]
+    # what guarantees k survivors (or every item the search can return)
+    needed = np.minimum(k + lengths, limit)
     step = -(-k // 4)
-    fetch = np.minimum(k + -(-exclude.lengths()[rows] // step) * step, limit)
-    return [(rows[fetch == value], int(value)) for value in np.unique(fetch)]
+    # the same first fetch for every row with exclusions, whatever the other rows hold
+    first = int(min(k + step, limit) if per_query and exclude is not None else needed.max())
+    ids[:], scores[:] = _first_k(*search(rows, first), k, exclude, rows)
+    again = np.flatnonzero((needed > first) & (ids[:, -1] < 0))
+    if len(again):
+        fetch = np.minimum(k + -(-lengths[again] // step) * step, limit)
+        for value in np.unique(fetch):
+            positions = again[fetch == value]
+            ids[positions], scores[positions] = _first_k(
+                *search(rows[positions], int(value)), k, exclude, rows[positions]
+            )
+    return ids, scores
 
 
 def _first_k(

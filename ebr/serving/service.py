@@ -232,7 +232,14 @@ class RetrievalService:
         """The index's own top-100 recall against exact search over the same vectors.
 
         Exact search costs a full corpus scan per query, so it runs on `n_queries` evenly spaced
-        queries; an exact index scores 1 without a second search.
+        queries; an exact index scores 1 without a second search. The two searches also time the
+        index against flat side by side: chunk by chunk (`batch_size` queries), the index's search
+        and then the exact one, in one process on the same queries within seconds of each other,
+        no exclusions on either. On a shared machine flat's speed alone swings about 2x from one
+        minute to the next (its matrix multiply), which a ratio of two separate runs takes for a
+        property of the index. Timings: serving/side_by_side_queries_per_second and
+        ..._flat_queries_per_second (all chunks), serving/side_by_side_vs_flat (their ratio) and
+        ..._vs_flat_min (the chunk with the lowest ratio).
 
         Args:
             queries: (M, d) query vectors.
@@ -246,6 +253,18 @@ class RetrievalService:
             np.linspace(0, len(queries) - 1, num=min(n_queries, len(queries))).astype(np.int64)
         )
         k = min(ANN_RECALL_K, len(self.corpus))
-        approx, _ = self.index.search(queries[sample], k)
-        exact, _ = ItemIndex(self.pin_vectors, self.corpus, IndexConfig()).search(queries[sample], k)
-        return ann_recall(approx, exact, k)
+        flat = ItemIndex(self.pin_vectors, self.corpus, IndexConfig())
+        approx, exact, seconds = [], [], []
+        for start in range(0, len(sample), self.batch_size):
+            chunk = queries[sample[start : start + self.batch_size]]
+            started = time.perf_counter()
+            approx.append(self.index.search(chunk, k)[0])
+            searched = time.perf_counter()
+            exact.append(flat.search(chunk, k)[0])
+            seconds.append((searched - started, time.perf_counter() - searched))
+        index_seconds, flat_seconds = np.maximum(np.array(seconds), 1e-9).T
+        self.timings["serving/side_by_side_queries_per_second"] = len(sample) / index_seconds.sum()
+        self.timings["serving/side_by_side_flat_queries_per_second"] = len(sample) / flat_seconds.sum()
+        self.timings["serving/side_by_side_vs_flat"] = flat_seconds.sum() / index_seconds.sum()
+        self.timings["serving/side_by_side_vs_flat_min"] = float(np.min(flat_seconds / index_seconds))
+        return ann_recall(np.concatenate(approx), np.concatenate(exact), k)

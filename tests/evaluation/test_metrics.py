@@ -116,15 +116,23 @@ def test_csr_rejects_unsorted_rows_and_bad_offsets() -> None:
 
 
 @pytest.mark.parametrize(
-    "offset", [0, 7, 2**61], ids=["ids from 0", "ids from 7", "ids too wide to pack: ranked first"]
+    ("offset", "scale"),
+    [(0, 1), (7, 1), (7, 2**22), (2**61, 1)],
+    ids=[
+        "ids from 0",
+        "ids from 7",
+        "ids spread wider than the bitmap: searched only",
+        "ids too wide to pack: ranked first",
+    ],
 )
-def test_csr_contains_matches_sets(offset: int) -> None:
+def test_csr_contains_matches_sets(offset: int, scale: int) -> None:
     rng = np.random.default_rng(2)
-    rows, values = rng.integers(0, 12, 200), rng.integers(0, 50, 200) + offset
+    rows, values = rng.integers(0, 12, 200), rng.integers(0, 50, 200) * scale + offset
     if offset == 2**61:
         values[0] = 3  # the range of ids spans ~2^61, so (row, id) does not fit one int64 key
     csr = Csr.from_pairs(rows, values, 13)  # row 12 stays empty
-    matrix = np.concatenate([rng.integers(-1, 55, (13, 20)), rng.integers(-1, 55, (13, 20)) + offset], axis=1)
+    near = rng.integers(-1, 55, (13, 20))
+    matrix = np.concatenate([near, np.where(near >= 0, near * scale + offset, -1)], axis=1)
     matrix[0, 0] = -1
     sets = [set(values[rows == r].tolist()) for r in range(13)]
     expected = np.array([[int(x) in sets[r] for x in matrix[r]] for r in range(13)])

@@ -91,6 +91,28 @@ def test_a_users_results_do_not_depend_on_the_batch() -> None:
     assert (together >= 0).all()
 
 
+def test_a_query_its_exclusions_leave_short_is_searched_again() -> None:
+    """An approximate index first fetches k + k/4 for every query; a query whose exclusions take
+    more than that leaves is searched again fetching k plus its exclusions (rounded up to k/4), and
+    one they leave enough keeps its first answer: both equal the unfiltered search at that fetch,
+    filtered."""
+    rng = np.random.default_rng(6)
+    items, queries = _clustered(rng, 4000, 16), _normalised(rng, 2, 16)
+    ids = np.arange(4000) + 3
+    config = IndexConfig(factory="IVF32,PQ8x4fs,RFlat", search_params={"nprobe": 4, "k_factor_rf": 2})
+    index = ItemIndex(items, ids, config)
+    k, step = 30, 8
+    top, _ = index.search(queries, 100)
+    # query 0 loses its whole first fetch (38) and two more; query 1 loses 3 of its top 30
+    banned = [set(top[0, :40].tolist()), set(top[1, [0, 5, 9]].tolist())]
+    found, _ = index.search(queries, k, _csr(banned))
+    for row, fetch in ((0, k + 40), (1, k + step)):
+        fetched, _ = index.search(queries[row : row + 1], fetch)
+        expected = [i for i in fetched[0].tolist() if i not in banned[row]][:k]
+        assert found[row].tolist() == expected
+    assert not set(found[0].tolist()) & banned[0]
+
+
 def test_exclusion_pads_when_the_corpus_runs_out() -> None:
     rng = np.random.default_rng(2)
     items = _normalised(rng, 20, 4)

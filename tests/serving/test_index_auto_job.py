@@ -30,8 +30,8 @@ def test_an_auto_index_job_records_its_choice_and_operating_points(tmp_path: Pat
     metrics = json.loads((run_dir / "metrics.json").read_text())
     choice = json.loads((run_dir / "run.json").read_text())["info"]["index_choice"]
     points = choice["operating_points"]
-    # flat, then 5 + 4 + 4 settings of conf/index/auto.yaml's three candidates
-    assert len(points) == 14
+    # flat, then 5 + 5 + 4 settings of conf/index/auto.yaml's three candidates
+    assert len(points) == 15
     assert points[0]["factory"] == "Flat"
     assert choice["sample_queries"] == 150
     chosen = points[choice["chosen"]]
@@ -43,6 +43,8 @@ def test_an_auto_index_job_records_its_choice_and_operating_points(tmp_path: Pat
     assert 0.0 < metrics["ann_recall@100"] <= 1.0
     if choice["chosen"] == 0:
         assert metrics["ann_recall@100"] == 1.0
+    # an approximate choice is timed against flat side by side on the test users' queries
+    assert ("serving/side_by_side_vs_flat" in metrics) == (choice["chosen"] != 0)
 
 
 def test_interest_serving_chooses_the_auto_index_once_per_corpus(tmp_path: Path) -> None:

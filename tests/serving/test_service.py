@@ -111,6 +111,32 @@ def test_hnsw_service_reports_its_recall_against_exact_search() -> None:
     assert hnsw.ann_recall(queries) == pytest.approx(overlap)
 
 
+def test_ann_recall_times_the_index_against_flat_side_by_side() -> None:
+    """The recall's two searches are timed chunk by chunk: the ratio is flat's seconds over the
+    index's, a weighted mean of the chunks' ratios, so it is at least the lowest chunk's; an exact
+    index measures nothing."""
+    rng = np.random.default_rng(4)
+    task = _random_task(rng, n_users=50, n_items=1500)
+    users = rng.standard_normal((50, 16)).astype(np.float32)
+    pins = rng.standard_normal((1500, 16)).astype(np.float32)
+    hnsw = RetrievalService(_lookup(task, users), pins, task.corpus, _index("hnsw"), batch_size=12)
+    queries = hnsw.user_vectors(task.user_ids)
+    hnsw.ann_recall(queries, n_queries=40)
+    timings = hnsw.timings
+    index_speed = timings["serving/side_by_side_queries_per_second"]
+    flat_speed = timings["serving/side_by_side_flat_queries_per_second"]
+    assert timings["serving/side_by_side_vs_flat"] == pytest.approx(index_speed / flat_speed)
+    assert (
+        0
+        < timings["serving/side_by_side_vs_flat_min"]
+        <= timings["serving/side_by_side_vs_flat"] * (1 + 1e-9)
+    )
+    assert set(timings) <= WALL_CLOCK_METRICS, "two runs of one config may differ in these only"
+    flat = RetrievalService(_lookup(task, users), pins, task.corpus, _index("flat"))
+    assert flat.ann_recall(queries) == 1.0
+    assert not any(key.startswith("serving/side_by_side") for key in flat.timings)
+
+
 def test_score_columns_reach_the_index() -> None:
     rng = np.random.default_rng(5)
     task = _random_task(rng, n_users=10, n_items=60)

@@ -235,6 +235,22 @@ DIAGNOSIS_CANDIDATES = (
         "search_params": {"k_factor_rf": 3},
         "sweep": {"nprobe": [96, 128, 160, 192]},
     },
+    # how many lists: residual fast-scan codes (`fsr`), the top 2 k re-ranked, each list count at
+    # the nprobe values that bring it near 0.95 (experiments/benchmark.md, "Fewer, longer lists")
+    *(
+        {
+            "factory": f"IVF{lists},PQ64x4fsr,RFlat",
+            "search_params": {"k_factor_rf": 2},
+            "sweep": {"nprobe": probes},
+        }
+        for lists, probes in (
+            (512, [24, 32, 40]),
+            (1024, [40, 48, 56]),
+            (2048, [64, 72, 80]),
+            (4096, [96, 112, 128]),
+            (8192, [128, 144, 192]),
+        )
+    ),
     # a denser graph than hnsw_large's HNSW16 (about 90 s to build there)
     {
         "factory": "HNSW32,Flat",

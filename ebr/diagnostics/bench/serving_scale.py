@@ -6,10 +6,12 @@ the whole serving corpus: every pin that exists at serving time (`corpus.size=1.
 `corpus.new_pins=0.99`, so the pins without engagement fill the budget the engaged ones leave).
 From each child's `metrics.json`: the index build, the search of every test user (users per
 second, and its ratio to flat's), the index's own ann_recall@100 on these embeddings, the job's
-recall@100 and the whole evaluation's seconds, with the child's peak RSS. A preset may carry
-overrides after it, space-separated ("hnsw_large index.search_params.efSearch=400"); the row is
-named by the whole string. `index=auto`'s row adds the choice it made on validation users (its
-run.json's operating points).
+recall@100 and the whole evaluation's seconds, with the child's peak RSS; for an approximate
+index also its search timed against flat's side by side in the same job on the same queries
+(`serving/side_by_side_*`), a ratio that does not take flat's swings between runs for the
+index's. A preset may carry overrides after it, space-separated ("hnsw_large
+index.search_params.efSearch=400"); the row is named by the whole string. `index=auto`'s row adds
+the choice it made on validation users (its run.json's operating points).
 
 `bench_serving_section` is `scripts/benchmark.py --sections serving_scale`: one model trained on
 the learnable large world (`data=synthetic_xl`, or a given model.pt) served through each preset.
@@ -32,6 +34,13 @@ TRAINING_KEYS = (
     "eval/users",
     "eval/corpus_size",
     "corpus/size",
+)
+# an approximate index's search timed against flat's in its own job (RetrievalService.ann_recall)
+SIDE_BY_SIDE = (
+    "side_by_side_queries_per_second",
+    "side_by_side_flat_queries_per_second",
+    "side_by_side_vs_flat",
+    "side_by_side_vs_flat_min",
 )
 # every pin created before serving time; new_pins < 1 is CorpusPolicy's bound
 WHOLE_CORPUS = ("corpus.size=1.0", "corpus.new_pins=0.99")
@@ -96,6 +105,7 @@ def bench_serving_scale(
             "eval_users_per_second": metrics["eval/users_per_second"],
             "job_seconds": seconds,
             "peak_rss_mb": peak,
+            **{key: metrics[f"serving/{key}"] for key in SIDE_BY_SIDE if f"serving/{key}" in metrics},
             **_choice(run_dir),
         }
     flat = rows[presets[0]]
@@ -180,6 +190,12 @@ def format_serving_section(result: dict[str, Any]) -> list[str]:
             f" {row['search_users_per_second']:10,.0f} {row['search_vs_flat']:10.2f}"
             f" {row['ann_recall@100']:10.4f} {row['recall@100']:10.4f}"
         )
+        if "side_by_side_vs_flat" in row:
+            lines.append(
+                f"    side by side in its job: {row['side_by_side_queries_per_second']:,.0f} against flat's"
+                f" {row['side_by_side_flat_queries_per_second']:,.0f} queries/s,"
+                f" {row['side_by_side_vs_flat']:.2f}x (lowest chunk {row['side_by_side_vs_flat_min']:.2f}x)"
+            )
         if "chosen" in row:
             lines.append(
                 f"    chose {row['chosen']} on {row['index_choice']['sample_queries']} validation users"
