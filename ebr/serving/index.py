@@ -36,15 +36,15 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from ebr.data.csr import Csr, first_kept
+from ebr.data.csr import Csr
 from ebr.serving.index_config import METRICS, IndexConfig, build_index, set_search_params
+from ebr.serving.index_exclude import top_k_excluding
 from ebr.serving.index_mips import inner_products, is_mips, radius_squared
 
 __all__ = ["IndexConfig", "ItemIndex", "exact_search"]
@@ -142,7 +142,7 @@ class ItemIndex:
             return self._ids(positions), scores
 
         rows = np.arange(len(queries))
-        return _top_k_excluding(search, rows, int(k), len(self), exclude, not self.config.is_exact)
+        return top_k_excluding(search, rows, int(k), len(self), exclude, not self.config.is_exact)
 
     def _ids(self, positions: np.ndarray, subset: np.ndarray | None = None) -> np.ndarray:
         """Item ids of faiss results: `positions` index `subset` (corpus positions; None: the corpus)."""
@@ -203,7 +203,7 @@ class ItemIndex:
                     scores[short], positions[short] = self._flat(subset).search(queries[rows[short]], fetch)
                 return self._ids(positions, subset), scores
 
-            found = _top_k_excluding(search, group_rows, k, len(subset), exclude, not exact)
+            found = top_k_excluding(search, group_rows, k, len(subset), exclude, not exact)
             out_ids[group_rows], out_scores[group_rows] = found
         return out_ids, out_scores
 
@@ -305,80 +305,6 @@ def exact_search(
         (item ids (M, k), scores (M, k)) as in `ItemIndex.search`.
     """
     return ItemIndex(embeddings, item_ids, IndexConfig()).search(queries, k, exclude, allow)
-
-
-def _top_k_excluding(
-    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
-    rows: np.ndarray,
-    k: int,
-    limit: int,
-    exclude: Csr | None,
-    per_query: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The k best results of each query row that its exclusions leave, fetching enough past them.
-
-    An exact scan costs the same whatever it fetches and loses its matrix-multiply speed on small
-    groups, so without `per_query` the rows make one call, fetching k plus the longest exclusion
-    list among them. An approximate search costs about in proportion to what it fetches (an IVF-PQ
-    search re-ranks a multiple of it), and over-fetching every query by the longest list costs it
-    the heaviest user's fetch (on the xl world's test users the longest list in a batch of 4,096
-    is ~140 while the median is 5). With `per_query` every row first fetches k plus a quarter of k
-    in one call; the few rows whose exclusions then leave fewer than k (0.4% of the xl world's test
-    users) are searched again, fetching k plus their own exclusions rounded up to a quarter of k so
-    that they make a few calls, not one per length. Splitting every batch by exclusion length
-    instead costs faiss's efficiency on the small groups: on the xl world's test queries
-    (IVF1024,PQ64x4fsr,RFlat, nprobe 48) the calls of one such split searched 19,100 queries/s
-    where one call per batch fetching k + k/10 searched 21,400.
-    A row's results depend on its own query and exclusions only, never on the other rows.
-
-    Args:
-        search: (rows, fetch) -> (item ids, scores) of the `fetch` best results of those query
-            rows, best first, id -1 where there are fewer.
-        rows: the query rows to answer (rows of `exclude`).
-        k: results wanted per row.
-        limit: the most a search can return (the searched set's size).
-        exclude: per query row, ids that must not be returned (None: no exclusions).
-        per_query: approximate search: fetch per row as above (else one call for all rows).
-
-    Returns:
-        (ids (len(rows), k) int64, scores (len(rows), k) float32), id -1 and score -inf past the
-        results found.
-    """
-    ids = np.full((len(rows), k), -1, dtype=np.int64)
-    scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
-    if len(rows) == 0 or limit < 1:
-        return ids, scores
-    lengths = np.zeros(len(rows), dtype=np.int64) if exclude is None else exclude.lengths()[rows]
-    # what guarantees k survivors (or every item the search can return)
-    needed = np.minimum(k + lengths, limit)
-    step = -(-k // 4)
-    # the same first fetch for every row with exclusions, whatever the other rows hold
-    first = int(min(k + step, limit) if per_query and exclude is not None else needed.max())
-    ids[:], scores[:] = _first_k(*search(rows, first), k, exclude, rows)
-    again = np.flatnonzero((needed > first) & (ids[:, -1] < 0))
-    if len(again):
-        fetch = np.minimum(k + -(-lengths[again] // step) * step, limit)
-        for value in np.unique(fetch):
-            positions = again[fetch == value]
-            ids[positions], scores[positions] = _first_k(
-                *search(rows[positions], int(value)), k, exclude, rows[positions]
-            )
-    return ids, scores
-
-
-def _first_k(
-    ids: np.ndarray, scores: np.ndarray, k: int, exclude: Csr | None, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The first k results of each row that are real (id >= 0) and not excluded for its query row."""
-    fetch = ids.shape[1]
-    keep = ids >= 0
-    if exclude is not None:
-        keep &= ~exclude.contains_pairs(rows[:, None], ids)
-    columns, valid = first_kept(keep, k)
-    columns = np.minimum(columns, fetch - 1)
-    out_ids = np.where(valid, np.take_along_axis(ids, columns, axis=1), -1)
-    out_scores = np.where(valid, np.take_along_axis(scores, columns, axis=1), -np.inf)
-    return out_ids.astype(np.int64), out_scores.astype(np.float32)
 
 
 def _as_matrix(array: np.ndarray, name: str) -> np.ndarray:

@@ -251,6 +251,12 @@ DIAGNOSIS_CANDIDATES = (
             (8192, [128, 144, 192]),
         )
     ),
+    # re-ranking on float16 copies of the vectors instead of float32 (index=auto's candidate)
+    {
+        "factory": "IVF1024,PQ64x4fsr,Refine(SQfp16)",
+        "search_params": {"k_factor_rf": 2},
+        "sweep": {"nprobe": [40, 48, 56]},
+    },
     # a denser graph than hnsw_large's HNSW16 (about 90 s to build there)
     {
         "factory": "HNSW32,Flat",
