@@ -282,10 +282,9 @@ class TwoTowerRetriever:
             self._choose_index(service)
         queries = service.user_vectors(task.user_ids)
         retrieved = service.search(queries, k, task.exclude)
-        self._metrics.update(service.timings)
         if fresh:  # the index's, on the first task served over it (the evaluation task)
             self._metrics["ann_recall@100"] = service.ann_recall(queries, self.ann_recall_queries)
-            self._metrics.update(service.timings)  # with its side-by-side timing of flat
+        self._metrics.update(service.timings)  # the search's, and ann_recall's side-by-side timing
         if self._pretrained is not None and "id_coverage/user" not in self._metrics:
             # of the first task retrieved for: the evaluation task (the pipeline asks it first)
             self._metrics.update(self._pretrained.coverage(task))

@@ -192,14 +192,18 @@ class ItemIndex:
             exact = isinstance(sub_index, faiss.IndexFlat)
 
             def search(
-                rows: np.ndarray, fetch: int, sub_index: faiss.Index = sub_index, subset: np.ndarray = subset
+                rows: np.ndarray,
+                fetch: int,
+                sub_index: faiss.Index = sub_index,
+                subset: np.ndarray = subset,
+                exact: bool = exact,
             ) -> tuple[np.ndarray, np.ndarray]:
                 scores, positions = self._faiss_search(sub_index, queries[rows], fetch, subset)
                 # an approximate sub-index may return fewer results than the allowed set holds (its
                 # probed IVF lists hold fewer than k items, an HNSW search ends early): redo those
                 # exactly
                 short = (positions < 0).any(axis=1)
-                if short.any() and not isinstance(sub_index, faiss.IndexFlat):
+                if short.any() and not exact:
                     scores[short], positions[short] = self._flat(subset).search(queries[rows[short]], fetch)
                 return self._ids(positions, subset), scores
 

@@ -50,17 +50,15 @@ def top_k_excluding(
         (ids (len(rows), k) int64, scores (len(rows), k) float32), id -1 and score -inf past the
         results found.
     """
-    ids = np.full((len(rows), k), -1, dtype=np.int64)
-    scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
     if len(rows) == 0 or limit < 1:
-        return ids, scores
+        return np.full((len(rows), k), -1, dtype=np.int64), np.full((len(rows), k), -np.inf, dtype=np.float32)
     lengths = np.zeros(len(rows), dtype=np.int64) if exclude is None else exclude.lengths()[rows]
     # what guarantees k survivors (or every item the search can return)
     needed = np.minimum(k + lengths, limit)
     step = -(-k // 4)
     # the same first fetch for every row with exclusions, whatever the other rows hold
     first = int(min(k + step, limit) if per_query and exclude is not None else needed.max())
-    ids[:], scores[:] = _first_k(*search(rows, first), k, exclude, rows)
+    ids, scores = _first_k(*search(rows, first), k, exclude, rows)
     again = np.flatnonzero((needed > first) & (ids[:, -1] < 0))
     if len(again):
         fetch = np.minimum(k + -(-lengths[again] // step) * step, limit)

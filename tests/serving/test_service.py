@@ -96,13 +96,21 @@ def test_flat_service_matches_brute_force_in_small_query_batches() -> None:
     assert (counts["eval/cold_users"], counts["eval/cold_items"]) == (2, 5)
 
 
-def test_hnsw_service_reports_its_recall_against_exact_search() -> None:
-    rng = np.random.default_rng(2)
+def _hnsw_service(
+    seed: int, batch_size: int = 4096
+) -> tuple[EvalTask, np.ndarray, np.ndarray, RetrievalService]:
+    """(task, user vectors, unit pin vectors, an HNSW service over them): 50 users, 1,500 pins, d=16."""
+    rng = np.random.default_rng(seed)
     task = _random_task(rng, n_users=50, n_items=1500)
     users = rng.standard_normal((50, 16)).astype(np.float32)
     pins = rng.standard_normal((1500, 16)).astype(np.float32)
     pins /= np.linalg.norm(pins, axis=1, keepdims=True)
-    hnsw = RetrievalService(_lookup(task, users), pins, task.corpus, _index("hnsw"))
+    service = RetrievalService(_lookup(task, users), pins, task.corpus, _index("hnsw"), batch_size=batch_size)
+    return task, users, pins, service
+
+
+def test_hnsw_service_reports_its_recall_against_exact_search() -> None:
+    task, users, pins, hnsw = _hnsw_service(seed=2)
     queries = hnsw.user_vectors(task.user_ids)
     approx = hnsw.search(queries, 100)
     exact = _brute_retrieval(EvalTask(task.user_ids, task.relevant, None, task.corpus, 0), users, pins, 100)
@@ -115,11 +123,7 @@ def test_ann_recall_times_the_index_against_flat_side_by_side() -> None:
     """The recall's two searches are timed chunk by chunk: the ratio is flat's seconds over the
     index's, a weighted mean of the chunks' ratios, so it is at least the lowest chunk's; an exact
     index measures nothing."""
-    rng = np.random.default_rng(4)
-    task = _random_task(rng, n_users=50, n_items=1500)
-    users = rng.standard_normal((50, 16)).astype(np.float32)
-    pins = rng.standard_normal((1500, 16)).astype(np.float32)
-    hnsw = RetrievalService(_lookup(task, users), pins, task.corpus, _index("hnsw"), batch_size=12)
+    task, users, pins, hnsw = _hnsw_service(seed=4, batch_size=12)
     queries = hnsw.user_vectors(task.user_ids)
     hnsw.ann_recall(queries, n_queries=40)
     timings = hnsw.timings
